@@ -1,0 +1,26 @@
+# Two entry points: `make demo` and `make test`. Only python3 is needed; everything else
+# goes into .venv.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/vtconnect demo
+
+test: $(BIN)/.installed
+	$(BIN)/ruff check connectors taxii tests bench packaging
+	$(BIN)/python -m pytest -q
+
+bench: $(BIN)/.installed
+	$(BIN)/python bench/core.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache
