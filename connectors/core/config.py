@@ -1,0 +1,269 @@
+"""One TOML file configures every part; VT_API_KEY and VT_API_URL override it.
+
+The core only reads the sections it owns ([virustotal], [privacy], [policy], [cache], [quota]);
+servers and sources read their own sections from the same parsed document (`Settings.raw`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.9/3.10 (Splunk 9.x)
+    import tomli as tomllib
+
+DEFAULT_API_URL = "https://www.virustotal.com"
+DEFAULT_INTERNAL_SUFFIXES = (".local", ".internal", ".lan", ".corp", ".home.arpa", ".localhost")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says which key and why."""
+
+
+class SecretStr:
+    """Holds the API key so that printing, repr() or logging never shows it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "SecretStr('********')" if self._value else "SecretStr('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretStr) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class VirusTotalSettings:
+    api_key: SecretStr = field(default_factory=lambda: SecretStr(""))
+    api_url: str = DEFAULT_API_URL
+    agent: str = "vtconnect"
+    timeout: float = 20.0  # seconds per request
+    max_concurrency: int = 8  # requests in flight per process
+    retries: int = 3  # for 5xx, 503 TransientError, 504 DeadlineExceededError
+    proxy: Optional[str] = None
+    verify_tls: bool = True
+    relationships: Tuple[str, ...] = ()  # asked for in the same GET, e.g. ("contacted_domains",)
+
+
+@dataclass(frozen=True)
+class PrivacySettings:
+    internal_suffixes: Tuple[str, ...] = DEFAULT_INTERNAL_SUFFIXES
+    # Documentation ranges (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32) are not
+    # global; tests and the emulator set this so their sample addresses get looked up.
+    allow_documentation_ranges: bool = False
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    malicious_min: int = 3  # engines saying malicious
+    malicious_percent: float = 10.0  # ... or this share of engines that gave an answer
+    suspicious_min: int = 1
+    suspicious_percent: float = 0.0
+    min_engines: int = 5  # fewer answering engines than this: at most suspicious
+    trusted_engines: Tuple[str, ...] = ()  # any of these saying malicious makes it malicious
+    use_yara: bool = False  # crowdsourced YARA hits raise to suspicious
+    use_sigma: bool = False  # high/critical Sigma hits raise to suspicious
+    use_ids: bool = False  # high-severity IDS alerts raise to suspicious
+    use_sandbox: bool = False  # a sandbox saying malicious raises to suspicious
+    rescan_after_days: int = 0  # 0: never request a reanalysis
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    path: str = ""  # SQLite file; "" -> <state_dir>/cache.db
+    lru_size: int = 50_000
+    ttl_malicious: int = 7 * 86400
+    ttl_suspicious: int = 2 * 86400
+    ttl_harmless: int = 3 * 86400
+    ttl_undetected: int = 86400
+    ttl_not_found: int = 3600
+    log_interval: int = (
+        3600  # a cache hit is logged again for the same connector at most this often
+    )
+
+    def ttl_for(self, verdict: str) -> int:
+        return int(getattr(self, "ttl_" + verdict, 0))
+
+
+@dataclass(frozen=True)
+class QuotaSettings:
+    tier: str = "public"  # public: 4/min 500/day; premium: the two numbers below
+    per_minute: int = 0  # 0: the tier's default
+    per_day: int = 0
+    path: str = ""  # SQLite file shared by every process on the host; "" -> <state_dir>/quota.db
+
+    def limits(self) -> Tuple[int, int]:
+        if self.tier == "public":
+            return (self.per_minute or 4, self.per_day or 500)
+        return (self.per_minute or 1000, self.per_day or 1_000_000)
+
+
+@dataclass(frozen=True)
+class Settings:
+    virustotal: VirusTotalSettings = field(default_factory=VirusTotalSettings)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    quota: QuotaSettings = field(default_factory=QuotaSettings)
+    state_dir: str = ""
+    source: str = ""  # the file this came from, for messages
+    raw: Mapping[str, Any] = field(default_factory=dict)  # the whole document, for other parts
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir).expanduser() if self.state_dir else default_state_dir()
+
+    @property
+    def cache_path(self) -> Path:
+        return (
+            Path(self.cache.path).expanduser() if self.cache.path else self.state_path / "cache.db"
+        )
+
+    @property
+    def quota_path(self) -> Path:
+        return (
+            Path(self.quota.path).expanduser() if self.quota.path else self.state_path / "quota.db"
+        )
+
+    def with_(self, **sections: Any) -> Settings:
+        return replace(self, **sections)
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state"
+    )
+    return Path(base) / "vtconnect"
+
+
+def _section(cls: Any, data: Mapping[str, Any], name: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"[{name}] must be a table")
+    known = {f.name: f for f in fields(cls)}
+    values: Dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(f"unknown key {name}.{key} (known: {', '.join(sorted(known))})")
+        default = known[key].default
+        if key == "api_key":
+            if not isinstance(value, str):
+                raise ConfigError(f"{name}.{key} must be a string")
+            value = SecretStr(value)
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{name}.{key} must be true or false")
+        elif isinstance(default, (int, float)) and not isinstance(default, bool):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{name}.{key} must be a number")
+            if value < 0:
+                raise ConfigError(f"{name}.{key} must not be negative")
+            value = type(default)(value)
+        elif isinstance(default, tuple):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{name}.{key} must be a list of strings")
+            value = tuple(value)
+        elif value is not None and not isinstance(value, str):
+            raise ConfigError(f"{name}.{key} must be a string")
+        values[key] = value
+    return cls(**values)
+
+
+def from_mapping(
+    doc: Mapping[str, Any], source: str = "", env: Optional[Mapping[str, str]] = None
+) -> Settings:
+    env = os.environ if env is None else env
+    vt = _section(VirusTotalSettings, doc.get("virustotal", {}), "virustotal")
+    if env.get("VT_API_KEY"):
+        vt = replace(vt, api_key=SecretStr(env["VT_API_KEY"].strip()))
+    if env.get("VT_API_URL"):
+        vt = replace(vt, api_url=env["VT_API_URL"].strip())
+    vt = replace(vt, api_url=normalize_api_url(vt.api_url))
+    if vt.max_concurrency < 1:
+        raise ConfigError("virustotal.max_concurrency must be at least 1")
+    quota = _section(QuotaSettings, doc.get("quota", {}), "quota")
+    if quota.tier not in ("public", "premium"):
+        raise ConfigError("quota.tier must be 'public' or 'premium'")
+    core = doc.get("core", {})
+    if not isinstance(core, Mapping):
+        raise ConfigError("[core] must be a table")
+    unknown = set(core) - {"state_dir"}
+    if unknown:
+        raise ConfigError(f"unknown key core.{sorted(unknown)[0]} (known: state_dir)")
+    privacy = _section(PrivacySettings, doc.get("privacy", {}), "privacy")
+    privacy = replace(
+        privacy,
+        internal_suffixes=tuple(
+            "." + s.strip().lower().lstrip(".") for s in privacy.internal_suffixes
+        ),
+    )
+    return Settings(
+        virustotal=vt,
+        privacy=privacy,
+        policy=_section(PolicySettings, doc.get("policy", {}), "policy"),
+        cache=_section(CacheSettings, doc.get("cache", {}), "cache"),
+        quota=quota,
+        state_dir=str(core.get("state_dir", "")),
+        source=source,
+        raw=doc,
+    )
+
+
+def normalize_api_url(url: str) -> str:
+    """vt-py wants the host part only: accept '.../api/v3' and trailing slashes too."""
+    url = url.strip().rstrip("/")
+    if url.endswith("/api/v3"):
+        url = url[: -len("/api/v3")]
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"VirusTotal API URL must start with http:// or https://: {url!r}")
+    return url
+
+
+def load(path: Optional[str] = None, env: Optional[Mapping[str, str]] = None) -> Settings:
+    """Read the file named by `path`, else $VTCONNECT_CONFIG, else ./vtconnect.toml if present."""
+    env = os.environ if env is None else env
+    path = (
+        path
+        or env.get("VTCONNECT_CONFIG")
+        or ("vtconnect.toml" if os.path.exists("vtconnect.toml") else None)
+    )
+    if not path:
+        return from_mapping({}, env=env)
+    try:
+        with open(path, "rb") as fh:
+            doc = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read configuration {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return from_mapping(doc, source=str(path), env=env)
+
+
+def for_emulator(
+    settings: Settings, url: str, state_dir: str, api_key: str = "demo-key"
+) -> Settings:
+    """Settings pointing at a local emulator with a throw-away state dir; the documentation
+    address ranges are allowed so that sample addresses get looked up."""
+    vt = replace(settings.virustotal, api_url=normalize_api_url(url), api_key=SecretStr(api_key))
+    privacy = replace(settings.privacy, allow_documentation_ranges=True)
+    return replace(settings, virustotal=vt, privacy=privacy, state_dir=state_dir)

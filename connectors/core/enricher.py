@@ -1,0 +1,423 @@
+"""The enrichment pipeline every connector calls: values in, one Enrichment per value out.
+
+Per call: dedupe, classify and filter, answer from the cache, then ask VirusTotal for the rest
+through the quota governor with bounded concurrency, apply the policy, store. Nothing here blocks
+past the caller's deadline: what the budget or the clock does not allow comes back as `quota`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from . import policy
+from .cache import Cache, CacheEntry, LogRecord
+from .clock import Clock
+from .config import Settings
+from .gateway import (
+    BadAnswer,
+    CredentialsRejected,
+    Gateway,
+    GatewayError,
+    NotFound,
+    RateLimited,
+)
+from .observable import InvalidObservable, Kind, Observable, parse
+from .privacy import skip_reason
+from .quota import Priority, QuotaGovernor
+from .report import Report
+from .verdict import CACHEABLE, Enrichment, Verdict
+
+log = logging.getLogger(__name__)
+
+# An in-process memo answers repeated values without parsing them again; it trusts an entry
+# for at most this long so that writes by other processes (a rescan, a purge) are seen.
+MEMO_SECONDS = 60.0
+
+
+class Enricher:
+    """Shared by every connector in a process. Async API plus `enrich_sync` for callers
+    without an event loop (the Splunk command)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        connector: str = "cli",
+        cache: Optional[Cache] = None,
+        governor: Optional[QuotaGovernor] = None,
+        gateway: Optional[Gateway] = None,
+        clock: Optional[Clock] = None,
+    ) -> None:
+        self.settings = settings
+        self.connector = connector
+        self.clock = clock or Clock()
+        self.cache = cache or Cache(settings.cache_path, settings.cache, self.clock)
+        per_minute, per_day = settings.quota.limits()
+        self.governor = governor or QuotaGovernor(
+            settings.quota_path, settings.virustotal.api_key.get(), per_minute, per_day, self.clock
+        )
+        self._gateway = gateway
+        # kind option -> raw value -> (trusted until, cached Enrichment)
+        self._memos: Dict[Optional[str], Dict[str, Tuple[float, Enrichment]]] = {}
+
+    @property
+    def gateway(self) -> Gateway:
+        if self._gateway is None:
+            self._gateway = Gateway(self.settings.virustotal)
+        return self._gateway
+
+    async def aclose(self) -> None:
+        if self._gateway is not None:
+            await self._gateway.aclose()
+
+    def close(self) -> None:
+        self.cache.close()
+
+    # -- public API ----------------------------------------------------------------------
+    def enrich_sync(self, values: Sequence[str], **kwargs: object) -> List[Enrichment]:
+        """For callers with no running event loop; raises RuntimeError inside one."""
+
+        async def run() -> List[Enrichment]:
+            try:
+                return await self.enrich(values, **kwargs)  # type: ignore[arg-type]
+            finally:
+                await self.aclose()
+
+        return asyncio.run(run())
+
+    async def enrich(
+        self,
+        values: Sequence[str],
+        *,
+        kind: Optional[str] = None,
+        priority: Priority = Priority.INTERACTIVE,
+        deadline: Optional[float] = None,
+        use_cache: bool = True,
+        rescan_after_days: Optional[int] = None,
+        max_lookups: Optional[int] = None,
+        connector: Optional[str] = None,
+    ) -> List[Enrichment]:
+        """One Enrichment per input value, in input order. Equal inputs share one (read-only)
+        Enrichment. `deadline` is in seconds from now; `max_lookups` caps API calls."""
+        connector = connector or self.connector
+        now = self.clock.now()
+        kind = None if kind in (None, "", "auto") else kind
+        memo = self._memos.setdefault(kind, {}) if use_cache else {}
+        found: Dict[str, Optional[Enrichment]] = {}
+        todo: List[str] = []
+        for value in values:
+            if value in found:
+                continue
+            hit = memo.get(value)
+            if hit is not None and hit[0] > now:
+                found[value] = hit[1]
+            else:
+                found[value] = None
+                todo.append(value)
+        if todo:
+            fresh = await self._resolve(
+                todo, kind, priority, deadline, use_cache, rescan_after_days, max_lookups, connector
+            )
+            for value, enr in fresh.items():
+                found[value] = enr
+        return [found[v] for v in values]  # type: ignore[misc]
+
+    # -- pipeline ------------------------------------------------------------------------
+    async def _resolve(
+        self,
+        values: List[str],
+        kind: Optional[str],
+        priority: Priority,
+        deadline: Optional[float],
+        use_cache: bool,
+        rescan_after_days: Optional[int],
+        max_lookups: Optional[int],
+        connector: str,
+    ) -> Dict[str, Enrichment]:
+        out: Dict[str, Enrichment] = {}
+        by_key: Dict[str, Tuple[Observable, List[str]]] = {}
+        for value in values:
+            try:
+                obs = parse(value, kind)
+            except InvalidObservable as exc:
+                out[value] = Enrichment(
+                    value, "", Verdict.SKIPPED, reason=f"not an indicator: {exc}"
+                )
+                continue
+            why = skip_reason(obs, self.settings.privacy)
+            if why:
+                out[value] = _from_obs(value, obs, Verdict.SKIPPED, reason=why)
+                continue
+            by_key.setdefault(obs.cache_key, (obs, []))[1].append(value)
+
+        rescan_days = (
+            self.settings.policy.rescan_after_days
+            if rescan_after_days is None
+            else rescan_after_days
+        )
+        answers: Dict[str, Enrichment] = {}
+        entries = self.cache.get_many(by_key) if use_cache and by_key else {}
+        stale: List[Observable] = []
+        now = self.clock.now()
+        for key, entry in entries.items():
+            obs = by_key[key][0]
+            enr = self._from_entry(obs, entry)
+            if rescan_days and enr.report is not None and enr.report.age_days(now) > rescan_days:
+                enr.stale = True
+                stale.append(obs)
+            answers[key] = enr
+        hits = len(answers)
+
+        missing = [by_key[k][0] for k in by_key if k not in answers]
+        fetched = await self._fetch_all(missing, priority, deadline, max_lookups)
+        answers.update(fetched)
+        if stale:
+            await self._rescan(
+                stale, priority, deadline, fetched_count=len(fetched), max_lookups=max_lookups
+            )
+
+        self._store(by_key, fetched, answers, connector, now)
+        self.cache.count_hit(connector, hits, len(missing))
+        memo_until = now + MEMO_SECONDS
+        for key, (_, raws) in by_key.items():
+            enr = answers[key]
+            for raw in raws:
+                out[raw] = enr if raw == enr.value else replace(enr, value=raw)
+        self._remember(kind, out, memo_until)
+        return out
+
+    async def _fetch_all(
+        self,
+        observables: List[Observable],
+        priority: Priority,
+        deadline: Optional[float],
+        max_lookups: Optional[int],
+    ) -> Dict[str, Enrichment]:
+        if not observables:
+            return {}
+        until = None if deadline is None else self.clock.now() + deadline
+        limit = len(observables) if max_lookups is None else max(0, max_lookups)
+        results: Dict[str, Enrichment] = {}
+        for obs in observables[limit:]:
+            results[obs.cache_key] = _from_obs(
+                obs.value, obs, Verdict.QUOTA, reason=f"over this search's limit of {limit} lookups"
+            )
+        sem = asyncio.Semaphore(self.settings.virustotal.max_concurrency)
+        fatal: List[CredentialsRejected] = []
+
+        async def one(obs: Observable) -> None:
+            async with sem:
+                if fatal:
+                    return
+                results[obs.cache_key] = await self._fetch_one(obs, priority, until, fatal)
+
+        tasks = [asyncio.ensure_future(one(o)) for o in observables[:limit]]
+        timeout = None if until is None else max(0.0, until - self.clock.now())
+        done, pending = await asyncio.wait(tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        for task in done:
+            exc = task.exception()
+            if exc is not None and not isinstance(exc, asyncio.CancelledError):
+                raise exc
+        if fatal:
+            raise fatal[0]
+        for obs in observables[:limit]:
+            if obs.cache_key not in results:
+                results[obs.cache_key] = _from_obs(
+                    obs.value,
+                    obs,
+                    Verdict.ERROR,
+                    reason="no answer before the deadline",
+                    error="deadline",
+                )
+        return results
+
+    async def _fetch_one(
+        self,
+        obs: Observable,
+        priority: Priority,
+        until: Optional[float],
+        fatal: List[CredentialsRejected],
+    ) -> Enrichment:
+        while True:
+            if not await self.governor.acquire(priority, until):
+                return _from_obs(
+                    obs.value,
+                    obs,
+                    Verdict.QUOTA,
+                    reason="VirusTotal API budget spent; not looked up",
+                )
+            try:
+                report = await self.gateway.fetch(obs, self.settings.virustotal.relationships)
+            except NotFound:
+                return _from_obs(
+                    obs.value, obs, Verdict.NOT_FOUND, score=0, reason=policy.NOT_FOUND.reason
+                )
+            except RateLimited as exc:
+                # Never retry at once: the governor holds every caller until the cooldown ends,
+                # or answers quota when that is past the deadline.
+                self.governor.learn_429(exc.retry_after)
+                log.warning("VirusTotal rate limit (%s); backing off", exc.code)
+                continue
+            except CredentialsRejected as exc:
+                fatal.append(exc)
+                raise
+            except (BadAnswer, GatewayError) as exc:
+                return _from_obs(
+                    obs.value,
+                    obs,
+                    Verdict.ERROR,
+                    reason=f"VirusTotal lookup failed: {exc}",
+                    error=exc.code,
+                )
+            return self._from_report(obs, report, cached=False)
+
+    async def _rescan(
+        self,
+        stale: List[Observable],
+        priority: Priority,
+        deadline: Optional[float],
+        fetched_count: int,
+        max_lookups: Optional[int],
+    ) -> None:
+        """Ask for reanalysis of reports older than rescan_after_days (one API call each)."""
+        budget = len(stale) if max_lookups is None else max(0, max_lookups - fetched_count)
+        until = None if deadline is None else self.clock.now() + deadline
+        for obs in stale[:budget]:
+            if not await self.governor.acquire(priority, until):
+                return
+            try:
+                await self.gateway.reanalyse(obs)
+            except CredentialsRejected:
+                raise
+            except GatewayError as exc:
+                log.info("reanalysis of %s not requested: %s", obs.kind.value, exc.code)
+
+    # -- building results ------------------------------------------------------------------
+    def _from_report(self, obs: Observable, report: Report, cached: bool) -> Enrichment:
+        d = policy.decide(report, self.settings.policy)
+        vt_id = report.id if obs.kind != Kind.URL else obs.vt_id
+        return Enrichment(
+            value=obs.value,
+            kind=obs.kind.value,
+            verdict=d.verdict,
+            score=d.score,
+            reason=d.reason,
+            normalized=obs.value,
+            vt_id=vt_id,
+            link=_link(obs, report),
+            report=report,
+            cached=cached,
+        )
+
+    def _from_entry(self, obs: Observable, entry: CacheEntry) -> Enrichment:
+        if entry.report is None:
+            return _from_obs(
+                obs.value, obs, Verdict.NOT_FOUND, reason=policy.NOT_FOUND.reason, cached=True
+            )
+        return self._from_report(obs, Report.from_dict(entry.report), cached=True)
+
+    def _store(
+        self,
+        by_key: Dict[str, Tuple[Observable, List[str]]],
+        fetched: Dict[str, Enrichment],
+        answers: Dict[str, Enrichment],
+        connector: str,
+        now: float,
+    ) -> None:
+        items = []
+        for key, enr in fetched.items():
+            if enr.verdict not in CACHEABLE:
+                continue
+            r = enr.report
+            entry = CacheEntry(
+                key=_canonical(key, r),
+                verdict=enr.verdict.value,
+                report=r.to_dict() if r else None,
+                stored_at=now,
+                expires_at=now + self.settings.cache.ttl_for(enr.verdict.value),
+            )
+            items.append((entry, _aliases(key, r)))
+        if items:
+            self.cache.put_many(items)
+        records = []
+        for key, enr in answers.items():
+            if enr.verdict not in CACHEABLE:
+                continue
+            if enr.cached and not self.cache.should_log(key, connector):
+                continue
+            obs = by_key[key][0]
+            records.append(
+                LogRecord(
+                    key=_canonical(key, enr.report),
+                    kind=obs.kind.value,
+                    value=obs.value,
+                    verdict=enr.verdict.value,
+                    score=enr.score,
+                    connector=connector,
+                    at=now,
+                    reason=enr.reason,
+                )
+            )
+        if records:
+            self.cache.log(records)
+
+    def _remember(self, kind: Optional[str], out: Dict[str, Enrichment], until: float) -> None:
+        memo = self._memos.setdefault(kind, {})
+        room = self.settings.cache.lru_size - len(memo)
+        if room < len(out):
+            # Drop the oldest entries (dicts keep insertion order).
+            for k in list(memo)[: len(out) - room]:
+                del memo[k]
+        for raw, enr in out.items():
+            if enr.verdict in CACHEABLE:
+                memo[raw] = (until, enr if enr.cached else replace(enr, cached=True))
+
+
+def _from_obs(
+    value: str,
+    obs: Observable,
+    verdict: Verdict,
+    *,
+    score: int = 0,
+    reason: str = "",
+    error: str = "",
+    cached: bool = False,
+) -> Enrichment:
+    return Enrichment(
+        value=value,
+        kind=obs.kind.value,
+        verdict=verdict,
+        score=score,
+        reason=reason,
+        normalized=obs.value,
+        vt_id=obs.vt_id,
+        link=obs.gui_link,
+        cached=cached,
+        error=error,
+    )
+
+
+def _link(obs: Observable, report: Report) -> str:
+    if report.kind == "file":
+        return f"https://www.virustotal.com/gui/file/{report.id}"
+    return obs.gui_link
+
+
+def _canonical(key: str, report: Optional[Report]) -> str:
+    if report is not None and report.kind == "file" and report.sha256:
+        return f"file:{report.sha256}"
+    return key
+
+
+def _aliases(key: str, report: Optional[Report]) -> Iterable[str]:
+    aliases = {key}
+    if report is not None and report.kind == "file":
+        aliases.update(f"file:{h}" for h in (report.md5, report.sha1, report.sha256) if h)
+    return aliases

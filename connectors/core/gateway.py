@@ -1,0 +1,242 @@
+"""The only module that talks to VirusTotal: vt-py underneath, our error classes on top.
+
+Every call returns parsed data or raises one of the GatewayError subclasses below, so callers
+decide per class: NotFound is a verdict, RateLimited means back off, CredentialsRejected stops
+everything, Unavailable has already been retried and costs one observable only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+from typing import Any, Dict, Optional, Sequence
+
+import aiohttp
+import vt
+
+from .config import VirusTotalSettings
+from .observable import Kind, Observable
+from .report import Report, ReportError, parse_report
+
+log = logging.getLogger(__name__)
+
+DIRECT_UPLOAD_LIMIT = 32 * 1024 * 1024
+UPLOAD_URL_LIMIT = 650 * 1024 * 1024
+RETRYABLE = {"TransientError", "DeadlineExceededError", "ServerError"}
+CREDENTIALS = {
+    "WrongCredentialsError",
+    "AuthenticationRequiredError",
+    "ForbiddenError",
+    "UserNotActiveError",
+}
+RATE_LIMITED = {"QuotaExceededError", "TooManyRequestsError"}
+
+
+class GatewayError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}" if message else code)
+        self.code = code
+        self.message = message
+
+
+class NotFound(GatewayError):
+    pass
+
+
+class RateLimited(GatewayError):
+    def __init__(self, code: str, message: str, retry_after: Optional[float]) -> None:
+        super().__init__(code, message)
+        self.retry_after = retry_after
+
+
+class CredentialsRejected(GatewayError):
+    """The key is wrong, inactive or lacks the privilege: a configuration problem, not data."""
+
+
+class BadAnswer(GatewayError):
+    """VirusTotal (or what stands in for it) answered something we cannot read."""
+
+
+class Unavailable(GatewayError):
+    """Server errors, timeouts or broken connections that outlasted the retries."""
+
+
+class Gateway:
+    """One per process and event loop; create it (or call it first) inside the running loop."""
+
+    def __init__(self, settings: VirusTotalSettings) -> None:
+        if not settings.api_key:
+            raise CredentialsRejected(
+                "NoApiKey", "no VirusTotal API key: set VT_API_KEY or virustotal.api_key"
+            )
+        self.settings = settings
+        self._client: Optional[vt.Client] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+
+    def _vt(self) -> vt.Client:
+        # vt.Client binds its connector to the loop it was created in (DESIGN.md).
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            s = self.settings
+            self._client = vt.Client(
+                s.api_key.get(),
+                agent=s.agent,
+                host=s.api_url,
+                timeout=int(max(1, s.timeout)),
+                proxy=s.proxy,
+                verify_ssl=s.verify_tls,
+            )
+            self._loop = loop
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None and self._loop is asyncio.get_running_loop():
+            await self._client.close_async()
+        self._client = None
+
+    # -- lookups ---------------------------------------------------------------------------
+    async def fetch(self, obs: Observable, relationships: Sequence[str] = ()) -> Report:
+        """GET the object, with relationship descriptors in the same request."""
+        params = {"relationships": ",".join(relationships)} if relationships else None
+        doc = await self._call("GET", obs.path, params=params)
+        try:
+            return parse_report(doc)
+        except ReportError as exc:
+            raise BadAnswer("BadAnswer", str(exc)) from None
+
+    async def reanalyse(self, obs: Observable) -> str:
+        """Ask for a fresh analysis; returns the analysis id."""
+        if obs.kind == Kind.URL:
+            doc = await self._call("POST", "/urls", form={"url": obs.value})
+        else:
+            doc = await self._call("POST", obs.path + "/analyse")
+        return _analysis_id(doc)
+
+    async def scan_url(self, url: str) -> str:
+        return _analysis_id(await self._call("POST", "/urls", form={"url": url}))
+
+    async def scan_file(self, path: str) -> str:
+        size = os.path.getsize(path)
+        if size > UPLOAD_URL_LIMIT:
+            raise GatewayError("TooLarge", f"{size} bytes is over VirusTotal's 650 MB upload limit")
+        target = "/files"
+        if size > DIRECT_UPLOAD_LIMIT:
+            doc = await self._call("GET", "/files/upload_url")
+            target = doc.get("data") if isinstance(doc, dict) else None
+            if not isinstance(target, str) or not target.startswith(("http://", "https://")):
+                raise BadAnswer("BadAnswer", "upload_url answer has no URL")
+        return _analysis_id(await self._call("POST", target, file_path=path, retries=0))
+
+    async def analysis(self, analysis_id: str) -> Dict[str, Any]:
+        doc = await self._call("GET", f"/analyses/{analysis_id}")
+        data = doc.get("data") if isinstance(doc, dict) else None
+        if not isinstance(data, dict) or not isinstance(data.get("attributes"), dict):
+            raise BadAnswer("BadAnswer", "analysis answer has no attributes")
+        return doc
+
+    async def get_json(self, path: str, params: Optional[Dict[str, Any]] = None) -> Any:
+        """Any other GET (collections, IoC stream, hunting, search) with the same error mapping."""
+        return await self._call("GET", path, params=params)
+
+    # -- transport ---------------------------------------------------------------------------
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Optional[Dict[str, Any]] = None,
+        form: Optional[Dict[str, str]] = None,
+        file_path: Optional[str] = None,
+        retries: Optional[int] = None,
+    ) -> Any:
+        attempts = 1 + (self.settings.retries if retries is None else retries)
+        last: Optional[GatewayError] = None
+        for attempt in range(attempts):
+            if attempt:
+                # Jittered exponential backoff: 0.5 s, 1 s, 2 s ... at most 8 s.
+                await asyncio.sleep(min(8.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5))
+            try:
+                return await asyncio.wait_for(
+                    self._once(method, path, params, form, file_path), self.settings.timeout
+                )
+            except asyncio.TimeoutError:
+                last = Unavailable("Timeout", f"no answer within {self.settings.timeout:g} s")
+            except (aiohttp.ClientError, ConnectionError) as exc:
+                last = Unavailable("ConnectionError", type(exc).__name__)
+            except GatewayError as exc:
+                if exc.code not in RETRYABLE:
+                    raise
+                last = Unavailable(exc.code, exc.message)
+            log.debug(
+                "VirusTotal %s %s failed (%s), attempt %d/%d",
+                method,
+                path,
+                last,
+                attempt + 1,
+                attempts,
+            )
+        assert last is not None
+        raise last
+
+    async def _once(
+        self,
+        method: str,
+        path: str,
+        params: Optional[Dict[str, Any]],
+        form: Optional[Dict[str, str]],
+        file_path: Optional[str],
+    ) -> Any:
+        client = self._vt()
+        if method == "GET":
+            resp = await client.get_async(path, params=params)
+        elif file_path is not None:
+            with open(file_path, "rb") as fh:
+                data = aiohttp.FormData()
+                data.add_field("file", fh, filename=os.path.basename(file_path))
+                resp = await client.post_async(path, data=data)  # type: ignore[arg-type]
+        elif form is not None:
+            data = aiohttp.FormData()
+            for k, v in form.items():
+                data.add_field(k, v)
+            resp = await client.post_async(path, data=data)  # type: ignore[arg-type]
+        else:
+            resp = await client.post_async(path)
+        status = resp.status
+        if status == 200:
+            try:
+                return json.loads(await resp.read_async())
+            except (ValueError, UnicodeDecodeError):
+                raise BadAnswer("BadAnswer", "response is not valid JSON") from None
+        try:
+            error = await client.get_error_async(resp)
+        except (ValueError, UnicodeDecodeError):
+            error = None
+        code = error.code if error else "ServerError"
+        message = str(error.message) if error else f"HTTP {status}"
+        if code == "NotFoundError":
+            raise NotFound(code, message)
+        if code in RATE_LIMITED or status == 429:
+            raise RateLimited(code, message, _retry_after(resp.headers.get("Retry-After")))
+        if code in CREDENTIALS:
+            raise CredentialsRejected(code, message)
+        if status >= 500 or code in RETRYABLE:
+            raise GatewayError(code if code in RETRYABLE else "ServerError", message)
+        raise GatewayError(code, message)
+
+
+def _retry_after(value: Optional[str]) -> Optional[float]:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _analysis_id(doc: Any) -> str:
+    data = doc.get("data") if isinstance(doc, dict) else None
+    aid = data.get("id") if isinstance(data, dict) else None
+    if not isinstance(aid, str) or not aid:
+        raise BadAnswer("BadAnswer", "analysis answer has no id")
+    return aid

@@ -1,0 +1,284 @@
+"""VirusTotal's answer for one object, parsed into a small typed record.
+
+We parse the JSON ourselves instead of using vt.Object: it is ~5x cheaper per object and keeps
+only the fields the connectors show. Missing or malformed fields become empty values; a response
+without the expected shape raises ReportError so that one bad answer costs one observable only.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+FILE_STATS = (
+    "harmless",
+    "malicious",
+    "suspicious",
+    "undetected",
+    "timeout",
+    "type-unsupported",
+    "confirmed-timeout",
+    "failure",
+)
+OTHER_STATS = ("harmless", "malicious", "suspicious", "undetected", "timeout")
+# Engines that gave an opinion; timeouts and unsupported types did not look at the sample.
+ANSWERED = ("harmless", "malicious", "suspicious", "undetected")
+
+
+class ReportError(ValueError):
+    """The API answered, but not with an object we can read."""
+
+
+def _iso(ts: Optional[int]) -> str:
+    if not ts:
+        return ""
+    try:
+        return _dt.datetime.fromtimestamp(int(ts), _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError, TypeError):
+        return ""
+
+
+def _int(v: Any) -> int:
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, (int, float)):
+        return int(v)
+    if isinstance(v, str):
+        try:
+            return int(float(v))
+        except ValueError:
+            return 0
+    return 0
+
+
+def _str(v: Any) -> str:
+    return v if isinstance(v, str) else ("" if v is None else str(v))
+
+
+def _dict(v: Any) -> Dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+def _strs(v: Any, limit: int = 50) -> Tuple[str, ...]:
+    if not isinstance(v, list):
+        return ()
+    return tuple(_str(x) for x in v[:limit] if isinstance(x, (str, int, float)))
+
+
+@dataclass
+class Report:
+    kind: str  # "file" | "url" | "domain" | "ip_address" (VirusTotal's object type)
+    id: str
+    stats: Dict[str, int] = field(default_factory=dict)
+    engines: Dict[str, str] = field(default_factory=dict)  # engine -> category
+    engine_results: Dict[str, str] = field(
+        default_factory=dict
+    )  # engine -> result name, detections only
+    reputation: int = 0
+    votes_harmless: int = 0
+    votes_malicious: int = 0
+    tags: Tuple[str, ...] = ()
+    threat_label: str = ""
+    threat_categories: Tuple[str, ...] = ()
+    threat_names: Tuple[str, ...] = ()
+    first_seen: int = 0
+    last_analysis: int = 0
+    # file
+    md5: str = ""
+    sha1: str = ""
+    sha256: str = ""
+    names: Tuple[str, ...] = ()
+    type_description: str = ""
+    size: int = 0
+    trusted_verdict: str = ""  # "goodware" when a known software publisher vouches for it
+    # url
+    url: str = ""
+    final_url: str = ""
+    title: str = ""
+    # domain (categories also for urls)
+    categories: Tuple[str, ...] = ()
+    registrar: str = ""
+    creation_date: int = 0
+    # ip
+    asn: int = 0
+    as_owner: str = ""
+    country: str = ""
+    network: str = ""
+    # crowdsourced and sandbox signals
+    yara_rules: Tuple[str, ...] = ()
+    sigma: Dict[str, int] = field(default_factory=dict)  # severity -> count
+    ids: Dict[str, int] = field(default_factory=dict)  # severity -> count
+    sandbox_malicious: Tuple[str, ...] = ()  # sandboxes whose category is malicious
+    sandbox_verdicts: Dict[str, str] = field(default_factory=dict)  # sandbox -> category
+    relationships: Dict[str, List[Dict[str, str]]] = field(default_factory=dict)
+    emulated: bool = False  # the answer came from the vtconnect emulator, not VirusTotal
+
+    @property
+    def total(self) -> int:
+        return sum(self.stats.get(k, 0) for k in ANSWERED)
+
+    @property
+    def first_seen_iso(self) -> str:
+        return _iso(self.first_seen)
+
+    @property
+    def last_analysis_iso(self) -> str:
+        return _iso(self.last_analysis)
+
+    def age_days(self, now: float) -> float:
+        return (now - self.last_analysis) / 86400.0 if self.last_analysis else float("inf")
+
+    def kind_fields(self) -> Dict[str, Any]:
+        """The fields that only make sense for this kind of object, for flat outputs."""
+        if self.kind == "file":
+            return {
+                "file_names": list(self.names),
+                "file_type": self.type_description,
+                "file_size": self.size,
+                "md5": self.md5,
+                "sha1": self.sha1,
+                "sha256": self.sha256,
+            }
+        if self.kind == "domain":
+            return {
+                "categories": list(self.categories),
+                "registrar": self.registrar,
+                "creation_date": _iso(self.creation_date),
+            }
+        if self.kind == "ip_address":
+            return {
+                "country": self.country,
+                "asn": self.asn,
+                "as_owner": self.as_owner,
+                "network": self.network,
+            }
+        if self.kind == "url":
+            return {
+                "categories": list(self.categories),
+                "final_url": self.final_url,
+                "title": self.title,
+            }
+        return {}
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Report:
+        """Inverse of to_dict (cache entries)."""
+        kw = dict(d)
+        for name in (
+            "tags",
+            "threat_categories",
+            "threat_names",
+            "names",
+            "categories",
+            "yara_rules",
+            "sandbox_malicious",
+        ):
+            kw[name] = tuple(kw.get(name) or ())
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in kw.items() if k in known})
+
+
+def parse_report(doc: Any) -> Report:
+    """Read `{"data": {...}}` as GET /files|urls|domains|ip_addresses/{id} returns it."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("data"), dict):
+        raise ReportError("response has no data object")
+    data = doc["data"]
+    kind, oid = data.get("type"), data.get("id")
+    if kind not in ("file", "url", "domain", "ip_address") or not isinstance(oid, str) or not oid:
+        raise ReportError(f"unexpected object type {kind!r}")
+    a = data.get("attributes")
+    if not isinstance(a, dict):
+        raise ReportError("object has no attributes")
+    keys = FILE_STATS if kind == "file" else OTHER_STATS
+    raw_stats = _dict(a.get("last_analysis_stats"))
+    stats = {k: _int(raw_stats.get(k)) for k in keys}
+    engines: Dict[str, str] = {}
+    results: Dict[str, str] = {}
+    for name, res in _dict(a.get("last_analysis_results")).items():
+        if isinstance(res, dict):
+            cat = _str(res.get("category"))
+            engines[str(name)] = cat
+            if cat in ("malicious", "suspicious") and res.get("result"):
+                results[str(name)] = _str(res.get("result"))
+    ptc = _dict(a.get("popular_threat_classification"))
+    votes = _dict(a.get("total_votes"))
+    r = Report(
+        kind=kind,
+        id=oid,
+        stats=stats,
+        engines=engines,
+        engine_results=results,
+        reputation=_int(a.get("reputation")),
+        votes_harmless=_int(votes.get("harmless")),
+        votes_malicious=_int(votes.get("malicious")),
+        tags=_strs(a.get("tags")),
+        threat_label=_str(ptc.get("suggested_threat_label")),
+        threat_categories=_values(ptc.get("popular_threat_category")),
+        threat_names=_values(ptc.get("popular_threat_name")),
+        first_seen=_int(a.get("first_submission_date")),
+        last_analysis=_int(a.get("last_analysis_date")),
+        relationships=_relationships(data.get("relationships")),
+    )
+    if kind == "file":
+        r.md5, r.sha1 = _str(a.get("md5")).lower(), _str(a.get("sha1")).lower()
+        r.sha256 = _str(a.get("sha256")).lower() or oid.lower()
+        r.names = _strs(a.get("names"), 20)
+        if a.get("meaningful_name") and _str(a["meaningful_name"]) not in r.names:
+            r.names = (_str(a["meaningful_name"]),) + r.names
+        r.type_description = _str(a.get("type_description"))
+        r.size = _int(a.get("size"))
+        r.trusted_verdict = _str(_dict(a.get("trusted_verdict")).get("verdict"))
+        r.yara_rules = tuple(
+            _str(_dict(y).get("rule_name"))
+            for y in (a.get("crowdsourced_yara_results") or [])[:50]
+            if isinstance(y, dict)
+        )
+        r.sigma = {k: _int(v) for k, v in _dict(a.get("sigma_analysis_stats")).items()}
+        r.ids = {k: _int(v) for k, v in _dict(a.get("crowdsourced_ids_stats")).items()}
+        sandboxes = {
+            str(k): _str(_dict(v).get("category"))
+            for k, v in _dict(a.get("sandbox_verdicts")).items()
+        }
+        r.sandbox_verdicts = sandboxes
+        r.sandbox_malicious = tuple(k for k, v in sandboxes.items() if v == "malicious")
+    elif kind == "url":
+        r.url = _str(a.get("url"))
+        r.final_url = _str(a.get("last_final_url"))
+        r.title = _str(a.get("title"))
+        r.categories = tuple(sorted(set(_str(v) for v in _dict(a.get("categories")).values())))
+    elif kind == "domain":
+        r.categories = tuple(sorted(set(_str(v) for v in _dict(a.get("categories")).values())))
+        r.registrar = _str(a.get("registrar"))
+        r.creation_date = _int(a.get("creation_date"))
+    else:
+        r.asn = _int(a.get("asn"))
+        r.as_owner = _str(a.get("as_owner"))
+        r.country = _str(a.get("country"))
+        r.network = _str(a.get("network"))
+    meta = doc.get("meta")
+    r.emulated = isinstance(meta, dict) and meta.get("emulator") is True
+    return r
+
+
+def _values(v: Any) -> Tuple[str, ...]:
+    """[{"value": "trojan", "count": 12}, ...] -> ("trojan", ...)"""
+    if not isinstance(v, list):
+        return ()
+    return tuple(_str(x.get("value")) for x in v[:10] if isinstance(x, dict) and x.get("value"))
+
+
+def _relationships(raw: Any) -> Dict[str, List[Dict[str, str]]]:
+    out: Dict[str, List[Dict[str, str]]] = {}
+    for name, rel in _dict(raw).items():
+        data = _dict(rel).get("data")
+        items = data if isinstance(data, list) else [data] if isinstance(data, dict) else []
+        out[str(name)] = [
+            {"type": _str(d.get("type")), "id": _str(d.get("id"))}
+            for d in items[:100]
+            if isinstance(d, dict) and d.get("id")
+        ]
+    return out

@@ -1,0 +1,58 @@
+"""`vtconnect demo` / `make demo`: the main job end to end against a local emulator.
+
+No API key and no network: an emulator is started on an ephemeral loopback port, vt-py is pointed
+at it, and a throw-away state directory holds the cache and the quota ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+
+from rich.console import Console
+
+from . import formats
+from .core import config as config_mod
+from .core.enricher import Enricher
+
+SAMPLES = [
+    "44d88612fea8a8f36de82e1278abb02f",  # EICAR test file, MD5
+    "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",  # the empty file
+    "hxxps://example[.]com/login",  # defanged, as analysts paste them
+    "example.org",
+    "203.0.113.66",  # a documentation address the emulator reports as malicious
+    "10.1.2.3",  # private: never sent to VirusTotal
+    "fileserver.corp",  # internal suffix: never sent
+    "8a9f3c0e5d4b2a1f6e7d8c9b0a1f2e3d",  # an unknown hash
+    "not an indicator",
+]
+
+
+async def _run(console: Console) -> int:
+    from .emulator.server import running_emulator
+
+    with tempfile.TemporaryDirectory(prefix="vtconnect-demo-") as state:
+        async with running_emulator() as emu:
+            console.print(f"[bold]VirusTotal API emulator[/] at {emu.url} (no real API is called)")
+            settings = config_mod.for_emulator(config_mod.load(), emu.url, state)
+            enricher = Enricher(settings, connector="demo")
+            try:
+                first = await enricher.enrich(SAMPLES)
+                formats.print_table(first, console)
+                again = await enricher.enrich(SAMPLES)
+                hits = sum(r.cached for r in again)
+                console.print(f"second pass: {hits}/{len(again)} answered from the cache, "
+                              "no API calls")
+                console.print("JSON for the first malicious result:")
+                risky = [r for r in first if r.verdict.value == "malicious"]
+                if risky:
+                    console.print_json(json.dumps(formats.rows(risky[:1])[0]))
+            finally:
+                await enricher.aclose()
+                enricher.close()
+    return 0
+
+
+def run_demo() -> int:
+    return asyncio.run(_run(Console()))

@@ -1,0 +1,103 @@
+"""Renders enrichments for people (a table) and for programs (JSON, CSV)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any, Dict, List, Sequence
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from .core.verdict import Enrichment
+
+CSV_FIELDS = (
+    "value",
+    "kind",
+    "normalized",
+    "vt_id",
+    "verdict",
+    "score",
+    "reason",
+    "malicious",
+    "suspicious",
+    "harmless",
+    "undetected",
+    "total",
+    "reputation",
+    "threat_label",
+    "tags",
+    "first_seen",
+    "last_analysis",
+    "link",
+    "cached",
+    "stale",
+    "error",
+    "source",
+)
+COLOURS = {
+    "malicious": "bold red",
+    "suspicious": "yellow",
+    "harmless": "green",
+    "undetected": "cyan",
+    "not_found": "dim",
+    "skipped": "dim",
+    "quota": "magenta",
+    "error": "bold magenta",
+}
+
+
+def rows(results: Sequence[Enrichment]) -> List[Dict[str, Any]]:
+    out = []
+    for r in results:
+        d = r.to_dict()
+        d["source"] = (
+            "emulator"
+            if r.report is not None and r.report.emulated
+            else ("virustotal" if r.report is not None else "")
+        )
+        out.append(d)
+    return out
+
+
+def to_json(results: Sequence[Enrichment]) -> str:
+    return json.dumps(rows(results), indent=2, ensure_ascii=False)
+
+
+def to_csv(results: Sequence[Enrichment]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for d in rows(results):
+        d["tags"] = ";".join(d["tags"])
+        w.writerow({k: "" if d.get(k) is None else d.get(k) for k in CSV_FIELDS})
+    return buf.getvalue()
+
+
+def print_table(results: Sequence[Enrichment], console: Console) -> None:
+    emulated = any(r.report is not None and r.report.emulated for r in results)
+    title = "VirusTotal verdicts" + (" — EMULATOR DATA, not VirusTotal" if emulated else "")
+    t = Table(title=title, title_style="bold magenta" if emulated else "bold")
+    for col in ("value", "kind", "verdict", "score", "detections", "reason"):
+        t.add_column(col, overflow="fold")
+    for r in results:
+        rep = r.report
+        det = f"{rep.stats.get('malicious', 0)}/{rep.total}" if rep else ""
+        mark = " (cached)" if r.cached else ""
+        # Text objects, not markup strings: values like "evil[.]com" must print as they are.
+        t.add_row(
+            Text(_short(r.value)),
+            Text(r.kind or "?"),
+            Text(r.verdict.value + mark, style=COLOURS.get(r.verdict.value, "")),
+            Text(str(r.score)),
+            Text(det),
+            Text(r.reason),
+        )
+    console.print(t)
+
+
+def _short(value: str, limit: int = 80) -> str:
+    value = value.replace("\n", "\\n")
+    return value if len(value) <= limit else value[: limit - 1] + "…"
