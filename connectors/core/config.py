@@ -75,7 +75,7 @@ class PrivacySettings:
 @dataclass(frozen=True)
 class PolicySettings:
     malicious_min: int = 3  # engines saying malicious
-    malicious_percent: float = 10.0  # ... or this share of engines that gave an answer
+    malicious_percent: float = 3.0  # ... or this share of engines that gave an answer
     suspicious_min: int = 1
     suspicious_percent: float = 0.0
     min_engines: int = 5  # fewer answering engines than this: at most suspicious
@@ -106,14 +106,19 @@ class CacheSettings:
 
 @dataclass(frozen=True)
 class QuotaSettings:
-    tier: str = "public"  # public: 4/min 500/day; premium: the two numbers below
+    # public: 4/min and 500/day; premium: the two numbers below; unlimited: no local limit
+    # (VirusTotal still answers 429 when a contract's real limit is reached, and we back off)
+    tier: str = "public"
     per_minute: int = 0  # 0: the tier's default
     per_day: int = 0
     path: str = ""  # SQLite file shared by every process on the host; "" -> <state_dir>/quota.db
 
     def limits(self) -> Tuple[int, int]:
+        """(per minute, per day); (0, 0) means no local limit."""
         if self.tier == "public":
             return (self.per_minute or 4, self.per_day or 500)
+        if self.tier == "unlimited":
+            return (0, 0)
         return (self.per_minute or 1000, self.per_day or 1_000_000)
 
 
@@ -200,8 +205,8 @@ def from_mapping(
     if vt.max_concurrency < 1:
         raise ConfigError("virustotal.max_concurrency must be at least 1")
     quota = _section(QuotaSettings, doc.get("quota", {}), "quota")
-    if quota.tier not in ("public", "premium"):
-        raise ConfigError("quota.tier must be 'public' or 'premium'")
+    if quota.tier not in ("public", "premium", "unlimited"):
+        raise ConfigError("quota.tier must be 'public', 'premium' or 'unlimited'")
     core = doc.get("core", {})
     if not isinstance(core, Mapping):
         raise ConfigError("[core] must be a table")
