@@ -165,9 +165,18 @@ async def quota_day() -> dict:
                 else:
                     await clock.sleep(15)
 
-        await asyncio.gather(*(demand(p) for p in
-                               (Priority.INTERACTIVE, Priority.ALERT, Priority.BULK,
-                                Priority.INTERACTIVE, Priority.BACKGROUND)))
+        await asyncio.gather(
+            *(
+                demand(p)
+                for p in (
+                    Priority.INTERACTIVE,
+                    Priority.ALERT,
+                    Priority.BULK,
+                    Priority.INTERACTIVE,
+                    Priority.BACKGROUND,
+                )
+            )
+        )
     return {
         "quota_sim_hours": round((day_end - start) / 3600, 2),
         "quota_429s": seen_429,
@@ -182,8 +191,12 @@ async def main() -> dict:
         out.update(await warm(url))
         out.update(await cold(url))
     out.update(await quota_day())
-    out["targets"] = {"warm_ratio": ">= 0.5", "cold_ratio": ">= 0.8", "quota_429s": 0,
-                      "quota_budget_used_pct": ">= 95"}
+    out["targets"] = {
+        "warm_ratio": ">= 0.5",
+        "cold_ratio": ">= 0.8",
+        "quota_429s": 0,
+        "quota_budget_used_pct": ">= 95",
+    }
     return out
 
 

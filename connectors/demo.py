@@ -42,8 +42,9 @@ async def _run(console: Console) -> int:
                 formats.print_table(first, console)
                 again = await enricher.enrich(SAMPLES)
                 hits = sum(r.cached for r in again)
-                console.print(f"second pass: {hits}/{len(again)} answered from the cache, "
-                              "no API calls")
+                console.print(
+                    f"second pass: {hits}/{len(again)} answered from the cache, no API calls"
+                )
                 console.print("JSON for the first malicious result:")
                 risky = [r for r in first if r.verdict.value == "malicious"]
                 if risky:

@@ -20,8 +20,14 @@ ADAPTER_MODULES = {
     "splunk_app": ("splunk_app", "vtlookup"),
 }
 CORE_FORBIDDEN = (
-    "connectors.webhook", "connectors.emulator", "connectors.cli", "taxii", "aiohttp.web",
-    "click", "splunklib", "rich",
+    "connectors.webhook",
+    "connectors.emulator",
+    "connectors.cli",
+    "taxii",
+    "aiohttp.web",
+    "click",
+    "splunklib",
+    "rich",
 )
 
 

@@ -8,16 +8,30 @@ def doc(kind="file", **attrs):
 
 
 def test_file_report_fields():
-    r = parse_report(doc(
-        last_analysis_stats={"malicious": 5, "undetected": 60, "type-unsupported": 4},
-        last_analysis_results={"A": {"category": "malicious", "result": "EICAR"},
-                               "B": {"category": "undetected", "result": None}},
-        md5="M", sha1="S", sha256="H", names=["a.exe"], meaningful_name="b.exe",
-        popular_threat_classification={"suggested_threat_label": "virus.eicar/test",
-                                       "popular_threat_category": [{"value": "virus", "count": 3}]},
-        sandbox_verdicts={"Zenbox": {"category": "malicious"}, "C2AE": {"category": "harmless"}},
-        total_votes={"harmless": 1, "malicious": 9}, last_analysis_date=1700000000,
-    ))
+    r = parse_report(
+        doc(
+            last_analysis_stats={"malicious": 5, "undetected": 60, "type-unsupported": 4},
+            last_analysis_results={
+                "A": {"category": "malicious", "result": "EICAR"},
+                "B": {"category": "undetected", "result": None},
+            },
+            md5="M",
+            sha1="S",
+            sha256="H",
+            names=["a.exe"],
+            meaningful_name="b.exe",
+            popular_threat_classification={
+                "suggested_threat_label": "virus.eicar/test",
+                "popular_threat_category": [{"value": "virus", "count": 3}],
+            },
+            sandbox_verdicts={
+                "Zenbox": {"category": "malicious"},
+                "C2AE": {"category": "harmless"},
+            },
+            total_votes={"harmless": 1, "malicious": 9},
+            last_analysis_date=1700000000,
+        )
+    )
     assert r.total == 65 and r.stats["type-unsupported"] == 4 and len(r.stats) == 8
     assert r.engine_results == {"A": "EICAR"}
     assert r.names[0] == "b.exe" and r.md5 == "m"
@@ -27,26 +41,50 @@ def test_file_report_fields():
     assert Report.from_dict(r.to_dict()) == r
 
 
-@pytest.mark.parametrize("bad", [None, [], {"data": []}, {"data": {"type": "file"}},
-                                 {"data": {"type": "analysis", "id": "x", "attributes": {}}},
-                                 {"data": {"type": "file", "id": "x", "attributes": "no"}}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        None,
+        [],
+        {"data": []},
+        {"data": {"type": "file"}},
+        {"data": {"type": "analysis", "id": "x", "attributes": {}}},
+        {"data": {"type": "file", "id": "x", "attributes": "no"}},
+    ],
+)
 def test_unreadable_answers_raise_report_error(bad):
     with pytest.raises(ReportError):
         parse_report(bad)
 
 
 def test_garbage_fields_become_empty_values():
-    r = parse_report(doc("ip_address", last_analysis_stats="x", asn="AS13335", tags={"a": 1},
-                         reputation="-7", total_votes=None, last_analysis_results=[1, 2]))
-    assert r.stats == {"harmless": 0, "malicious": 0, "suspicious": 0, "undetected": 0, "timeout": 0}
+    r = parse_report(
+        doc(
+            "ip_address",
+            last_analysis_stats="x",
+            asn="AS13335",
+            tags={"a": 1},
+            reputation="-7",
+            total_votes=None,
+            last_analysis_results=[1, 2],
+        )
+    )
+    assert r.stats == {
+        "harmless": 0,
+        "malicious": 0,
+        "suspicious": 0,
+        "undetected": 0,
+        "timeout": 0,
+    }
     assert r.asn == 0 and r.tags == () and r.reputation == -7
 
 
 def test_relationship_descriptors():
     d = doc("domain")
-    d["data"]["relationships"] = {"resolutions": {"data": [{"type": "resolution", "id": "r1"}]},
-                                  "last_serving_ip_address": {"data": {"type": "ip_address",
-                                                                       "id": "1.1.1.1"}}}
+    d["data"]["relationships"] = {
+        "resolutions": {"data": [{"type": "resolution", "id": "r1"}]},
+        "last_serving_ip_address": {"data": {"type": "ip_address", "id": "1.1.1.1"}},
+    }
     r = parse_report(d)
     assert r.relationships["resolutions"] == [{"type": "resolution", "id": "r1"}]
     assert r.relationships["last_serving_ip_address"][0]["id"] == "1.1.1.1"
