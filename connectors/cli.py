@@ -156,12 +156,7 @@ def lookup(
     try:
         results = asyncio.run(_lookup(enricher, items, kwargs, console))
     except CredentialsRejected as exc:
-        console.print(
-            f"[bold red]VirusTotal rejected the API key:[/] {exc.message or exc.code}",
-            markup=True,
-            highlight=False,
-        )
-        sys.exit(EXIT_CREDENTIALS)
+        _credentials_exit(exc)
     finally:
         enricher.close()
     if fmt == "json":
@@ -172,6 +167,14 @@ def lookup(
         formats.print_table(results, Console())
     if any(r.verdict == Verdict.ERROR for r in results):
         sys.exit(EXIT_FAILED)
+
+
+def _credentials_exit(exc: CredentialsRejected) -> None:
+    if exc.code == "NoApiKey":  # nothing was sent: a configuration error
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(EXIT_USAGE)
+    click.echo(f"error: VirusTotal rejected the API key ({exc.code}): {exc.message}", err=True)
+    sys.exit(EXIT_CREDENTIALS)
 
 
 async def _lookup(
@@ -223,8 +226,7 @@ def _run_scan(settings: config_mod.Settings, submit, wait: bool, timeout: float)
     try:
         asyncio.run(run())
     except CredentialsRejected as exc:
-        click.echo(f"VirusTotal rejected the API key: {exc.message or exc.code}", err=True)
-        sys.exit(EXIT_CREDENTIALS)
+        _credentials_exit(exc)
     except GatewayError as exc:
         click.echo(f"scan failed: {exc}", err=True)
         sys.exit(EXIT_FAILED)

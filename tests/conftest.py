@@ -1,0 +1,23 @@
+"""Shared fixtures: a real emulator on an ephemeral loopback port, and settings pointing at it."""
+
+from __future__ import annotations
+
+import pytest
+
+from connectors.core import config
+from connectors.emulator.server import EmulatorThread
+
+
+@pytest.fixture(scope="session")
+def emulator_url():
+    """One emulator for the session, in its own thread and event loop (default config:
+    any key accepted, no quota). Tests that change faults or tiers start their own."""
+    emu = EmulatorThread()
+    url = emu.start()
+    yield url
+    emu.stop()
+
+
+@pytest.fixture
+def settings(emulator_url, tmp_path):
+    return config.for_emulator(config.from_mapping({}, env={}), emulator_url, str(tmp_path))
