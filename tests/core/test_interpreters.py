@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from connectors.emulator.server import EmulatorThread
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -15,7 +16,7 @@ INTERPRETERS = {
     "3.9": PYENV_ROOT / "versions" / "3.9.18" / "bin" / "python3.9",
     "3.13": PYENV_ROOT / "versions" / "3.13.0" / "bin" / "python3.13",
 }
-CORE_DEPS = ["vt-py>=0.22,<0.23", "tomli>=2", "tldextract>=5", "ioc-finder>=7"]
+CORE_DEPS = ["vt-py>=0.22,<0.23", "tomli>=2", "tldextract>=5"]
 
 SCRIPT = r"""
 import asyncio, json, sys, tempfile

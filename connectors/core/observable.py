@@ -1,0 +1,443 @@
+"""Observables: the hashes, URLs, domains and IP addresses we look up, validated and normalised.
+
+`parse` is the only way in: it strips copy-and-paste debris, refangs, detects (or checks) the
+kind and normalises, so that equal indicators become equal `Observable` objects and
+`parse(obs.value) == obs` holds for every result.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import hashlib
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Any, FrozenSet, NamedTuple, Optional
+
+from .refang import refang
+
+__all__ = [
+    "KIND_CHOICES",
+    "InvalidObservable",
+    "Kind",
+    "Observable",
+    "UrlParts",
+    "classify",
+    "parse",
+    "split_url",
+]
+
+GUI_BASE = "https://www.virustotal.com/gui"
+MAX_URL_LENGTH = 2048
+MAX_DOMAIN_LENGTH = 253
+# A defanged value is longer than the clean one ("[.]" for "."); anything past this is rejected
+# before any other work, so a 1 MB field costs nothing.
+MAX_RAW_LENGTH = 4 * MAX_URL_LENGTH
+URL_SCHEMES = ("http", "https", "ftp")
+DEFAULT_PORTS = {"http": "80", "https": "443", "ftp": "21"}
+
+
+class Kind(str, enum.Enum):
+    MD5 = "md5"
+    SHA1 = "sha1"
+    SHA256 = "sha256"
+    URL = "url"
+    DOMAIN = "domain"
+    IPV4 = "ipv4"
+    IPV6 = "ipv6"
+
+    @property
+    def collection(self) -> str:
+        """The API v3 collection: /api/v3/<collection>/<id>."""
+        return _COLLECTION[self]
+
+    @property
+    def gui_type(self) -> str:
+        return _GUI_TYPE[self]
+
+    @property
+    def group(self) -> str:
+        """What the cache keys by: all hashes are files, both IP versions are ip."""
+        return _GROUP[self]
+
+    @property
+    def is_hash(self) -> bool:
+        return self in HASH_KINDS
+
+    def __str__(self) -> str:
+        return self.value
+
+
+HASH_KINDS: FrozenSet[Kind] = frozenset((Kind.MD5, Kind.SHA1, Kind.SHA256))
+IP_KINDS: FrozenSet[Kind] = frozenset((Kind.IPV4, Kind.IPV6))
+_HASH_BY_LENGTH = {32: Kind.MD5, 40: Kind.SHA1, 64: Kind.SHA256}
+_GROUP = {
+    Kind.MD5: "file",
+    Kind.SHA1: "file",
+    Kind.SHA256: "file",
+    Kind.URL: "url",
+    Kind.DOMAIN: "domain",
+    Kind.IPV4: "ip",
+    Kind.IPV6: "ip",
+}
+_COLLECTION = {
+    k: {"file": "files", "url": "urls", "domain": "domains", "ip": "ip_addresses"}[g]
+    for k, g in _GROUP.items()
+}
+_GUI_TYPE = {
+    k: {"file": "file", "url": "url", "domain": "domain", "ip": "ip-address"}[g]
+    for k, g in _GROUP.items()
+}
+
+KIND_CHOICES = (
+    "auto",
+    "file",
+    "hash",
+    "md5",
+    "sha1",
+    "sha256",
+    "url",
+    "domain",
+    "ip",
+    "ipv4",
+    "ipv6",
+)
+_ALLOWED = {
+    "auto": None,
+    "file": HASH_KINDS,
+    "hash": HASH_KINDS,
+    "md5": frozenset((Kind.MD5,)),
+    "sha1": frozenset((Kind.SHA1,)),
+    "sha256": frozenset((Kind.SHA256,)),
+    "url": frozenset((Kind.URL,)),
+    "domain": frozenset((Kind.DOMAIN,)),
+    "ip": IP_KINDS,
+    "ipv4": frozenset((Kind.IPV4,)),
+    # An IPv4-mapped IPv6 address is the IPv4 address; asking for ipv6 still accepts it.
+    "ipv6": IP_KINDS,
+}
+
+
+class InvalidObservable(ValueError):
+    """The value is not a usable indicator; str() says why in words."""
+
+
+@dataclass(frozen=True)
+class Observable:
+    kind: Kind
+    value: str  # normalised
+    vt_id: str  # the id in the API path: hash, vt.url_id(url), domain, IP
+
+    @property
+    def path(self) -> str:
+        """The vt-py path, e.g. /files/<sha256>."""
+        return f"/{self.kind.collection}/{self.vt_id}"
+
+    @property
+    def cache_key(self) -> str:
+        return f"{self.kind.group}:{self.vt_id}"
+
+    @property
+    def gui_link(self) -> str:
+        if self.kind is Kind.URL:
+            # The GUI names URLs by SHA-256, not by the API's base64 id.
+            gui_id = hashlib.sha256(self.value.encode("utf-8")).hexdigest()
+        else:
+            gui_id = self.vt_id
+        return f"{GUI_BASE}/{self.kind.gui_type}/{gui_id}"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class UrlParts(NamedTuple):
+    scheme: str
+    userinfo: Optional[str]  # None: no "@" at all
+    host: str  # without brackets for IPv6
+    port: Optional[str]  # None: no ":" after the host
+    rest: str  # path, query and fragment, as given
+    bracketed: bool  # host was written [..]
+
+
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*)://([^/?#]*)(.*)", re.DOTALL)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_SPACE = re.compile(r"\s")
+# Bidi and other invisible formatting characters: a classic way to disguise a URL.
+_FORMAT = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069\u061c]")
+# Copy-and-paste debris that is never part of an indicator: removed wherever it appears.
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
+_PAIRS = {
+    '"': '"',
+    "'": "'",
+    "`": "`",
+    "(": ")",
+    "[": "]",
+    "{": "}",
+    "<": ">",
+    "\u201c": "\u201d",
+    "\u2018": "\u2019",
+    "\u00ab": "\u00bb",
+}
+_HOSTNAME = re.compile(
+    r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+)
+_IPV4ISH = re.compile(r"[0-9.]+")
+_IPV6ISH = re.compile(r"[0-9a-fA-F:.%]+")
+
+
+def split_url(url: str) -> Optional[UrlParts]:
+    """Split scheme://[userinfo@]host[:port]rest without urllib (whose rules differ by version).
+
+    Returns None when `url` has no scheme://authority form or its host part is malformed.
+    """
+    match = _URL.fullmatch(url)
+    if match is None:
+        return None
+    scheme, authority, rest = match.groups()
+    userinfo: Optional[str] = None
+    if "@" in authority:
+        userinfo, _, authority = authority.rpartition("@")
+    bracketed = authority.startswith("[")
+    if bracketed:
+        end = authority.find("]")
+        if end < 0:
+            return None
+        host, tail = authority[1:end], authority[end + 1 :]
+        if tail and not tail.startswith(":"):
+            return None
+        port = tail[1:] if tail else None
+    else:
+        host, colon, port_text = authority.partition(":")
+        port = port_text if colon else None
+    return UrlParts(scheme, userinfo, host, port, rest, bracketed)
+
+
+def parse(raw: Any, kind: Optional[str] = None) -> Observable:
+    """Validate and normalise one indicator; raise InvalidObservable saying why it is unusable.
+
+    `kind` is one of KIND_CHOICES (or a Kind); None and "auto" detect the kind.
+    """
+    if not isinstance(raw, str):
+        raise InvalidObservable(f"expected text, got {type(raw).__name__}")
+    key = "auto" if kind is None else str(kind).strip().lower()
+    if key not in _ALLOWED:
+        raise InvalidObservable(f"unknown kind {kind!r} (one of {', '.join(KIND_CHOICES)})")
+    allowed = _ALLOWED[key]
+    length = len(raw)
+    # Fast path: a clean hash, the commonest input, costs one regex match.
+    if length in _HASH_BY_LENGTH and _HEX.fullmatch(raw):
+        found = _HASH_BY_LENGTH[length]
+        if allowed is None or found in allowed:
+            lower = raw.lower()
+            return Observable(found, lower, lower)
+    if length > MAX_RAW_LENGTH:
+        raise InvalidObservable(f"too long ({length} characters) for an indicator")
+    value = _clean(raw)
+    if not value:
+        raise InvalidObservable("empty value")
+    if len(value) in _HASH_BY_LENGTH and _HEX.fullmatch(value):
+        return _check(_parse_hash(value), allowed, key)
+    if _CONTROL.search(value):
+        raise InvalidObservable("contains a control character")
+    if _FORMAT.search(value):
+        raise InvalidObservable("contains an invisible formatting character")
+    value = _strip(refang(value))
+    if _SPACE.search(value):
+        raise InvalidObservable("contains whitespace")
+    if not value:
+        raise InvalidObservable("empty value")
+    if allowed is None:
+        obs = _detect(value)
+    elif allowed <= HASH_KINDS:
+        obs = _parse_hash(value)
+    elif allowed == IP_KINDS:
+        if key == "ipv6" and ":" not in value:
+            raise InvalidObservable(f"not an IPv6 address: {value!r}")
+        obs = _parse_ip(value)
+    elif Kind.URL in allowed:
+        obs = _parse_url(value if "://" in value else "http://" + value)
+    elif Kind.DOMAIN in allowed:
+        if "/" in value:
+            raise InvalidObservable(f"not a domain (contains '/'): {value!r}")
+        obs = _parse_domain(value)
+    else:
+        obs = _parse_ip(value)
+    return _check(obs, allowed, key)
+
+
+def _check(obs: Observable, allowed: Optional[FrozenSet[Kind]], key: str) -> Observable:
+    if allowed is not None and obs.kind not in allowed:
+        raise InvalidObservable(f"expected {key}, got {obs.kind.value}: {obs.value!r}")
+    return obs
+
+
+def classify(value: str) -> Optional[Kind]:
+    """The kind `parse` would detect for `value`, or None when it is no valid indicator."""
+    try:
+        return parse(value).kind
+    except InvalidObservable:
+        return None
+
+
+def _clean(raw: str) -> str:
+    if not raw.isascii():
+        raw = raw.translate(_INVISIBLE)
+    return _strip(raw)
+
+
+def _strip(value: str) -> str:
+    """Strip whitespace and the quotes or brackets an indicator is often wrapped in."""
+    value = value.strip()
+    while len(value) >= 2 and _PAIRS.get(value[0]) == value[-1]:
+        value = value[1:-1].strip()
+    return value
+
+
+def _detect(value: str) -> Observable:
+    if len(value) in _HASH_BY_LENGTH and _HEX.fullmatch(value):
+        return _parse_hash(value)
+    if "://" in value:
+        return _parse_url(value)
+    if _IPV4ISH.fullmatch(value):
+        return _parse_ip(value)
+    if ":" in value and _IPV6ISH.fullmatch(value.partition("%")[0]):
+        return _parse_ip(value)  # "%" only to say that zone ids are refused
+    if "/" in value:
+        return _parse_schemeless_url(value)
+    if ":" in value:
+        raise InvalidObservable(f"not a hash, URL, domain or IP address: {value!r}")
+    return _parse_domain(value)
+
+
+def _parse_hash(value: str) -> Observable:
+    found = _HASH_BY_LENGTH.get(len(value))
+    if found is None or not _HEX.fullmatch(value):
+        raise InvalidObservable(
+            f"not a hash (32, 40 or 64 hex digits for MD5, SHA-1, SHA-256): {value[:80]!r}"
+        )
+    lower = value.lower()
+    return Observable(found, lower, lower)
+
+
+def _ip_address(value: str) -> Any:
+    """An IPv4Address or IPv6Address with IPv4-mapped IPv6 unwrapped; InvalidObservable if bad."""
+    if "%" in value:
+        raise InvalidObservable(f"IPv6 zone ids are not accepted: {value!r}")
+    if "/" in value:
+        raise InvalidObservable(f"a network range, not one address: {value!r}")
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        raise InvalidObservable(f"not a valid IP address: {value!r}") from None
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def _parse_ip(value: str) -> Observable:
+    ip = _ip_address(value)
+    text = str(ip)  # IPv6: compressed, lower-case
+    return Observable(Kind.IPV4 if ip.version == 4 else Kind.IPV6, text, text)
+
+
+def _hostname(host: str) -> str:
+    """Lower-case, IDNA-encode and check a host name; raise InvalidObservable if not one."""
+    name = host.lower()
+    if not name.isascii():
+        try:
+            # The stdlib codec (IDNA 2003, nameprep) also maps the ideographic full stops.
+            name = name.encode("idna").decode("ascii")
+        except (UnicodeError, ValueError):
+            raise InvalidObservable(f"not a valid internationalised name: {host!r}") from None
+    name = name.rstrip(".")
+    if not name:
+        raise InvalidObservable(f"empty host name: {host!r}")
+    if len(name) > MAX_DOMAIN_LENGTH:
+        raise InvalidObservable(f"host name longer than {MAX_DOMAIN_LENGTH} characters")
+    if not _HOSTNAME.fullmatch(name):
+        raise InvalidObservable(f"not a valid host name: {host!r}")
+    if "xn--" in name:
+        for label in name.split("."):
+            if label.startswith("xn--"):
+                try:
+                    label.encode("ascii").decode("idna")
+                except (UnicodeError, ValueError):
+                    raise InvalidObservable(f"invalid punycode label {label!r}") from None
+    return name
+
+
+@functools.cache
+def _tld_extractor() -> Any:
+    # Imported late: tldextract costs ~0.2 s to import and hash lookups never need it.
+    import tldextract
+
+    # Offline: the bundled public suffix list snapshot, no fetch, no cache directory.
+    return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+
+def _parse_domain(value: str) -> Observable:
+    if len(value) > 4 * MAX_DOMAIN_LENGTH:
+        raise InvalidObservable(f"domain longer than {MAX_DOMAIN_LENGTH} characters")
+    name = _hostname(value)
+    if _IPV4ISH.fullmatch(name):
+        raise InvalidObservable(f"not a valid IP address: {value!r}")
+    parts = _tld_extractor()(name)
+    if not parts.suffix:
+        raise InvalidObservable(f"{name!r} has no known public suffix")
+    if not parts.domain:
+        raise InvalidObservable(f"{name!r} is a public suffix, not a domain")
+    return Observable(Kind.DOMAIN, name, name)
+
+
+def _url_id(url: str) -> str:
+    # Imported late: vt pulls in aiohttp (~0.4 s), which hash and IP lookups don't need.
+    from vt import url_id
+
+    return url_id(url)
+
+
+def _parse_url(value: str) -> Observable:
+    parts = split_url(value)
+    if parts is None:
+        raise InvalidObservable(f"not a valid URL: {value[:100]!r}")
+    scheme = parts.scheme.lower()
+    if scheme not in URL_SCHEMES:
+        raise InvalidObservable(f"URL scheme {scheme!r} is not one of {', '.join(URL_SCHEMES)}")
+    host = parts.host
+    if not host:
+        raise InvalidObservable(f"URL without a host: {value[:100]!r}")
+    if parts.bracketed:
+        ip = _ip_address(host)
+        host_text = f"[{ip}]" if ip.version == 6 else str(ip)
+    elif _IPV4ISH.fullmatch(host) and host.count(".") == 3:
+        host_text = str(_ip_address(host))
+    else:
+        host_text = _hostname(host)
+    port = parts.port
+    if port is not None:
+        if port and (not port.isdigit() or not port.isascii() or int(port) > 65535):
+            raise InvalidObservable(f"bad port {port!r} in URL")
+        port = str(int(port)) if port else ""
+        if port in ("", DEFAULT_PORTS[scheme]):
+            port = None
+    userinfo = "" if parts.userinfo is None else parts.userinfo + "@"
+    url = f"{scheme}://{userinfo}{host_text}{'' if port is None else ':' + port}{parts.rest}"
+    if len(url) > MAX_URL_LENGTH:
+        raise InvalidObservable(f"URL longer than {MAX_URL_LENGTH} characters")
+    return Observable(Kind.URL, url, _url_id(url))
+
+
+def _parse_schemeless_url(value: str) -> Observable:
+    """www.evil.com/path or 1.2.3.4/x.exe: a URL without its scheme; 10.0.0.0/8 is a range."""
+    head, _, tail = value.partition("/")
+    host = head.rpartition("@")[2].partition(":")[0]
+    if _IPV4ISH.fullmatch(host) or (":" in head and _IPV6ISH.fullmatch(head)):
+        if tail.isdigit():
+            raise InvalidObservable(f"a network range, not one address: {value!r}")
+        _ip_address(host)
+    else:
+        # Only a registrable domain makes "x/y" a URL; "a.out/core" is a file path.
+        _parse_domain(host)
+    return _parse_url("http://" + value)
