@@ -144,7 +144,7 @@ class Enricher:
                 obs = parse(value, kind)
             except InvalidObservable as exc:
                 out[value] = Enrichment(
-                    value, "", Verdict.SKIPPED, reason=f"not an indicator: {exc}"
+                    value, "", Verdict.SKIPPED, reason=self._invalid_reason(value, exc)
                 )
                 continue
             why = skip_reason(obs, self.settings.privacy)
@@ -298,6 +298,15 @@ class Enricher:
                 raise
             except GatewayError as exc:
                 log.info("reanalysis of %s not requested: %s", obs.kind.value, exc.code)
+
+    def _invalid_reason(self, value: str, exc: InvalidObservable) -> str:
+        # Internal names often have no public suffix (x.corp, printer.local), so parse() refuses
+        # them; say the more useful thing: they are internal and are never sent.
+        host = value.strip().lower().rstrip(".")
+        for suffix in self.settings.privacy.internal_suffixes:
+            if host.endswith(suffix) and " " not in host:
+                return f"internal domain suffix {suffix} is never sent to VirusTotal"
+        return f"not an indicator: {exc}"
 
     # -- building results ------------------------------------------------------------------
     def _from_report(self, obs: Observable, report: Report, cached: bool) -> Enrichment:
