@@ -1,0 +1,299 @@
+"""The verdict cache and the verdict log: one SQLite file (WAL) shared by every process on the
+host, with a small in-process memory in front.
+
+Aliases map every name of an object to one entry (file:<md5> and file:<sha1> -> file:<sha256>).
+The in-process memory trusts an entry for at most MEMORY_SECONDS, so a write by another process
+(a purge, a fresher answer) is seen within a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar, Union
+
+from .clock import Clock
+from .config import CacheSettings
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+MEMORY_SECONDS = 60.0
+CHUNK = 500  # keys per SELECT ... IN (...): below SQLite's variable limit everywhere
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    key TEXT PRIMARY KEY, verdict TEXT NOT NULL, report TEXT,
+    stored_at REAL NOT NULL, expires_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS entries_expiry ON entries(expires_at);
+CREATE TABLE IF NOT EXISTS aliases (alias TEXT PRIMARY KEY, key TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS aliases_key ON aliases(key);
+CREATE TABLE IF NOT EXISTS verdict_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, kind TEXT NOT NULL,
+    value TEXT NOT NULL, verdict TEXT NOT NULL, score INTEGER NOT NULL,
+    connector TEXT NOT NULL, at REAL NOT NULL, reason TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS verdict_log_verdict ON verdict_log(verdict, id);
+CREATE TABLE IF NOT EXISTS counters (
+    day TEXT NOT NULL, connector TEXT NOT NULL, hits INTEGER NOT NULL, misses INTEGER NOT NULL,
+    PRIMARY KEY (day, connector));
+"""
+
+
+@dataclass
+class CacheEntry:
+    key: str  # canonical key: file:<sha256>, url:<vt url id>, domain:<name>, ip:<address>
+    verdict: str
+    report: Optional[Dict[str, Any]]  # Report.to_dict(); None for not_found
+    stored_at: float
+    expires_at: float = 0.0  # 0: from the TTL for the verdict
+
+
+@dataclass
+class LogRecord:
+    key: str
+    kind: str
+    value: str
+    verdict: str
+    score: int
+    connector: str
+    at: float
+    reason: str = ""
+
+
+def open_db(path: Union[str, Path], schema: str, version: int) -> sqlite3.Connection:
+    """Open (or create) a private SQLite file in WAL mode; a corrupt file is moved aside."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for attempt in (1, 2):
+        try:
+            db = sqlite3.connect(
+                str(path), timeout=5.0, isolation_level=None, check_same_thread=False
+            )
+            db.execute("PRAGMA busy_timeout=5000")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            current = db.execute("PRAGMA user_version").fetchone()[0]
+            if current != version:
+                db.executescript(schema)
+                db.execute(f"PRAGMA user_version={int(version)}")
+            os.chmod(path, 0o600)
+            return db
+        except sqlite3.DatabaseError as exc:
+            if attempt == 2 or isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise
+            aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+            log.warning("%s is unreadable (%s); moved to %s, starting fresh", path, exc, aside)
+            path.rename(aside)
+            for suffix in ("-wal", "-shm"):
+                Path(str(path) + suffix).unlink(missing_ok=True)
+    raise AssertionError("unreachable")
+
+
+def write(db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Run fn in one short write transaction; retry a few times when other processes hold it."""
+    for attempt in range(5):
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return result
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or attempt == 4:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+class Cache:
+    def __init__(
+        self, path: Union[str, Path], settings: CacheSettings, clock: Optional[Clock] = None
+    ) -> None:
+        self.path = Path(path)
+        self.settings = settings
+        self.clock = clock or Clock()
+        self.db = open_db(self.path, SCHEMA, SCHEMA_VERSION)
+        self._memory: Dict[str, Tuple[float, CacheEntry]] = {}
+        self._logged: Dict[Tuple[str, str], float] = {}
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- entries ---------------------------------------------------------------------------
+    def get(self, key: str) -> Optional[CacheEntry]:
+        return self.get_many([key]).get(key)
+
+    def get_many(self, keys: Iterable[str]) -> Dict[str, CacheEntry]:
+        """Live entries, keyed by the requested key (which may be an alias)."""
+        now = self.clock.now()
+        out: Dict[str, CacheEntry] = {}
+        missing: List[str] = []
+        memory = self._memory
+        for key in keys:
+            hit = memory.get(key)
+            if hit is not None and hit[0] > now and hit[1].expires_at > now:
+                out[key] = hit[1]
+            else:
+                missing.append(key)
+        for i in range(0, len(missing), CHUNK):
+            part = missing[i : i + CHUNK]
+            rows = self.db.execute(
+                "SELECT a.alias, e.key, e.verdict, e.report, e.stored_at, e.expires_at "
+                "FROM aliases a JOIN entries e ON e.key = a.key "
+                f"WHERE a.alias IN ({','.join('?' * len(part))}) AND e.expires_at > ?",
+                (*part, now),
+            ).fetchall()
+            for alias, key, verdict, report, stored_at, expires_at in rows:
+                try:
+                    parsed = json.loads(report) if report else None
+                except ValueError:
+                    continue  # a damaged row is a miss, never a crash
+                entry = CacheEntry(key, verdict, parsed, stored_at, expires_at)
+                out[alias] = entry
+                self._remember(alias, entry, now)
+        return out
+
+    def put(self, entry: CacheEntry, aliases: Iterable[str] = ()) -> None:
+        self.put_many([(entry, aliases)])
+
+    def put_many(self, items: Iterable[Tuple[CacheEntry, Iterable[str]]]) -> None:
+        now = self.clock.now()
+        rows, alias_rows = [], []
+        for entry, aliases in items:
+            if not entry.expires_at:
+                entry.expires_at = entry.stored_at + self.settings.ttl_for(entry.verdict)
+            report = json.dumps(entry.report, separators=(",", ":")) if entry.report else None
+            rows.append((entry.key, entry.verdict, report, entry.stored_at, entry.expires_at))
+            for alias in {entry.key, *aliases}:
+                alias_rows.append((alias, entry.key))
+                self._remember(alias, entry, now)
+        if not rows:
+            return
+
+        def txn(db: sqlite3.Connection) -> None:
+            db.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?)", rows)
+            db.executemany("INSERT OR REPLACE INTO aliases VALUES (?, ?)", alias_rows)
+
+        write(self.db, txn)
+
+    def _remember(self, key: str, entry: CacheEntry, now: float) -> None:
+        memory = self._memory
+        if len(memory) >= self.settings.lru_size > 0:
+            # Evict the oldest tenth at once: cheaper than per-hit LRU bookkeeping.
+            for old in list(memory)[: max(1, len(memory) // 10)]:
+                del memory[old]
+        if self.settings.lru_size > 0:
+            memory[key] = (now + MEMORY_SECONDS, entry)
+
+    def purge(self, expired_only: bool = True) -> int:
+        now = self.clock.now()
+        self._memory.clear()
+
+        def txn(db: sqlite3.Connection) -> int:
+            if expired_only:
+                n = db.execute("DELETE FROM entries WHERE expires_at <= ?", (now,)).rowcount
+            else:
+                n = db.execute("DELETE FROM entries").rowcount
+            db.execute("DELETE FROM aliases WHERE key NOT IN (SELECT key FROM entries)")
+            return n
+
+        return write(self.db, txn)
+
+    # -- verdict log and counters ------------------------------------------------------------
+    def should_log(self, key: str, connector: str) -> bool:
+        """False when this key was logged for this connector within log_interval (here)."""
+        now = self.clock.now()
+        last = self._logged.get((key, connector))
+        return last is None or now - last >= self.settings.log_interval
+
+    def log(self, records: Iterable[LogRecord]) -> None:
+        rows = [
+            (r.key, r.kind, r.value, r.verdict, r.score, r.connector, r.at, r.reason)
+            for r in records
+        ]
+        if not rows:
+            return
+        for r in rows:
+            self._logged[(r[0], r[5])] = r[6]
+        write(
+            self.db,
+            lambda db: db.executemany(
+                "INSERT INTO verdict_log (key, kind, value, verdict, score, connector, at, reason) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            ),
+        )
+
+    def log_after(
+        self, rowid: int, limit: int = 1000, verdicts: Optional[Iterable[str]] = None
+    ) -> List[Tuple[int, LogRecord]]:
+        """Log rows after a cursor, oldest first: how publishers follow the log."""
+        sql = (
+            "SELECT id, key, kind, value, verdict, score, connector, at, reason "
+            "FROM verdict_log WHERE id > ?"
+        )
+        args: List[Any] = [int(rowid)]
+        if verdicts is not None:
+            wanted = list(verdicts)
+            sql += f" AND verdict IN ({','.join('?' * len(wanted))})"
+            args += wanted
+        sql += " ORDER BY id LIMIT ?"
+        args.append(int(limit))
+        return [(row[0], LogRecord(*row[1:])) for row in self.db.execute(sql, args)]
+
+    def count_hit(self, connector: str, hits: int, misses: int) -> None:
+        if not hits and not misses:
+            return
+        day = time.strftime("%Y-%m-%d", time.gmtime(self.clock.now()))
+        write(
+            self.db,
+            lambda db: db.execute(
+                "INSERT INTO counters VALUES (?, ?, ?, ?) ON CONFLICT(day, connector) DO UPDATE "
+                "SET hits = hits + excluded.hits, misses = misses + excluded.misses",
+                (day, connector, hits, misses),
+            ),
+        )
+
+    def stats(self) -> Dict[str, Any]:
+        now = self.clock.now()
+        q = self.db.execute
+        by_verdict = dict(
+            q(
+                "SELECT verdict, COUNT(*) FROM entries WHERE expires_at > ? GROUP BY verdict",
+                (now,),
+            ).fetchall()
+        )
+        day = time.strftime("%Y-%m-%d", time.gmtime(now))
+        today = q(
+            "SELECT COALESCE(SUM(hits), 0), COALESCE(SUM(misses), 0) FROM counters WHERE day = ?",
+            (day,),
+        ).fetchone()
+        total = q(
+            "SELECT COALESCE(SUM(hits), 0), COALESCE(SUM(misses), 0) FROM counters"
+        ).fetchone()
+        looked = total[0] + total[1]
+        return {
+            "entries": sum(by_verdict.values()),
+            "by_verdict": by_verdict,
+            "expired": q("SELECT COUNT(*) FROM entries WHERE expires_at <= ?", (now,)).fetchone()[
+                0
+            ],
+            "aliases": q("SELECT COUNT(*) FROM aliases").fetchone()[0],
+            "log_rows": q("SELECT COUNT(*) FROM verdict_log").fetchone()[0],
+            "hits_today": today[0],
+            "misses_today": today[1],
+            "hits_total": total[0],
+            "misses_total": total[1],
+            "hit_rate": round(total[0] / looked, 3) if looked else 0.0,
+            "db_bytes": self.path.stat().st_size if self.path.exists() else 0,
+            "memory_entries": len(self._memory),
+        }
