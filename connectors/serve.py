@@ -86,12 +86,12 @@ async def serve(
     try:
         for part in parts:
             app = part.factory(settings, enricher)
-            runner = web.AppRunner(app, handle_signals=False, access_log=None)
+            runner = web.AppRunner(
+                app, handle_signals=False, access_log=None, shutdown_timeout=10.0
+            )
             await runner.setup()
             runners.append(runner)
-            site = web.TCPSite(
-                runner, part.host, part.port, ssl_context=part.ssl_context, shutdown_timeout=10.0
-            )
+            site = web.TCPSite(runner, part.host, part.port, ssl_context=part.ssl_context)
             await site.start()
             sock = site._server.sockets[0]  # type: ignore[union-attr]  # the real port when 0
             port = sock.getsockname()[1]

@@ -26,6 +26,7 @@ DIRECT_UPLOAD_LIMIT = 32 * 1024 * 1024
 UPLOAD_URL_LIMIT = 650 * 1024 * 1024
 PREMIUM_ONLY = ("/api/v3/intelligence/", "/api/v3/ioc_stream")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+EMULATOR: web.AppKey[Emulator] = web.AppKey("emulator")
 
 
 @dataclass
@@ -399,7 +400,7 @@ class Emulator:
 def create_app(config: Optional[EmulatorConfig] = None) -> web.Application:
     emu = Emulator(config or EmulatorConfig())
     app = web.Application(middlewares=[emu.middleware], client_max_size=1024 * 1024)
-    app["emulator"] = emu
+    app[EMULATOR] = emu
     collections_re = "{collection:files|urls|domains|ip_addresses}"
     r = app.router
     r.add_get("/api/v3/files/upload_url", emu.upload_url)

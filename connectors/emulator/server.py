@@ -10,7 +10,7 @@ from typing import AsyncIterator, Optional
 
 from aiohttp import web
 
-from .app import EmulatorConfig, create_app
+from .app import EMULATOR, EmulatorConfig, create_app
 
 
 class Running:
@@ -20,16 +20,16 @@ class Running:
 
     @property
     def emulator(self):  # the Emulator: counters, config.faults, objects
-        return self.app["emulator"]
+        return self.app[EMULATOR]
 
 
 async def _start(
     config: Optional[EmulatorConfig], host: str, port: int
 ) -> tuple[web.AppRunner, Running]:
     app = create_app(config)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, shutdown_timeout=1.0)
+    site = web.TCPSite(runner, host, port)
     await site.start()
     real_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     return runner, Running(f"http://{host}:{real_port}", app)
