@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# Imported up front: when hypothesis is first imported by its plugin at session end, CPython
+# 3.11.7 can fail compiling it ("AST constructor recursion depth mismatch").
+import hypothesis  # noqa: F401
 import pytest
 
 from connectors.core import config

@@ -79,6 +79,12 @@ class Enricher:
     # -- public API ----------------------------------------------------------------------
     def enrich_sync(self, values: Sequence[str], **kwargs: object) -> List[Enrichment]:
         """For callers with no running event loop; raises RuntimeError inside one."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise RuntimeError("enrich_sync() inside a running event loop: await enrich()")
 
         async def run() -> List[Enrichment]:
             try:
@@ -106,13 +112,23 @@ class Enricher:
         now = self.clock.now()
         kind = None if kind in (None, "", "auto") else kind
         memo = self._memos.setdefault(kind, {}) if use_cache else {}
+        days = (
+            self.settings.policy.rescan_after_days
+            if rescan_after_days is None
+            else rescan_after_days
+        )
+        rescan_before = now - days * 86400 if days else 0.0  # reports analysed before are stale
         found: Dict[str, Optional[Enrichment]] = {}
         todo: List[str] = []
         for value in values:
             if value in found:
                 continue
             hit = memo.get(value)
-            if hit is not None and hit[0] > now:
+            if (
+                hit is not None
+                and hit[0] > now
+                and (not rescan_before or _fresh(hit[1], rescan_before))
+            ):
                 found[value] = hit[1]
             else:
                 found[value] = None
@@ -216,7 +232,7 @@ class Enricher:
 
         tasks = [asyncio.ensure_future(one(o)) for o in observables[:limit]]
         timeout = None if until is None else max(0.0, until - self.clock.now())
-        done, pending = await asyncio.wait(tasks, timeout=timeout)
+        done, pending = await asyncio.wait(tasks, timeout=timeout) if tasks else (set(), set())
         for task in pending:
             task.cancel()
         if pending:
@@ -387,6 +403,12 @@ class Enricher:
         for raw, enr in out.items():
             if enr.verdict in CACHEABLE:
                 memo[raw] = (until, enr if enr.cached else replace(enr, cached=True))
+
+
+def _fresh(enr: Enrichment, rescan_before: float) -> bool:
+    """A remembered answer can be reused unless its report is old and no rescan was asked yet."""
+    r = enr.report
+    return enr.stale or r is None or r.last_analysis >= rescan_before
 
 
 def _from_obs(

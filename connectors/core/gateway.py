@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import random
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import aiohttp
 import vt
@@ -210,12 +210,7 @@ class Gateway:
                 return json.loads(await resp.read_async())
             except (ValueError, UnicodeDecodeError):
                 raise BadAnswer("BadAnswer", "response is not valid JSON") from None
-        try:
-            error = await client.get_error_async(resp)
-        except (ValueError, UnicodeDecodeError):
-            error = None
-        code = error.code if error else "ServerError"
-        message = str(error.message) if error else f"HTTP {status}"
+        code, message = await _error_of(client, resp)
         if code == "NotFoundError":
             raise NotFound(code, message)
         if code in RATE_LIMITED or status == 429:
@@ -225,6 +220,25 @@ class Gateway:
         if status >= 500 or code in RETRYABLE:
             raise GatewayError(code if code in RETRYABLE else "ServerError", message)
         raise GatewayError(code, message)
+
+
+async def _error_of(client: vt.Client, resp: vt.ClientResponse) -> Tuple[str, str]:
+    """VirusTotal's error code and message. vt-py reads JSON errors for 4xx only; a 503
+    TransientError or 504 DeadlineExceededError also carries one, and the code decides the retry."""
+    status = resp.status
+    if status >= 500:
+        try:
+            err = json.loads(await resp.read_async()).get("error", {})
+            return str(err["code"]), str(err.get("message", ""))
+        except (ValueError, UnicodeDecodeError, AttributeError, KeyError, TypeError):
+            return "ServerError", f"HTTP {status}"
+    try:
+        error = await client.get_error_async(resp)
+    except (ValueError, UnicodeDecodeError):
+        error = None
+    if error is None:
+        return "ServerError", f"HTTP {status}"
+    return str(error.code), str(error.message)
 
 
 def _retry_after(value: Optional[str]) -> Optional[float]:
