@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import multiprocessing
+import os
+import stat
+
+from connectors.core.cache import Cache, CacheEntry, LogRecord
+from connectors.core.clock import FakeClock
+from connectors.core.config import CacheSettings
+
+S = CacheSettings()
+
+
+def entry(key="file:" + "a" * 64, verdict="malicious", at=0.0):
+    return CacheEntry(
+        key=key, verdict=verdict, report={"kind": "file", "id": key[5:]}, stored_at=at
+    )
+
+
+def test_aliases_and_ttl(tmp_path):
+    clock = FakeClock()
+    c = Cache(tmp_path / "c.db", S, clock)
+    c.put(entry(at=clock.now()), aliases=["file:" + "b" * 32, "file:" + "c" * 40])
+    for key in ("file:" + "a" * 64, "file:" + "b" * 32, "file:" + "c" * 40):
+        assert c.get(key).key == "file:" + "a" * 64
+    c.put(CacheEntry("domain:x.com", "not_found", None, clock.now()))
+    clock.advance(S.ttl_not_found + 1)
+    assert c.get("domain:x.com") is None  # short negative caching
+    assert c.get("file:" + "b" * 32) is not None
+    clock.advance(S.ttl_malicious)
+    assert c.get("file:" + "a" * 64) is None
+    assert c.purge() == 2 and c.stats()["aliases"] == 0
+    c.close()
+
+
+def test_other_process_writes_seen_within_a_minute(tmp_path):
+    clock = FakeClock()
+    a = Cache(tmp_path / "c.db", S, clock)
+    b = Cache(tmp_path / "c.db", S, clock)
+    a.put(entry(verdict="harmless", at=clock.now()))
+    assert b.get("file:" + "a" * 64).verdict == "harmless"
+    a.put(entry(verdict="malicious", at=clock.now()))
+    assert b.get("file:" + "a" * 64).verdict == "harmless"  # b's memory, for now
+    clock.advance(61)
+    assert b.get("file:" + "a" * 64).verdict == "malicious"
+
+
+def test_get_many_returns_requested_keys(tmp_path):
+    c = Cache(tmp_path / "c.db", CacheSettings(lru_size=0))
+    items = [
+        (entry(f"domain:d{i}.com", "harmless", c.clock.now()), [f"alias:{i}"]) for i in range(1200)
+    ]
+    c.put_many(items)
+    got = c.get_many([f"alias:{i}" for i in range(0, 1200, 2)] + ["domain:none.com"])
+    assert len(got) == 600 and got["alias:10"].key == "domain:d10.com"
+
+
+def test_verdict_log_and_counters(tmp_path):
+    clock = FakeClock()
+    c = Cache(tmp_path / "c.db", S, clock)
+    recs = [
+        LogRecord(f"domain:{v}", "domain", v, verdict, 80, "webhook", clock.now())
+        for v, verdict in (("a.com", "malicious"), ("b.com", "harmless"), ("c.com", "suspicious"))
+    ]
+    c.log(recs)
+    rows = c.log_after(0, verdicts=["malicious", "suspicious"])
+    assert [r.value for _, r in rows] == ["a.com", "c.com"]
+    assert c.log_after(rows[-1][0]) == []
+    assert not c.should_log("domain:a.com", "webhook") and c.should_log("domain:a.com", "splunk")
+    clock.advance(S.log_interval)
+    assert c.should_log("domain:a.com", "webhook")
+    c.count_hit("cli", 3, 1)
+    c.count_hit("cli", 1, 0)
+    stats = c.stats()
+    assert stats["hits_today"] == 4 and stats["misses_today"] == 1 and stats["hit_rate"] == 0.8
+    assert stats["log_rows"] == 3
+
+
+def test_private_file_and_corruption_recovery(tmp_path):
+    path = tmp_path / "state" / "c.db"
+    c = Cache(path, S)
+    c.close()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+    path.write_bytes(b"this is not a database" * 100)
+    c = Cache(path, S)  # moved aside, fresh start
+    c.put(entry(at=c.clock.now()))
+    assert c.get("file:" + "a" * 64) is not None
+    assert list(tmp_path.glob("state/c.db.corrupt-*"))
+
+
+def _writer(path: str, n: int, worker: int) -> None:
+    c = Cache(path, CacheSettings())
+    for i in range(n):
+        c.put(entry(f"domain:w{worker}-{i}.com", "harmless", c.clock.now()))
+        c.log([LogRecord(f"domain:w{worker}-{i}.com", "domain", "x", "harmless", 0, "p", 0.0)])
+    c.close()
+
+
+def test_concurrent_writers_from_processes(tmp_path):
+    path = str(tmp_path / "c.db")
+    Cache(path, S).close()
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(path, 150, w)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    stats = Cache(path, S).stats()
+    assert stats["entries"] == 450 and stats["log_rows"] == 450
