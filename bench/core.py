@@ -20,12 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import vt  # noqa: E402
 from _emulator_proc import emulator_process  # noqa: E402
-from connectors.core.clock import FakeClock  # noqa: E402
-from connectors.core.quota import Priority, QuotaGovernor  # noqa: E402
-from connectors.emulator.quota import TierQuota  # noqa: E402
 
 from connectors.core import config as config_mod  # noqa: E402
+from connectors.core.clock import FakeClock  # noqa: E402
 from connectors.core.enricher import Enricher  # noqa: E402
+from connectors.core.quota import Priority, QuotaGovernor  # noqa: E402
+from connectors.emulator.quota import TierQuota  # noqa: E402
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 WARM_TOTAL, WARM_DISTINCT = (20_000, 2_000) if QUICK else (100_000, 10_000)
