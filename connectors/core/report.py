@@ -8,7 +8,7 @@ without the expected shape raises ReportError so that one bad answer costs one o
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 FILE_STATS = (
@@ -162,7 +162,9 @@ class Report:
         return {}
 
     def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
+        # Shallow on purpose: dataclasses.asdict deep-copies every engine entry and cost more
+        # than the HTTP request itself on the cold path. The result is for serialising only.
+        return dict(self.__dict__)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Report:
@@ -198,12 +200,15 @@ def parse_report(doc: Any) -> Report:
     stats = {k: _int(raw_stats.get(k)) for k in keys}
     engines: Dict[str, str] = {}
     results: Dict[str, str] = {}
+    # The hottest loop of a cold lookup (~70-90 engines per object): keep it plain.
     for name, res in _dict(a.get("last_analysis_results")).items():
-        if isinstance(res, dict):
-            cat = _str(res.get("category"))
-            engines[str(name)] = cat
-            if cat in ("malicious", "suspicious") and res.get("result"):
-                results[str(name)] = _str(res.get("result"))
+        if type(res) is dict:
+            cat = res.get("category")
+            if type(cat) is not str:
+                cat = ""
+            engines[name] = cat
+            if (cat == "malicious" or cat == "suspicious") and res.get("result"):
+                results[name] = _str(res["result"])
     ptc = _dict(a.get("popular_threat_classification"))
     votes = _dict(a.get("total_votes"))
     r = Report(
