@@ -353,5 +353,13 @@ def demo(obj: Ctx) -> None:
     sys.exit(run_demo())
 
 
+def _register_connectors() -> None:
+    from .cli_splunk import splunk
+
+    main.add_command(splunk)
+
+
+_register_connectors()
+
 if __name__ == "__main__":  # pragma: no cover
     main()

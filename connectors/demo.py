@@ -55,5 +55,16 @@ async def _run(console: Console) -> int:
     return 0
 
 
+def _splunk(console: Console) -> int:
+    """The Splunk command through the protocol harness (builds the app on first use)."""
+    from .cli_splunk import load_packaging
+
+    console.rule("Splunk: | vtlookup")
+    return load_packaging("splunk_demo").run(console)
+
+
 def run_demo() -> int:
-    return asyncio.run(_run(Console()))
+    console = Console()
+    console.rule("Core: vtconnect lookup")
+    status = asyncio.run(_run(console))
+    return status or _splunk(console)

@@ -1,0 +1,308 @@
+"""| vtlookup field=<name> [type=auto|file|url|domain|ip] [prefix=vt_] [extract=f] [nocache=f]
+[rescan_after_days=N] [max_lookups=N] [deadline=SECONDS]
+
+A streaming command (protocol v2, runs on the search head) that adds VirusTotal verdicts to each
+record. Thin by design: records -> values -> connectors.core Enricher -> fields. Per chunk it asks
+the core once for the chunk's unique values (cache first, then VirusTotal through the host's
+quota governor); quota or outage turn into vt_verdict=quota/error and one warning per search.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import sys
+import time
+
+APP_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(APP_DIR, "lib"))
+
+from typing import Any, Dict, List, Optional  # noqa: E402
+
+from splunklib.searchcommands import (  # noqa: E402
+    Configuration,
+    Option,
+    StreamingCommand,
+    dispatch,
+    validators,
+)
+from vtlookup_support import fields, settings  # noqa: E402
+
+from connectors.core.config import ConfigError  # noqa: E402
+from connectors.core.observable import KIND_CHOICES  # noqa: E402
+from connectors.core.verdict import Enrichment, Verdict  # noqa: E402
+
+APP = os.path.basename(APP_DIR)
+MAX_RISKY_LOG_LINES = 100  # per search, for the dashboard's "top malicious indicators"
+log = logging.getLogger("vtconnect.vtlookup")
+
+
+def _setup_logging() -> None:
+    """Summaries go to $SPLUNK_HOME/var/log/splunk/vtlookup.log, which Splunk indexes into
+    _internal (the dashboard reads them); nothing is written when that directory is missing."""
+    if log.handlers:
+        return
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    home = os.environ.get("SPLUNK_HOME", "")
+    folder = os.path.join(home, "var", "log", "splunk") if home else ""
+    if folder and os.path.isdir(folder):
+        handler: logging.Handler = logging.handlers.RotatingFileHandler(
+            os.path.join(folder, "vtlookup.log"), maxBytes=10_000_000, backupCount=3
+        )
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s level=%(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z")
+        )
+    else:
+        handler = logging.NullHandler()
+    log.addHandler(handler)
+
+
+def _q(text: str) -> str:
+    """A value for key="value" log lines."""
+    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
+
+
+@Configuration(distributed=False)
+class VTLookupCommand(StreamingCommand):
+    """Enriches each record with VirusTotal verdicts for the indicator(s) in a field."""
+
+    field = Option(require=True, validate=validators.Fieldname(), doc="Field holding indicators")
+    type = Option(default="auto", doc="auto, file, url, domain or ip")
+    prefix = Option(default="vt_", doc="Prefix of the output fields")
+    extract = Option(default=False, validate=validators.Boolean(), doc="Find indicators in text")
+    nocache = Option(default=False, validate=validators.Boolean(), doc="Ignore the cache")
+    rescan_after_days = Option(default=None, validate=validators.Integer(minimum=0))
+    max_lookups = Option(default=None, validate=validators.Integer(minimum=0))
+    deadline = Option(default=None, validate=validators.Integer(minimum=1, maximum=86400))
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._enricher: Any = None
+        self._kind: Optional[str] = None
+        self._started = time.time()
+        self._deadline_at: Optional[float] = None
+        self._lookups_left: Optional[int] = None
+        self._warned = False
+        self._empty: Dict[str, Any] = {}
+        self._stats: Dict[str, int] = {}
+        self._risky_logged: set = set()
+        self._kv: Any = None
+
+    # -- getinfo: check everything that can be checked before any record arrives ------------
+    def prepare(self) -> None:
+        _setup_logging()
+        problems: List[str] = []
+        kind = str(self.type or "auto").strip().lower()
+        if kind not in KIND_CHOICES:
+            problems.append(f"type={self.type} is not one of {', '.join(KIND_CHOICES)}")
+        prefix = str(self.prefix)
+        if not prefix or not all(c.isalnum() or c == "_" for c in prefix):
+            problems.append(f"prefix={prefix!r} must be letters, digits or '_'")
+        if problems:
+            self._fail("vtlookup: " + "; ".join(problems))
+        self._kind = None if kind == "auto" else kind
+        self._empty = fields.empty(prefix)
+        try:
+            self._build_enricher()
+        except ConfigError as exc:
+            self._fail(f"vtlookup: configuration problem: {exc}")
+
+    def _fail(self, message: str) -> None:
+        self.write_error("{}", message)
+        log.error("event=config_error message=%s", _q(message))
+        raise SystemExit(1)
+
+    def _build_enricher(self) -> None:
+        from connectors.core.cache import Cache
+        from connectors.core.clock import Clock
+        from connectors.core.enricher import Enricher
+
+        service = self.service
+        conf: Dict[str, Dict[str, str]] = {}
+        secrets: Dict[str, str] = {}
+        if service is not None:
+            try:
+                conf = settings.read_conf_rest(service, APP)
+            except Exception as exc:  # splunkd unreachable: the app's own files still apply
+                log.warning("event=conf_rest_failed error=%s", _q(repr(exc)))
+            try:
+                secrets = settings.read_secrets(service, APP)
+            except Exception as exc:
+                log.warning("event=passwords_failed error=%s", _q(repr(exc)))
+        if not conf:
+            conf = settings.read_conf_files(APP_DIR)
+        info = self._metadata.searchinfo
+        dispatch_dir = getattr(info, "dispatch_dir", "") or ""
+        state = settings.state_dir(
+            conf.get("command", {}).get("state_dir", ""), os.environ, dispatch_dir
+        )
+        core, local = settings.build(conf, secrets, state, env=os.environ)
+        if not core.virustotal.api_key:
+            raise ConfigError(
+                f"no VirusTotal API key: set it on the {APP} setup page (storage/passwords, "
+                f"realm {APP}, user {settings.KEY_USER}); users running vtlookup need the "
+                "list_storage_passwords capability"
+            )
+        os.makedirs(core.state_path, exist_ok=True)
+        clock = Clock()
+        cache: Any = None
+        if local["cache"].get("backend", "kvstore").strip().lower() == "kvstore" and service:
+            from vtlookup_support.kvstore import KVStoreCache
+
+            self._kv = KVStoreCache(service, APP, Cache(core.cache_path, core.cache, clock), clock)
+            cache = self._kv
+        self._enricher = Enricher(core, connector="splunk", cache=cache, clock=clock)
+        cmd = local["command"]
+        deadline = self.deadline or _int(cmd.get("deadline"))
+        self._deadline_at = self._started + deadline if deadline else None
+        limit = self.max_lookups if self.max_lookups is not None else _int(cmd.get("max_lookups"))
+        self._lookups_left = limit if limit else None
+        if self.max_lookups == 0:
+            self._lookups_left = 0
+
+    # -- execute --------------------------------------------------------------------------
+    def stream(self, records: Any) -> Any:
+        rows = list(records)
+        per_row = [self._values(r) for r in rows]
+        unique = list(dict.fromkeys(v for vs in per_row for v in vs))
+        rendered = self._enrich(unique) if unique else {}
+        prefix = str(self.prefix)
+        single = {v: {prefix + k: x for k, x in d.items()} for v, d in rendered.items()}
+        empty = self._empty
+        for row, vs in zip(rows, per_row):
+            if len(vs) == 1:
+                row.update(single[vs[0]])
+            elif not vs:
+                row.update(empty)
+            else:
+                row.update(fields.combine([rendered[v] for v in vs], prefix))
+            yield row
+        self._count("records", len(rows))
+        if self._finished:
+            self._summary()
+
+    def _values(self, record: Dict[str, Any]) -> List[str]:
+        raw = fields.values_of(record.get(self.field))
+        if not self.extract:
+            return raw
+        from connectors.core.extract import extract
+
+        found: List[str] = []
+        for text in raw:
+            found.extend(o.value for o in extract(text))
+        return list(dict.fromkeys(found))
+
+    def _enrich(self, values: List[str]) -> Dict[str, Dict[str, Any]]:
+        from connectors.core.gateway import CredentialsRejected
+
+        kwargs: Dict[str, Any] = {
+            "kind": self._kind,
+            "use_cache": not self.nocache,
+            "rescan_after_days": self.rescan_after_days,
+            "max_lookups": self._lookups_left,
+        }
+        if self._deadline_at is not None:
+            kwargs["deadline"] = max(0.0, self._deadline_at - time.time())
+        asked = True  # whether the core ran (and so may have called VirusTotal)
+        try:
+            results = self._enricher.enrich_sync(values, **kwargs)
+        except CredentialsRejected as exc:
+            results = [_failed(v, "VirusTotal rejected the API key", exc) for v in values]
+        except Exception as exc:  # never break the search: every value gets verdict=error
+            log.exception("event=enrich_failed")
+            results = [_failed(v, "lookup failed", exc) for v in values]
+            asked = False
+        out: Dict[str, Dict[str, Any]] = {}
+        trouble: Dict[str, int] = {}
+        calls = 0
+        for value, enr in zip(values, results):
+            out[value] = fields.render(enr)
+            verdict = enr.verdict.value
+            self._count(verdict)
+            if enr.cached:
+                self._count("cache_hits")
+            elif asked and verdict not in ("skipped", "quota"):
+                calls += 1
+            if verdict in ("quota", "error"):
+                trouble[verdict] = trouble.get(verdict, 0) + 1
+            key = (enr.kind, enr.normalized)
+            if (
+                enr.is_risky
+                and key not in self._risky_logged
+                and len(self._risky_logged) < MAX_RISKY_LOG_LINES
+            ):
+                self._risky_logged.add(key)
+                log.info(
+                    "event=risky sid=%s kind=%s value=%s verdict=%s score=%d link=%s",
+                    _q(self._sid()),
+                    enr.kind,
+                    _q(enr.normalized),
+                    verdict,
+                    enr.score,
+                    enr.link,
+                )
+        self._count("unique", len(values))
+        self._count("api_calls", calls)
+        if self._lookups_left is not None:
+            self._lookups_left = max(0, self._lookups_left - calls)
+        if trouble and not self._warned:
+            self._warned = True
+            self.write_warning("{}", _trouble_message(trouble, results))
+        return out
+
+    # -- bookkeeping ------------------------------------------------------------------------
+    def _count(self, name: str, n: int = 1) -> None:
+        self._stats[name] = self._stats.get(name, 0) + n
+
+    def _sid(self) -> str:
+        return str(getattr(self._metadata.searchinfo, "sid", ""))
+
+    def _summary(self) -> None:
+        s = self._stats
+        parts = " ".join(f"{k}={v}" for k, v in sorted(s.items()))
+        kv = (
+            "" if self._kv is None else " cache=kvstore" if not self._kv.failed else " cache=sqlite"
+        )
+        log.info(
+            "event=summary sid=%s user=%s seconds=%.3f%s %s",
+            _q(self._sid()),
+            _q(getattr(self._metadata.searchinfo, "username", "")),
+            time.time() - self._started,
+            kv,
+            parts,
+        )
+        if self._enricher is not None:
+            self._enricher.close()
+
+
+def _int(text: Optional[str]) -> int:
+    try:
+        return max(0, int(float(text or 0)))
+    except ValueError:
+        return 0
+
+
+def _failed(value: str, why: str, exc: BaseException) -> Enrichment:
+    code = getattr(exc, "code", "") or type(exc).__name__
+    return Enrichment(value, "", Verdict.ERROR, reason=f"{why}: {code}", error=str(code))
+
+
+def _trouble_message(trouble: Dict[str, int], results: List[Enrichment]) -> str:
+    parts = []
+    if trouble.get("quota"):
+        parts.append(
+            f"{trouble['quota']} indicator(s) not looked up: VirusTotal API quota or this "
+            "search's max_lookups/deadline reached (vt_verdict=quota)"
+        )
+    if trouble.get("error"):
+        reasons = sorted({r.reason for r in results if r.verdict is Verdict.ERROR})[:3]
+        parts.append(
+            f"{trouble['error']} lookup(s) failed (vt_verdict=error): {'; '.join(reasons)}"
+        )
+    return "vtlookup: " + "; ".join(parts) + ". Later chunks are not reported separately."
+
+
+if __name__ == "__main__":
+    dispatch(VTLookupCommand, sys.argv, sys.stdin, sys.stdout, __name__)

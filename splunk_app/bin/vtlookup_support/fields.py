@@ -1,0 +1,98 @@
+"""Enrichment -> Splunk fields. Every record carries every output field (empty where not
+applicable): splunkd drops fields that first appear after the first record of a chunk."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence
+
+from connectors.core.verdict import Enrichment
+
+# Output field names without the prefix, in the order they are written.
+COMMON = (
+    "kind", "id", "verdict", "score", "reason", "malicious", "suspicious", "harmless",
+    "undetected", "total", "reputation", "threat_label", "tags", "first_seen", "last_analysis",
+    "link", "cached", "error",
+)  # fmt: skip
+KIND_SPECIFIC = (
+    "file_names", "file_type", "file_size", "md5", "sha1", "sha256",  # files
+    "categories", "registrar", "creation_date",  # domains (categories also urls)
+    "country", "asn", "as_owner", "network",  # IP addresses
+    "final_url", "title",  # urls
+)  # fmt: skip
+NAMES = COMMON + KIND_SPECIFIC
+LIST_FIELDS = frozenset(("tags", "file_names", "categories"))
+
+Value = Any  # str, or a list of str for multivalue fields
+
+
+def field_names(prefix: str) -> List[str]:
+    return [prefix + n for n in NAMES]
+
+
+def _text(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    return str(v)
+
+
+def render(enr: Enrichment) -> Dict[str, Value]:
+    """Unprefixed field -> value for one enrichment; list fields stay lists."""
+    r = enr.report
+    out: Dict[str, Value] = dict.fromkeys(NAMES, "")
+    out["kind"] = enr.kind
+    out["id"] = enr.vt_id
+    out["verdict"] = enr.verdict.value
+    out["score"] = str(enr.score) if enr.kind else ""
+    out["reason"] = enr.reason
+    out["link"] = enr.link
+    out["cached"] = "1" if enr.cached else "0"
+    out["error"] = enr.error
+    if r is not None:
+        stats = r.stats
+        for k in ("malicious", "suspicious", "harmless", "undetected"):
+            out[k] = str(stats.get(k, 0))
+        out["total"] = str(r.total)
+        out["reputation"] = str(r.reputation)
+        out["threat_label"] = r.threat_label
+        out["tags"] = list(r.tags)
+        out["first_seen"] = r.first_seen_iso
+        out["last_analysis"] = r.last_analysis_iso
+        for k, v in r.kind_fields().items():
+            if k in out:
+                out[k] = [str(x) for x in v] if isinstance(v, (list, tuple)) else _text(v)
+    return out
+
+
+def empty(prefix: str) -> Dict[str, Value]:
+    return dict.fromkeys(field_names(prefix), "")
+
+
+def combine(rendered: Sequence[Dict[str, Value]], prefix: str) -> Dict[str, Value]:
+    """Fields for a record whose input had several values (or none).
+
+    One value: list fields stay multivalue. Several: every field is multivalue, one entry per
+    input value in input order; list fields are joined with ", " so positions line up.
+    """
+    if not rendered:
+        return empty(prefix)
+    if len(rendered) == 1:
+        return {prefix + k: v for k, v in rendered[0].items()}
+    out: Dict[str, Value] = {}
+    for name in NAMES:
+        column: List[str] = []
+        for one in rendered:
+            v = one[name]
+            column.append(", ".join(v) if isinstance(v, list) else v)
+        out[prefix + name] = column
+    return out
+
+
+def values_of(field_value: Optional[Any]) -> List[str]:
+    """A record's field as a list of non-empty strings (multivalue fields arrive as lists)."""
+    if field_value is None:
+        return []
+    if isinstance(field_value, (list, tuple)):
+        return [v for v in field_value if isinstance(v, str) and v.strip()]
+    return [field_value] if isinstance(field_value, str) and field_value.strip() else []

@@ -1,0 +1,129 @@
+"""The Enricher's cache in a KV store collection, shared by every member of a search head
+cluster. `_key` is the normalised indicator (the core's cache key, e.g. "domain:example.com");
+file reports are saved under their MD5, SHA-1 and SHA-256 keys alike.
+
+Only get_many/put_many go to the KV store; the verdict log and hit counters stay in the core's
+local SQLite cache, which also takes over when the KV store stops answering.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from connectors.core.cache import Cache, CacheEntry
+
+COLLECTION = "vtconnect_cache"
+KEYS_PER_QUERY = 100  # keys in one $or: keeps each query small for splunkd
+QUERIES_PER_BATCH = 100  # below limits.conf [kvstore] max_queries_per_batch (1000)
+DOCS_PER_SAVE = 1000  # limits.conf [kvstore] max_documents_per_batch_save default
+
+log = logging.getLogger("vtconnect.vtlookup")
+
+
+class KVStoreCache:
+    """Duck-typed like connectors.core.cache.Cache; everything not defined here is the local
+    cache's."""
+
+    def __init__(
+        self, service: Any, app: str, local: Cache, clock: Any, collection: str = COLLECTION
+    ) -> None:
+        self._service = service
+        self._clock = clock
+        self._app = app
+        self._local = local
+        self._path = f"storage/collections/data/{collection}/"
+        self.failed: Optional[str] = None  # why the KV store is no longer used, if it failed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._local, name)
+
+    def _post(self, endpoint: str, body: Any) -> Any:
+        resp = self._service.post(
+            self._path + endpoint,
+            owner="nobody",
+            app=self._app,
+            headers=[("Content-Type", "application/json")],
+            body=json.dumps(body),
+        )
+        return json.loads(resp.body.read())
+
+    def _fail(self, exc: BaseException) -> None:
+        self.failed = f"{type(exc).__name__}: {exc}"
+        log.warning("KV store cache unavailable, using the local cache: %s", self.failed)
+
+    def get_many(self, keys: Iterable[str]) -> Dict[str, CacheEntry]:
+        wanted = list(keys)
+        if self.failed or not wanted:
+            return self._local.get_many(wanted)
+        now = self._clock.now()
+        found: Dict[str, CacheEntry] = {}
+        try:
+            for queries in _batches(_queries(wanted), QUERIES_PER_BATCH):
+                for docs in self._post("batch_find", queries):
+                    for doc in docs:
+                        entry = _entry(doc)
+                        if entry is not None and entry.expires_at > now:
+                            found[entry.key] = entry
+        except Exception as exc:  # any splunkd or transport failure: fall back, never fail
+            self._fail(exc)
+            return self._local.get_many(wanted)
+        return found
+
+    def put_many(self, items: Sequence[Tuple[CacheEntry, Iterable[str]]]) -> None:
+        if self.failed:
+            self._local.put_many(items)
+            return
+        docs: List[Dict[str, Any]] = []
+        for entry, aliases in items:
+            report = json.dumps(entry.report, separators=(",", ":")) if entry.report else ""
+            kind, _, value = entry.key.partition(":")
+            for key in sorted(set(aliases) | {entry.key}):
+                docs.append(
+                    {
+                        "_key": key,
+                        "kind": kind,
+                        "value": value,
+                        "verdict": entry.verdict,
+                        "report": report,
+                        "stored_at": entry.stored_at,
+                        "expires_at": entry.expires_at,
+                    }
+                )
+        try:
+            for batch in _batches(docs, DOCS_PER_SAVE):
+                self._post("batch_save", batch)
+        except Exception as exc:
+            self._fail(exc)
+            self._local.put_many(items)
+
+
+def _queries(keys: List[str]) -> List[Dict[str, Any]]:
+    return [
+        {"query": {"$or": [{"_key": k} for k in keys[i : i + KEYS_PER_QUERY]]}}
+        for i in range(0, len(keys), KEYS_PER_QUERY)
+    ]
+
+
+def _batches(items: List[Any], size: int) -> Iterable[List[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _entry(doc: Any) -> Optional[CacheEntry]:
+    """A KV document as a cache entry; anything malformed counts as a miss."""
+    try:
+        raw = doc.get("report") or ""
+        report = json.loads(raw) if raw else None
+        if not isinstance(report, dict) and doc["verdict"] != "not_found":
+            return None
+        return CacheEntry(
+            key=str(doc["_key"]),
+            verdict=str(doc["verdict"]),
+            report=report if isinstance(report, dict) else None,
+            stored_at=float(doc["stored_at"]),
+            expires_at=float(doc["expires_at"]),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None

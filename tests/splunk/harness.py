@@ -1,0 +1,383 @@
+"""Plays splunkd for bin/vtlookup.py: the search command protocol v2 over the command's
+stdin/stdout, and a loopback fake of the splunkd REST endpoints the command calls
+(configs/conf-vtlookup, storage/passwords, KV store batch_find/batch_save/query).
+
+Used by tests/splunk, bench/splunk.py and the demo (packaging/splunk_demo.py loads it by path).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from urllib.parse import parse_qs, unquote, urlsplit
+
+HEADER = re.compile(rb"chunked 1\.0,(\d+),(\d+)\n")
+SESSION_KEY = "fake-session-key-0123456789"
+Record = Dict[str, Union[str, List[str]]]
+
+
+# -- the REST side ---------------------------------------------------------------------------
+class FakeSplunkd:
+    """The splunkd REST endpoints vtlookup uses, on 127.0.0.1:<ephemeral>, JSON only."""
+
+    def __init__(
+        self,
+        conf: Optional[Dict[str, Dict[str, str]]] = None,
+        passwords: Optional[Dict[str, str]] = None,
+        app: str = "vtconnect",
+    ) -> None:
+        self.app = app
+        self.conf = conf if conf is not None else {}
+        self.passwords = dict(passwords or {})  # username -> password, realm = app
+        self.kv: Dict[str, Dict[str, Dict[str, Any]]] = {}  # collection -> _key -> doc
+        self.kv_down = False  # answer 503 on KV store endpoints
+        self.calls: List[Tuple[str, str]] = []
+        self.lock = threading.Lock()
+        self._server: Optional[ThreadingHTTPServer] = None
+        self._thread: Optional[threading.Thread] = None
+
+    @property
+    def uri(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> str:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                fake._handle(self, "GET")
+
+            def do_POST(self) -> None:
+                fake._handle(self, "POST")
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self.uri
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeSplunkd:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def count(self, endpoint: str) -> int:
+        with self.lock:
+            return sum(1 for _, path in self.calls if path.endswith(endpoint))
+
+    # -- request handling -----------------------------------------------------------------
+    def _handle(self, req: BaseHTTPRequestHandler, method: str) -> None:
+        url = urlsplit(req.path)
+        length = int(req.headers.get("Content-Length") or 0)
+        body = req.rfile.read(length) if length else b""
+        m = re.match(r"^/(?:services|servicesNS/[^/]+/[^/]+)/(.*)$", url.path)
+        path = unquote(m.group(1)) if m else url.path
+        with self.lock:
+            self.calls.append((method, path))
+        if req.headers.get("Authorization") not in (f"Splunk {SESSION_KEY}", SESSION_KEY):
+            return self._reply(req, 401, {"messages": [{"type": "ERROR", "text": "auth"}]})
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        if method == "POST" and req.headers.get("Content-Type", "").startswith(
+            "application/x-www-form-urlencoded"
+        ):
+            query.update({k: v[-1] for k, v in parse_qs(body.decode()).items()})
+        try:
+            status, doc = self._route(method, path, query, body)
+        except (ValueError, KeyError, TypeError) as exc:
+            status, doc = 400, {"messages": [{"type": "ERROR", "text": str(exc)}]}
+        self._reply(req, status, doc)
+
+    def _route(self, method: str, path: str, query: Dict[str, str], body: bytes) -> Tuple[int, Any]:
+        if path == "configs/conf-vtlookup" and method == "GET":
+            entries = [
+                {"name": name, "content": {**content, "disabled": False, "eai:appName": self.app}}
+                for name, content in self.conf.items()
+            ]
+            return 200, {"entry": entries}
+        if path == "storage/passwords" and method == "GET":
+            realm = query.get("search", "").partition("realm=")[2] or None
+            entries = [
+                {
+                    "name": f"{self.app}:{user}:",
+                    "content": {"realm": self.app, "username": user, "clear_password": pw},
+                }
+                for user, pw in self.passwords.items()
+                if realm in (None, self.app)
+            ]
+            return 200, {"entry": entries}
+        m = re.match(r"^storage/collections/data/([^/]+)/?(batch_find|batch_save)?$", path)
+        if m:
+            if self.kv_down:
+                return 503, {"messages": [{"type": "ERROR", "text": "KV Store is not ready"}]}
+            with self.lock:
+                coll = self.kv.setdefault(m.group(1), {})
+                return self._kv(coll, m.group(2) or "", method, query, body)
+        return 404, {"messages": [{"type": "ERROR", "text": f"no such endpoint {path}"}]}
+
+    def _kv(
+        self,
+        coll: Dict[str, Dict[str, Any]],
+        op: str,
+        method: str,
+        query: Dict[str, str],
+        body: bytes,
+    ) -> Tuple[int, Any]:
+        if op == "batch_save" and method == "POST":
+            docs = json.loads(body)
+            if not isinstance(docs, list) or len(docs) > 1000:
+                return 400, {"messages": [{"type": "ERROR", "text": "bad batch"}]}
+            for doc in docs:
+                coll[str(doc["_key"])] = dict(doc)
+            return 200, [str(d["_key"]) for d in docs]
+        if op == "batch_find" and method == "POST":
+            queries = json.loads(body)
+            if not isinstance(queries, list) or len(queries) > 1000:
+                return 400, {"messages": [{"type": "ERROR", "text": "bad batch"}]}
+            return 200, [_find(coll, q.get("query") or {}) for q in queries]
+        if op == "" and method == "GET":
+            return 200, _find(coll, json.loads(query.get("query") or "{}"))
+        return 405, {"messages": [{"type": "ERROR", "text": "method not allowed"}]}
+
+    @staticmethod
+    def _reply(req: BaseHTTPRequestHandler, status: int, doc: Any) -> None:
+        data = json.dumps(doc).encode()
+        req.send_response(status)
+        req.send_header("Content-Type", "application/json; charset=UTF-8")
+        req.send_header("Content-Length", str(len(data)))
+        req.send_header("Connection", "Keep-Alive")  # as splunkd does; splunklib relies on it
+        req.end_headers()
+        req.wfile.write(data)
+
+
+def _find(coll: Dict[str, Dict[str, Any]], query: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The subset of KV store query syntax vtlookup uses: {}, {"_key": k}, {"$or": [...]}."""
+    if not query:
+        return list(coll.values())
+    if "$or" in query:
+        keys = [q["_key"] for q in query["$or"]]
+    elif "_key" in query:
+        keys = [query["_key"]]
+    else:
+        raise ValueError(f"unsupported query {query}")
+    return [coll[k] for k in keys if k in coll]
+
+
+# -- the protocol side -----------------------------------------------------------------------
+def encode_chunk(metadata: Dict[str, Any], body: bytes = b"") -> bytes:
+    meta = json.dumps(metadata).encode()
+    return b"chunked 1.0,%d,%d\n" % (len(meta), len(body)) + meta + body
+
+
+def records_to_csv(records: Sequence[Record]) -> bytes:
+    """splunkd's CSV: every field X has a __mv_X twin, CRLF line ends, multivalues as
+    "a\\nb" in X and "$a$;$b$" in __mv_X."""
+    names: List[str] = []
+    for r in records:
+        for k in r:
+            if k not in names:
+                names.append(k)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\r\n")
+    w.writerow([c for n in names for c in (n, "__mv_" + n)])
+    for r in records:
+        row: List[str] = []
+        for n in names:
+            v = r.get(n, "")
+            if isinstance(v, list):
+                row += ["\n".join(v), "$" + "$;$".join(x.replace("$", "$$") for x in v) + "$"]
+            else:
+                row += [v, ""]
+        w.writerow(row)
+    return buf.getvalue().encode("utf-8")
+
+
+def _decode_mv(text: str) -> List[str]:
+    return [x.replace("$$", "$") for x in re.findall(r"\$((?:[^$]|\$\$)*)\$(?:;|$)", text)]
+
+
+def csv_to_records(body: bytes) -> List[Record]:
+    if not body:
+        return []
+    rows = list(csv.reader(io.StringIO(body.decode("utf-8"), newline="")))
+    header, out = rows[0], []
+    for values in rows[1:]:
+        rec: Record = {}
+        for name, value in zip(header, values):
+            if name.startswith("__mv_"):
+                if value:
+                    rec[name[5:]] = _decode_mv(value)
+            elif name not in rec:
+                rec[name] = value
+        out.append(rec)
+    return out
+
+
+def searchinfo(args: Sequence[str], splunkd_uri: str, dispatch_dir: str) -> Dict[str, Any]:
+    search = "search index=proxy | vtlookup " + " ".join(args)
+    return {
+        "args": list(args),
+        "raw_args": list(args),
+        "dispatch_dir": dispatch_dir,
+        "sid": "1700000000.42",
+        "app": "search",
+        "owner": "admin",
+        "username": "admin",
+        "session_key": SESSION_KEY,
+        "splunkd_uri": splunkd_uri,
+        "splunk_version": "9.4.1",
+        "search": search.replace(" ", "%20").replace("|", "%7C").replace("=", "%3D"),
+        "command": "vtlookup",
+        "maxresultrows": 50000,
+        "earliest_time": "0",
+        "latest_time": "0",
+    }
+
+
+class Reply:
+    def __init__(self, header: bytes, metadata: Dict[str, Any], body: bytes) -> None:
+        self.header, self.metadata, self.body = header, metadata, body
+
+    @property
+    def records(self) -> List[Record]:
+        return csv_to_records(self.body)
+
+    @property
+    def messages(self) -> List[List[str]]:
+        return list((self.metadata.get("inspector") or {}).get("messages", []))
+
+
+class CommandProcess:
+    """bin/<script> of an app, launched as splunkd does: `python script` with no argv."""
+
+    def __init__(
+        self,
+        app_dir: Path,
+        python: str = sys.executable,
+        env: Optional[Dict[str, str]] = None,
+        script: str = "vtlookup.py",
+    ) -> None:
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the process)
+        self.proc = subprocess.Popen(
+            [python, str(Path(app_dir) / "bin" / script)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            cwd=str(Path(app_dir) / "bin"),
+            env=env,
+        )
+
+    def send(self, metadata: Dict[str, Any], body: bytes = b"") -> Reply:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.write(encode_chunk(metadata, body))
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass  # the reply (or its absence) says why
+        return self.read()
+
+    def read(self) -> Reply:
+        assert self.proc.stdout is not None
+        header = self.proc.stdout.readline()
+        m = HEADER.fullmatch(header)
+        if not m:
+            raise ProtocolError(
+                f"bad reply header {header[:200]!r}; stderr: {self.stderr()[-2000:]}"
+            )
+        meta = self.proc.stdout.read(int(m.group(1)))
+        body = self.proc.stdout.read(int(m.group(2)))
+        return Reply(header, json.loads(meta), body)
+
+    def getinfo(self, info: Dict[str, Any]) -> Reply:
+        return self.send({"action": "getinfo", "preview": False, "searchinfo": info})
+
+    def execute(self, records: Sequence[Record], finished: bool = False) -> Reply:
+        return self.execute_raw(records_to_csv(records), finished)
+
+    def execute_raw(self, body: bytes, finished: bool = False) -> Reply:
+        return self.send({"action": "execute", "finished": finished}, body)
+
+    def close(self, timeout: float = 30) -> int:
+        if self.proc.stdin and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        return rc
+
+    def stderr(self) -> str:
+        self._stderr.seek(0)
+        return self._stderr.read().decode("utf-8", "replace")
+
+
+class ProtocolError(AssertionError):
+    pass
+
+
+def run_search(
+    app_dir: Path,
+    splunkd: FakeSplunkd,
+    args: Sequence[str],
+    chunks: Sequence[Sequence[Record]],
+    *,
+    python: str = sys.executable,
+    env: Optional[Dict[str, str]] = None,
+    dispatch_dir: Optional[str] = None,
+) -> Tuple[Reply, List[Reply], int]:
+    """One search: getinfo, then one execute per chunk (the last says finished).
+    Returns (getinfo reply, execute replies, exit code)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = CommandProcess(app_dir, python, env=env)
+        try:
+            info = cmd.getinfo(searchinfo(args, splunkd.uri, dispatch_dir or tmp))
+            replies: List[Reply] = []
+            failed = any(m[0] in ("ERROR", "FATAL") for m in info.messages)
+            if info.metadata.get("finished") is not True and not failed:
+                for i, chunk in enumerate(chunks):
+                    replies.append(cmd.execute(chunk, finished=i == len(chunks) - 1))
+        finally:
+            rc = cmd.close()
+        return info, replies, rc
+
+
+def command_env(splunk_home: Path, extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """A clean environment like splunkd's: SPLUNK_HOME set, nothing of ours on the path."""
+    (splunk_home / "var" / "log" / "splunk").mkdir(parents=True, exist_ok=True)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "SPLUNK_HOME": str(splunk_home),
+        "LANG": "C.UTF-8",
+        "PYTHONIOENCODING": "utf-8",
+    }
+    env.update(extra or {})
+    return env
