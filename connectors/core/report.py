@@ -71,7 +71,8 @@ class Report:
     kind: str  # "file" | "url" | "domain" | "ip_address" (VirusTotal's object type)
     id: str
     stats: Dict[str, int] = field(default_factory=dict)
-    engines: Dict[str, str] = field(default_factory=dict)  # engine -> category
+    # engine -> category, for the engines that flag it (the rest are counted in stats)
+    engines: Dict[str, str] = field(default_factory=dict)
     engine_results: Dict[str, str] = field(
         default_factory=dict
     )  # engine -> result name, detections only
@@ -206,9 +207,10 @@ def parse_report(doc: Any) -> Report:
             cat = res.get("category")
             if type(cat) is not str:
                 cat = ""
-            engines[name] = cat
-            if (cat == "malicious" or cat == "suspicious") and res.get("result"):
-                results[name] = _str(res["result"])
+            if cat == "malicious" or cat == "suspicious":
+                engines[name] = cat
+                if res.get("result"):
+                    results[name] = _str(res["result"])
     ptc = _dict(a.get("popular_threat_classification"))
     votes = _dict(a.get("total_votes"))
     r = Report(
