@@ -21,6 +21,7 @@ test: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/core.py
+	$(BIN)/python bench/splunk.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
