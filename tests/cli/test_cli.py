@@ -160,3 +160,45 @@ def test_no_key_is_a_clear_error(tmp_path):
     }
     r = CliRunner().invoke(main, ["lookup", EICAR_MD5], env=env)
     assert r.exit_code == 2 and "VT_API_KEY" in r.output
+
+
+def test_scan_url_and_file_with_wait(env, tmp_path):
+    r = run(env, "scan", "url", "hxxp://example[.]com/new", "--wait", "--timeout", "10")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith("analysis u-") and "status completed" in r.stdout
+    f = tmp_path / "sample.bin"
+    f.write_bytes(b"vtconnect test file\n")
+    r = run(env, "scan", "file", str(f), "--wait", "--timeout", "10")
+    assert r.exit_code == 0, r.output
+    assert "status completed" in r.stdout
+    r = CliRunner().invoke(main, ["scan", "url", "not a url"], env=env)
+    assert r.exit_code == 2
+
+
+def test_cache_stats_purge_and_quota(env):
+    run(env, "lookup", EICAR_MD5, "example.com")
+    r = run(env, "cache", "stats")
+    assert r.exit_code == 0 and "entries: 2" in r.stdout and "log_rows: 2" in r.stdout
+    r = run(env, "cache", "purge")
+    assert "removed 0 entries" in r.stdout
+    r = run(env, "cache", "purge", "--all")
+    assert "removed 2 entries" in r.stdout
+    r = run(env, "quota")
+    assert r.exit_code == 0 and "tier unlimited" in r.stdout
+
+
+def test_quota_shows_budget_used(env, tmp_path):
+    cfg = tmp_path / "public.toml"
+    cfg.write_text(f'[core]\nstate_dir = "{tmp_path / "s2"}"\n[quota]\ntier = "public"\n')
+    env = dict(env, VTCONNECT_CONFIG=str(cfg))
+    r = run(env, "lookup", "--format", "json", "--deadline", "1", EICAR_MD5, "example.org")
+    assert [x["verdict"] for x in json.loads(r.stdout)] == ["malicious", "harmless"]
+    r = run(env, "quota")
+    assert "used_today: 2" in r.stdout and "left_today: 498" in r.stdout
+
+
+def test_emulator_command_rejects_bad_options():
+    r = CliRunner().invoke(main, ["emulator", "--faults", "{not json"])
+    assert r.exit_code == 2 and "not valid JSON" in r.output
+    r = CliRunner().invoke(main, ["emulator", "--key", "abc:gold"])
+    assert r.exit_code == 2 and "unknown tier" in r.output
