@@ -86,7 +86,7 @@ def _read_values(source: str) -> List[str]:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["table", "json", "csv"]),
+    type=click.Choice(["table", "json", "csv", "stix"]),
     default="table",
     show_default=True,
 )
@@ -161,6 +161,8 @@ def lookup(
         enricher.close()
     if fmt == "json":
         click.echo(formats.to_json(results))
+    elif fmt == "stix":
+        click.echo(formats.to_stix(results))
     elif fmt == "csv":
         click.echo(formats.to_csv(results), nl=False)
     else:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from typing import Any, Dict, List, Sequence
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .core import stix
 from .core.verdict import Enrichment
 
 CSV_FIELDS = (
@@ -64,6 +66,11 @@ def rows(results: Sequence[Enrichment]) -> List[Dict[str, Any]]:
 
 def to_json(results: Sequence[Enrichment]) -> str:
     return json.dumps(rows(results), indent=2, ensure_ascii=False)
+
+
+def to_stix(results: Sequence[Enrichment]) -> str:
+    """A STIX 2.1 bundle of Indicators for the malicious and suspicious results."""
+    return json.dumps(stix.bundle(stix.objects_for(results, time.time())), indent=2)
 
 
 def to_csv(results: Sequence[Enrichment]) -> str:

@@ -23,4 +23,6 @@ def emulator_url():
 
 @pytest.fixture
 def settings(emulator_url, tmp_path):
-    return config.for_emulator(config.from_mapping({}, env={}), emulator_url, str(tmp_path))
+    # No local quota: tests about the quota make their own settings.
+    doc = {"quota": {"tier": "unlimited"}}
+    return config.for_emulator(config.from_mapping(doc, env={}), emulator_url, str(tmp_path))
