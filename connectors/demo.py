@@ -35,7 +35,9 @@ async def _run(console: Console) -> int:
     with tempfile.TemporaryDirectory(prefix="vtconnect-demo-") as state:
         async with running_emulator() as emu:
             console.print(f"[bold]VirusTotal API emulator[/] at {emu.url} (no real API is called)")
-            settings = config_mod.for_emulator(config_mod.load(), emu.url, state)
+            # The emulator enforces no quota by default, so neither do we: no waiting in a demo.
+            base = config_mod.from_mapping({"quota": {"tier": "unlimited"}})
+            settings = config_mod.for_emulator(base, emu.url, state)
             enricher = Enricher(settings, connector="demo")
             try:
                 first = await enricher.enrich(SAMPLES)
