@@ -1,0 +1,156 @@
+"""The [taxii] section of vtconnect.toml: API root, collections, users, tokens, limits."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from connectors.core.config import ConfigError
+
+PBKDF2_ITERATIONS = 200_000
+
+
+def hash_password(password: str, iterations: int = PBKDF2_ITERATIONS) -> str:
+    """pbkdf2_sha256$iterations$salt$hash, what `vtconnect taxii passwd` prints."""
+    salt = os.urandom(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    b64 = base64.b64encode
+    return f"pbkdf2_sha256${iterations}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def verify_password(password: str, encoded: str) -> bool:
+    try:
+        scheme, iterations, salt, digest = encoded.split("$")
+        if scheme != "pbkdf2_sha256":
+            return False
+        got = hashlib.pbkdf2_hmac(
+            "sha256", password.encode(), base64.b64decode(salt), int(iterations)
+        )
+        return hmac.compare_digest(got, base64.b64decode(digest))
+    except (ValueError, TypeError):
+        return False
+
+
+@dataclass
+class Collection:
+    id: str
+    title: str
+    description: str = ""
+    public: bool = False  # anonymous read
+    readers: Tuple[str, ...] = ()  # user names; "*" = every authenticated user
+    writers: Tuple[str, ...] = ()
+    publish: Tuple[str, ...] = ()  # verdicts from the core's verdict log published here
+
+    def can_read(self, user: Optional[str]) -> bool:
+        if user is None:
+            return self.public
+        return self.public or "*" in self.readers or user in self.readers
+
+    def can_write(self, user: Optional[str]) -> bool:
+        return user is not None and ("*" in self.writers or user in self.writers)
+
+
+@dataclass
+class TaxiiConfig:
+    api_root: str = "api"
+    title: str = "vtconnect TAXII 2.1"
+    description: str = "VirusTotal-derived indicators"
+    page_size: int = 100
+    max_page_size: int = 1000
+    max_body_bytes: int = 10 * 1024 * 1024
+    store: str = ""  # SQLite path; "" -> <state_dir>/taxii.db
+    tlp: str = "green"
+    poll_seconds: float = 30.0
+    collections: List[Collection] = field(default_factory=list)
+    users: Dict[str, str] = field(default_factory=dict)  # name -> password hash
+    tokens: Dict[str, str] = field(default_factory=dict)  # sha256(token) hex -> user name
+
+    def collection(self, key: str) -> Optional[Collection]:
+        return next((c for c in self.collections if c.id == key), None)
+
+
+def _str(section: Mapping[str, Any], key: str, default: str, where: str) -> str:
+    v = section.get(key, default)
+    if not isinstance(v, str):
+        raise ConfigError(f"{where}.{key} must be a string")
+    return v
+
+
+def _names(section: Mapping[str, Any], key: str, where: str) -> Tuple[str, ...]:
+    v = section.get(key, [])
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise ConfigError(f"{where}.{key} must be a list of strings")
+    return tuple(v)
+
+
+def load(raw: Mapping[str, Any]) -> TaxiiConfig:
+    section = raw.get("taxii", {}) or {}
+    if not isinstance(section, Mapping):
+        raise ConfigError("[taxii] must be a table")
+    cfg = TaxiiConfig(
+        api_root=_str(section, "api_root", "api", "taxii"),
+        title=_str(section, "title", TaxiiConfig.title, "taxii"),
+        store=_str(section, "store", "", "taxii"),
+        tlp=_str(section, "tlp", "green", "taxii"),
+    )
+    if not cfg.api_root.replace("-", "").replace("_", "").isalnum():
+        raise ConfigError("taxii.api_root must be letters, digits, '-' or '_'")
+    if cfg.tlp not in ("white", "green", "amber", "red"):
+        raise ConfigError("taxii.tlp must be white, green, amber or red")
+    for key in ("page_size", "max_page_size", "max_body_bytes", "poll_seconds"):
+        if key in section:
+            v = section[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+                raise ConfigError(f"taxii.{key} must be a positive number")
+            setattr(cfg, key, type(getattr(cfg, key))(v))
+    titles = set()
+    for i, c in enumerate(section.get("collections", []) or []):
+        where = f"taxii.collections[{i}]"
+        if not isinstance(c, Mapping):
+            raise ConfigError(f"{where} must be a table")
+        cid = _str(c, "id", "", where)
+        try:
+            if uuid.UUID(cid).version != 4 or str(uuid.UUID(cid)) != cid:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(
+                f"{where}.id must be a lower-case UUIDv4 (consumers such as "
+                "Microsoft Sentinel reject others)"
+            ) from None
+        title = _str(c, "title", "", where)
+        if not title or title in titles:
+            raise ConfigError(
+                f"{where}.title must be present and unique (consumers look collections up by title)"
+            )
+        titles.add(title)
+        cfg.collections.append(
+            Collection(
+                id=cid,
+                title=title,
+                description=_str(c, "description", "", where),
+                public=bool(c.get("public", False)),
+                readers=_names(c, "read", where),
+                writers=_names(c, "write", where),
+                publish=_names(c, "publish", where),
+            )
+        )
+    for i, u in enumerate(section.get("users", []) or []):
+        where = f"taxii.users[{i}]"
+        name, pw = _str(u, "name", "", where), _str(u, "password_hash", "", where)
+        if not name or not pw.startswith("pbkdf2_sha256$"):
+            raise ConfigError(
+                f"{where} needs a name and a password_hash from `vtconnect taxii passwd`"
+            )
+        cfg.users[name] = pw
+    for i, t in enumerate(section.get("tokens", []) or []):
+        where = f"taxii.tokens[{i}]"
+        digest, user = _str(t, "sha256", "", where), _str(t, "user", "", where)
+        if len(digest) != 64 or not user:
+            raise ConfigError(f"{where} needs sha256 (hex digest of the token) and user")
+        cfg.tokens[digest.lower()] = user
+    return cfg

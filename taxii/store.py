@@ -1,0 +1,221 @@
+"""TAXII object storage: SQLite (WAL) behind a small interface, so that a shared database can
+replace it for several server processes later.
+
+date_added is integer microseconds, strictly increasing per collection (also across processes:
+it is assigned inside the write transaction), which makes (date_added, id) a stable keyset for
+stateless pagination: a `next` token stays valid across restarts and server processes.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+from connectors.core.cache import open_db, write
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    collection TEXT NOT NULL, id TEXT NOT NULL, type TEXT NOT NULL,
+    spec_version TEXT NOT NULL, modified TEXT NOT NULL, date_added INTEGER NOT NULL,
+    body TEXT NOT NULL, UNIQUE (collection, id, modified));
+CREATE UNIQUE INDEX IF NOT EXISTS objects_keyset ON objects(collection, date_added, id);
+CREATE INDEX IF NOT EXISTS objects_versions ON objects(collection, id, modified);
+CREATE TABLE IF NOT EXISTS status (
+    id TEXT PRIMARY KEY, collection TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class BadToken(ValueError):
+    pass
+
+
+@dataclass
+class Page:
+    objects: List[Dict[str, Any]]  # stored rows: id, type, spec_version, modified, date_added, body
+    more: bool
+    next: str
+
+
+def us_to_rfc3339(us: int) -> str:
+    secs, frac = divmod(us, 1_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:06d}Z"
+
+
+def encode_next(date_added: int, oid: str) -> str:
+    return base64.urlsafe_b64encode(f"{date_added}|{oid}".encode()).decode().rstrip("=")
+
+
+def decode_next(token: str) -> Tuple[int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        stamp, oid = raw.split("|", 1)
+        return int(stamp), oid
+    except (ValueError, UnicodeDecodeError):
+        raise BadToken("next is not a token this server issued") from None
+
+
+class Store:
+    def __init__(self, path: Union[str, Path]) -> None:
+        self.db = open_db(path, SCHEMA, SCHEMA_VERSION)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- writing -----------------------------------------------------------------------------
+    def add(self, collection: str, objects: Sequence[Dict[str, Any]]) -> List[bool]:
+        """Store objects; True for each one stored, False for an id+modified already there."""
+
+        def txn(db: sqlite3.Connection) -> List[bool]:
+            last = (
+                db.execute(
+                    "SELECT MAX(date_added) FROM objects WHERE collection = ?", (collection,)
+                ).fetchone()[0]
+                or 0
+            )
+            stamp = max(int(time.time() * 1_000_000), last + 1)
+            out = []
+            for obj in objects:
+                modified = obj.get("modified") or obj.get("created") or ""
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        collection,
+                        obj["id"],
+                        obj["type"],
+                        obj.get("spec_version", "2.1"),
+                        modified,
+                        stamp,
+                        json.dumps(obj, separators=(",", ":")),
+                    ),
+                )
+                out.append(cur.rowcount == 1)
+                if cur.rowcount == 1:
+                    stamp += 1
+            return out
+
+        return write(self.db, txn)
+
+    def delete(self, collection: str, oid: str, versions: Optional[Sequence[str]] = None) -> int:
+        sql, args = "DELETE FROM objects WHERE collection = ? AND id = ?", [collection, oid]
+        if versions:
+            sql += f" AND modified IN ({','.join('?' * len(versions))})"
+            args += list(versions)
+        return write(self.db, lambda db: db.execute(sql, args).rowcount)
+
+    def save_status(self, collection: str, body: Dict[str, Any]) -> None:
+        write(
+            self.db,
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO status VALUES (?, ?, ?)",
+                (body["id"], collection, json.dumps(body)),
+            ),
+        )
+
+    def status(self, sid: str) -> Optional[Dict[str, Any]]:
+        row = self.db.execute("SELECT body FROM status WHERE id = ?", (sid,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def get_state(self, key: str, default: str = "") -> str:
+        row = self.db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_state(self, key: str, value: str) -> None:
+        write(
+            self.db,
+            lambda db: db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value)),
+        )
+
+    # -- reading -----------------------------------------------------------------------------
+    def query(
+        self,
+        collection: str,
+        *,
+        limit: int,
+        added_after: Optional[int] = None,
+        next_token: Optional[str] = None,
+        ids: Iterable[str] = (),
+        types: Iterable[str] = (),
+        versions: Iterable[str] = ("last",),
+        spec_versions: Iterable[str] = (),
+    ) -> Page:
+        where = ["collection = ?"]
+        args: List[Any] = [collection]
+        if added_after is not None:
+            where.append("date_added > ?")
+            args.append(added_after)
+        if next_token:
+            stamp, oid = decode_next(next_token)
+            where.append("(date_added > ? OR (date_added = ? AND id > ?))")
+            args += [stamp, stamp, oid]
+        for column, values in (
+            ("id", list(ids)),
+            ("type", list(types)),
+            ("spec_version", list(spec_versions)),
+        ):
+            if values:
+                where.append(f"{column} IN ({','.join('?' * len(values))})")
+                args += values
+        where.append(_version_clause(list(versions), args))
+        rows = self.db.execute(
+            "SELECT id, type, spec_version, modified, date_added, body FROM objects o WHERE "
+            + " AND ".join(where)
+            + " ORDER BY date_added, id LIMIT ?",
+            (*args, limit + 1),
+        ).fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        objs = [
+            {
+                "id": r[0],
+                "type": r[1],
+                "spec_version": r[2],
+                "modified": r[3],
+                "date_added": r[4],
+                "body": r[5],
+            }
+            for r in rows
+        ]
+        token = encode_next(rows[-1][4], rows[-1][0]) if more and rows else ""
+        return Page(objs, more and bool(token), token)
+
+    def has_collection_objects(self, collection: str) -> bool:
+        return (
+            self.db.execute(
+                "SELECT 1 FROM objects WHERE collection = ? LIMIT 1", (collection,)
+            ).fetchone()
+            is not None
+        )
+
+
+def _version_clause(versions: List[str], args: List[Any]) -> str:
+    """match[version]: last (default), first, all, or modified timestamps."""
+    if "all" in versions:
+        return "1"
+    parts = []
+    stamps = [v for v in versions if v not in ("first", "last")]
+    if "last" in versions:
+        parts.append(
+            "modified = (SELECT MAX(modified) FROM objects o2 "
+            "WHERE o2.collection = o.collection AND o2.id = o.id)"
+        )
+    if "first" in versions:
+        parts.append(
+            "modified = (SELECT MIN(modified) FROM objects o2 "
+            "WHERE o2.collection = o.collection AND o2.id = o.id)"
+        )
+    if stamps:
+        parts.append(f"modified IN ({','.join('?' * len(stamps))})")
+        args += stamps
+    return "(" + " OR ".join(parts) + ")"
+
+
+def new_status_id() -> str:
+    return str(uuid.uuid4())

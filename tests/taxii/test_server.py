@@ -1,0 +1,222 @@
+"""taxii2-client and plain HTTP against our TAXII 2.1 server, over real sockets."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+import stix2
+from stix2validator import ValidationOptions, validate_instance
+from taxii2client.v21 import Collection, Server, as_pages
+
+from connectors.core import stix
+from connectors.core.verdict import Enrichment, Verdict
+
+from .conftest import FEED, INBOX, OPEN, PASSWORD, TOKEN
+
+MEDIA = "application/taxii+json;version=2.1"
+
+
+def indicators(n, start=0):
+    out = []
+    for i in range(start, start + n):
+        enr = Enrichment(
+            value=f"host{i}.example.com",
+            kind="domain",
+            verdict=Verdict.MALICIOUS,
+            score=90,
+            reason="test",
+            normalized=f"host{i}.example.com",
+            vt_id=f"host{i}.example.com",
+            link="https://www.virustotal.com/gui/x",
+        )
+        out.append(stix.indicator(enr, 1_767_225_600.0 + i))
+    return out
+
+
+def http(url, method="GET", body=None, headers=None, user=("analyst", PASSWORD)):
+    h = {"Accept": MEDIA, **(headers or {})}
+    if user:
+        h["Authorization"] = "Basic " + base64.b64encode(":".join(user).encode()).decode()
+    req = urllib.request.Request(url, data=body, method=method, headers=h)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def test_discovery_collections_and_paging(server):
+    srv = Server(server.url + "/taxii2/", user="analyst", password=PASSWORD)
+    assert srv.default.url.endswith("/api/")
+    titles = {c.title for c in srv.default.collections}
+    assert titles == {"VirusTotal malicious", "Inbox", "Public"}
+    coll = next(c for c in srv.default.collections if c.title == "Inbox")
+    assert coll.can_write and uuid.UUID(coll.id).version == 4
+    status = coll.add_objects({"objects": indicators(250)})
+    assert status.status == "complete" and status.success_count == 250
+    seen = []
+    for envelope in as_pages(coll.get_objects, per_request=40):
+        seen += [o["id"] for o in envelope.get("objects", [])]
+    assert len(seen) == 250 == len(set(seen))
+    manifest = coll.get_manifest(limit=10)
+    assert manifest["more"] is True and len(manifest["objects"]) == 10
+
+
+def test_added_after_polling_and_date_headers(server):
+    url = f"{server.url}/api/collections/{INBOX}/objects/"
+    http(url, "POST", json.dumps({"objects": indicators(5)}).encode(), {"Content-Type": MEDIA})
+    status, headers, body = http(url)
+    last = headers["X-TAXII-Date-Added-Last"]
+    assert len(json.loads(body)["objects"]) == 5
+    http(
+        url,
+        "POST",
+        json.dumps({"objects": indicators(3, start=100)}).encode(),
+        {"Content-Type": MEDIA},
+    )
+    status, headers, body = http(url + "?added_after=" + last)
+    objs = json.loads(body)["objects"]
+    assert status == 200 and len(objs) == 3
+    assert headers["X-TAXII-Date-Added-First"] > last
+
+
+def test_versions_and_no_duplicates(server):
+    coll = Collection(f"{server.url}/api/collections/{INBOX}/", user="analyst", password=PASSWORD)
+    first = indicators(1)[0]
+    later = dict(first, modified="2026-06-01T00:00:00.000Z", confidence=50)
+    coll.add_objects({"objects": [first]})
+    coll.add_objects({"objects": [first, later]})  # the repeated one is not stored twice
+    versions = coll.object_versions(first["id"])["versions"]
+    assert versions == sorted({first["modified"], later["modified"]})
+    latest = coll.get_object(first["id"])["objects"]
+    assert [o["modified"] for o in latest] == [later["modified"]]
+    every = coll.get_object(first["id"], version="all")["objects"]
+    assert len(every) == 2
+
+
+def test_consumer_patterns_token_public_and_direct_objects(server):
+    # A firewall with a bearer token polls objects/ directly, no discovery, no trailing slash.
+    http(
+        f"{server.url}/api/collections/{FEED}/objects/",
+        "POST",
+        json.dumps({"objects": indicators(2)}).encode(),
+        {"Content-Type": MEDIA},
+    )
+    status, headers, body = http(
+        f"{server.url}/api/collections/{FEED}/objects",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        user=None,
+    )
+    assert status == 200 and headers["Content-Type"] == MEDIA
+    assert len(json.loads(body)["objects"]) == 2
+    status, _, body = http(
+        f"{server.url}/api/collections/{OPEN}/objects/",
+        user=None,
+        headers={"Accept": "application/json"},
+    )
+    assert status == 200 and json.loads(body) == {"more": False}
+
+
+@pytest.mark.parametrize("path, method, body, headers, user, code", [
+    ("/api/collections/{INBOX}/objects/", "GET", None, {}, None, 401),
+    ("/api/collections/{INBOX}/objects/", "GET", None, {}, ("analyst", "wrong"), 401),
+    ("/api/collections/{INBOX}/objects/", "GET", None, {}, ("firewall", "fw-pass"), 404),
+    ("/api/collections/{FEED}/objects/", "POST", b'{"objects": []}', {"Content-Type": MEDIA},
+     ("firewall", "fw-pass"), 403),
+    ("/api/collections/{INBOX}/objects/", "GET", None, {"Accept": "text/html"}, ..., 406),
+    ("/api/collections/{INBOX}/objects/", "POST", b"{}", {"Content-Type": "text/plain"}, ..., 415),
+    ("/api/collections/{INBOX}/objects/", "POST", b"not json", {"Content-Type": MEDIA}, ..., 400),
+    ("/api/collections/{INBOX}/objects/", "POST", b'{"objects": 3}', {"Content-Type": MEDIA},
+     ..., 422),
+    ("/api/collections/{INBOX}/objects/", "POST", b"x" * 300_000, {"Content-Type": MEDIA}, ...,
+     413),
+    ("/api/collections/{INBOX}/objects/?added_after=yesterday", "GET", None, {}, ..., 400),
+    ("/api/collections/{INBOX}/objects/?limit=-3", "GET", None, {}, ..., 400),
+    ("/api/collections/{INBOX}/objects/?next=%%%", "GET", None, {}, ..., 400),
+    ("/api/collections/{INBOX}/objects/?match[version]=sometimes", "GET", None, {}, ..., 400),
+    ("/api/collections/{INBOX}/objects/?colour=red", "GET", None, {}, ..., 400),
+    ("/api/collections/00000000-0000-4000-8000-000000000000/objects/", "GET", None, {}, ..., 404),
+    ("/api/collections/{INBOX}/objects/indicator--00000000-0000-4000-8000-000000000000/", "GET",
+     None, {}, ..., 404),
+    ("/nope/collections/", "GET", None, {}, ..., 404),
+    ("/api/status/unknown/", "GET", None, {}, ..., 404),
+])  # fmt: skip
+def test_bad_requests_get_taxii_errors(server, path, method, body, headers, user, code):
+    path = path.replace("{INBOX}", INBOX).replace("{FEED}", FEED)
+    kwargs = {} if user is ... else {"user": user}
+    status, h, raw = http(server.url + path, method, body, headers, **kwargs)
+    assert status == code, raw
+    err = json.loads(raw)
+    assert err["http_status"] == str(code) and err["title"]
+    assert h["Content-Type"] == MEDIA
+    if code == 401:
+        assert "WWW-Authenticate" in h
+
+
+def test_invalid_objects_reported_per_object(server):
+    good = indicators(1)[0]
+    bad = [
+        {"type": "indicator"},
+        {"type": "indicator", "id": "indicator--not-a-uuid"},
+        dict(good, id="malware--" + good["id"].split("--")[1]),
+        "string",
+    ]
+    status, _, raw = http(
+        f"{server.url}/api/collections/{INBOX}/objects/",
+        "POST",
+        json.dumps({"objects": [good, *bad]}).encode(),
+        {"Content-Type": MEDIA},
+    )
+    body = json.loads(raw)
+    assert status == 202 and body["success_count"] == 1 and body["failure_count"] == 4
+    status, _, raw = http(f"{server.url}/api/status/{body['id']}/")
+    assert json.loads(raw)["failure_count"] == 4
+
+
+def test_delete_object(server):
+    coll = Collection(f"{server.url}/api/collections/{INBOX}/", user="analyst", password=PASSWORD)
+    obj = indicators(1, start=7)[0]
+    coll.add_objects({"objects": [obj]})
+    status, _, _ = http(f"{server.url}/api/collections/{INBOX}/objects/{obj['id']}/", "DELETE")
+    assert status == 200
+    status, _, _ = http(f"{server.url}/api/collections/{INBOX}/objects/{obj['id']}/")
+    assert status == 404
+
+
+async def test_publisher_republishes_the_verdict_log(taxii_settings):
+    from connectors.core.enricher import Enricher
+    from taxii.server import build_app
+
+    from .conftest import ServerThread
+
+    enricher = Enricher(taxii_settings, connector="splunk")
+    await enricher.enrich(["44d88612fea8a8f36de82e1278abb02f", "example.com", "203.0.113.66"])
+    await enricher.aclose()
+    srv = ServerThread(build_app(taxii_settings, enricher))
+    srv.start()
+    try:
+        deadline = time.time() + 10
+        objs = []
+        while time.time() < deadline:
+            status, _, raw = http(f"{srv.url}/api/collections/{FEED}/objects/")
+            objs = json.loads(raw).get("objects", [])
+            if any(o["type"] == "indicator" for o in objs):
+                break
+            time.sleep(0.05)
+        patterns = sorted(o["pattern"] for o in objs if o["type"] == "indicator")
+        assert patterns == [
+            "[file:hashes.MD5 = '44d88612fea8a8f36de82e1278abb02f']",
+            "[ipv4-addr:value = '203.0.113.66']",
+        ]  # example.com is harmless: not published
+        for obj in objs:
+            assert validate_instance(obj, ValidationOptions(version="2.1")).is_valid
+            stix2.parse(obj)
+    finally:
+        srv.stop()
+        enricher.close()
