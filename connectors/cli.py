@@ -355,6 +355,46 @@ def demo(obj: Ctx) -> None:
     sys.exit(run_demo())
 
 
+@main.command()
+@click.option(
+    "--taxii", "parts", flag_value="taxii", multiple=True, help="Run the TAXII 2.1 server."
+)
+@click.pass_obj
+def serve(obj: Ctx, parts: Sequence[str]) -> None:
+    """Run the server parts in one process (127.0.0.1 unless configured); stop with SIGTERM."""
+    from .serve import plan
+    from .serve import serve as run
+
+    chosen = list(dict.fromkeys(parts)) or [p for p in ("taxii",) if p in obj.settings.raw]
+    if not chosen:
+        raise click.UsageError("nothing to serve: pass --taxii or configure a [taxii] section")
+    try:
+        parts_plan = plan(obj.settings, chosen)
+    except config_mod.ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+    def ready(urls: dict) -> None:
+        for name, url in urls.items():
+            click.echo(f"{name} listening on {url}", err=True)
+
+    asyncio.run(run(obj.settings, parts_plan, ready))
+
+
+@main.group()
+def taxii() -> None:
+    """TAXII 2.1 helpers."""
+
+
+@taxii.command("passwd")
+@click.argument("user")
+@click.password_option(prompt="Password for the TAXII user")
+def taxii_passwd(user: str, password: str) -> None:
+    """Print a password hash for [[taxii.users]] (the password itself is never stored)."""
+    from taxii.config import hash_password
+
+    click.echo(f'{{ name = "{user}", password_hash = "{hash_password(password)}" }}')
+
+
 def _register_connectors() -> None:
     from .cli_splunk import splunk
 

@@ -19,6 +19,7 @@ from connectors.core.config import Settings
 from connectors.core.enricher import Enricher
 
 from . import config as taxii_config
+from . import feeds
 from .publisher import publisher_task
 from .store import BadToken, Store, new_status_id, us_to_rfc3339
 
@@ -69,7 +70,7 @@ def _accepts(request: web.Request) -> bool:
 @web.middleware
 async def taxii_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        if not _accepts(request):
+        if not request.path.startswith("/feeds/") and not _accepts(request):
             raise TaxiiError(406, "Not Acceptable", f"this server answers {MEDIA}")
         user = authenticate(request)
         if user is not None:
@@ -347,14 +348,15 @@ async def add_objects(request: web.Request) -> web.Response:
     cfg = request.app[CONFIG]
     if (request.content_length or 0) > cfg.max_body_bytes:
         raise TaxiiError(413, "Payload Too Large", f"at most {cfg.max_body_bytes} bytes")
-    try:
-        raw = await request.content.read(cfg.max_body_bytes + 1)
-    except ValueError:
-        raise TaxiiError(400, "Bad Request", "unreadable body") from None
+    raw = bytearray()
+    async for chunk in request.content.iter_chunked(1 << 16):  # read() may return less
+        raw += chunk
+        if len(raw) > cfg.max_body_bytes:
+            break
     if len(raw) > cfg.max_body_bytes:
         raise TaxiiError(413, "Payload Too Large", f"at most {cfg.max_body_bytes} bytes")
     try:
-        envelope = json.loads(raw)
+        envelope = json.loads(bytes(raw))
     except (ValueError, UnicodeDecodeError):
         raise TaxiiError(400, "Bad Request", "body is not JSON") from None
     objects = envelope.get("objects") if isinstance(envelope, dict) else None
@@ -409,6 +411,26 @@ async def status(request: web.Request) -> web.Response:
     return reply(body)
 
 
+async def flat_feed(request: web.Request) -> web.Response:
+    coll = _collection(request)
+    kind, _, ext = request.match_info["name"].partition(".")
+    if kind not in feeds.KINDS or ext not in ("txt", "csv"):
+        raise TaxiiError(
+            404,
+            "Not Found",
+            "feeds are <kind>.txt or <kind>.csv with kind one of " + ", ".join(feeds.KINDS),
+        )
+    store, items, token = request.app[STORE], [], None
+    now = feeds.now_rfc3339()
+    while True:  # every page of the collection's indicators, latest versions only
+        page = store.query(coll.id, limit=1000, types=["indicator"], next_token=token)
+        items += [e for e in feeds.entries(iter(page.objects), now) if kind in ("all", e[0])]
+        if not page.more:
+            break
+        token = page.next
+    return feeds.render(items, ext)
+
+
 def build_app(settings: Settings, enricher: Optional[Enricher]) -> web.Application:
     """The TAXII part of `vtconnect serve`; a publisher task follows the core's verdict log when
     an enricher is given and a collection asks for verdicts."""
@@ -431,6 +453,7 @@ def build_app(settings: Settings, enricher: Optional[Enricher]) -> web.Applicati
         ("GET", col + "/manifest", manifest),
         ("GET", "/{root}/status/{status}", status),
     ]
+    routes.append(("GET", "/feeds/{collection}/{name}", flat_feed))
     for method, path, handler in routes:
         # Consumers differ on trailing slashes; accept both without redirecting.
         r.add_route(method, path + "/", handler)

@@ -20,6 +20,7 @@ from connectors.core.verdict import Enrichment, Verdict
 from .conftest import FEED, INBOX, OPEN, PASSWORD, TOKEN
 
 MEDIA = "application/taxii+json;version=2.1"
+NOW = time.time() - 3600  # an hour ago: valid_until lies ahead
 
 
 def indicators(n, start=0):
@@ -35,7 +36,7 @@ def indicators(n, start=0):
             vt_id=f"host{i}.example.com",
             link="https://www.virustotal.com/gui/x",
         )
-        out.append(stix.indicator(enr, 1_767_225_600.0 + i))
+        out.append(stix.indicator(enr, NOW + i))
     return out
 
 
@@ -89,7 +90,7 @@ def test_added_after_polling_and_date_headers(server):
 def test_versions_and_no_duplicates(server):
     coll = Collection(f"{server.url}/api/collections/{INBOX}/", user="analyst", password=PASSWORD)
     first = indicators(1)[0]
-    later = dict(first, modified="2026-06-01T00:00:00.000Z", confidence=50)
+    later = dict(first, modified=stix.timestamp(NOW + 86400), confidence=50)
     coll.add_objects({"objects": [first]})
     coll.add_objects({"objects": [first, later]})  # the repeated one is not stored twice
     versions = coll.object_versions(first["id"])["versions"]
@@ -220,3 +221,86 @@ async def test_publisher_republishes_the_verdict_log(taxii_settings):
     finally:
         srv.stop()
         enricher.close()
+
+
+def test_flat_feeds(server):
+    objs = indicators(3)
+    revoked = dict(indicators(1, start=50)[0], revoked=True)
+    http(
+        f"{server.url}/api/collections/{INBOX}/objects/",
+        "POST",
+        json.dumps({"objects": [*objs, revoked]}).encode(),
+        {"Content-Type": MEDIA},
+    )
+    status, headers, body = http(
+        f"{server.url}/feeds/{INBOX}/domain.txt", headers={"Accept": "text/plain"}
+    )
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    assert body.decode().splitlines() == [
+        "host0.example.com",
+        "host1.example.com",
+        "host2.example.com",
+    ]
+    status, _, body = http(f"{server.url}/feeds/{INBOX}/all.csv")
+    lines = body.decode().splitlines()
+    assert lines[0].startswith("value,kind,confidence") and len(lines) == 4
+    assert http(f"{server.url}/feeds/{INBOX}/ip.txt")[2] == b""
+    assert http(f"{server.url}/feeds/{INBOX}/domain.txt", user=None)[0] == 401
+    assert http(f"{server.url}/feeds/{INBOX}/hashes.xml")[0] == 404
+
+
+def test_serve_command_runs_and_stops_on_sigterm(tmp_path, emulator_url):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from .conftest import taxii_doc
+
+    doc = taxii_doc(tmp_path)["taxii"]
+    cfg = tmp_path / "vtconnect.toml"
+    lines = ["[taxii]", "port = 0", f'store = "{doc["store"]}"']
+    for c in doc["collections"]:
+        lines += [
+            "[[taxii.collections]]",
+            f'id = "{c["id"]}"',
+            f'title = "{c["title"]}"',
+            f"public = {str(c.get('public', False)).lower()}",
+        ]
+    cfg.write_text("\n".join(lines) + "\n")
+    env = dict(
+        os.environ,
+        VTCONNECT_CONFIG=str(cfg),
+        VT_API_URL=emulator_url,
+        VT_API_KEY="k",
+        XDG_STATE_HOME=str(tmp_path),
+    )
+    exe = os.path.join(os.path.dirname(sys.executable), "vtconnect")
+    proc = subprocess.Popen([exe, "serve", "--taxii"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        for _ in range(50):
+            line = proc.stderr.readline()
+            if "listening on" in line:
+                break
+        url = line.strip().rsplit(" ", 1)[-1]
+        status, _, body = http(url + "/taxii2/", user=None)
+        assert status == 200 and json.loads(body)["default"].endswith("/api/")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_passwd_prints_a_verifiable_hash():
+    from click.testing import CliRunner
+
+    from connectors.cli import main
+    from taxii.config import verify_password
+
+    r = CliRunner().invoke(main, ["taxii", "passwd", "alice"], input="s3cret\ns3cret\n")
+    assert r.exit_code == 0, r.output
+    encoded = r.output.strip().splitlines()[-1].split('password_hash = "')[1].rstrip('" }')
+    assert verify_password("s3cret", encoded) and not verify_password("other", encoded)
+    assert "s3cret" not in r.output.splitlines()[-1]

@@ -1,0 +1,110 @@
+"""`vtconnect serve`: one process for every server part, sharing one enricher, cache and quota
+governor. Each part is an aiohttp Application built by its package (`build_app(settings,
+enricher)`), served on its own address, with graceful shutdown on SIGTERM/SIGINT.
+
+This module and cli.py are the composition root: the only places that know every adapter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Mapping, Optional
+
+from aiohttp import web
+
+from .core.config import ConfigError, Settings
+from .core.enricher import Enricher
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORTS = {"taxii": 9443, "webhook": 9080}
+
+
+@dataclass
+class Part:
+    name: str
+    host: str
+    port: int
+    ssl_context: Optional[ssl.SSLContext]
+    factory: Callable[[Settings, Enricher], web.Application]
+
+
+def _factory(name: str) -> Callable[[Settings, Enricher], web.Application]:
+    if name == "taxii":
+        from taxii.server import build_app
+
+        return build_app
+    raise ConfigError(f"the {name} part is not part of this build")
+
+
+def plan(settings: Settings, parts: List[str]) -> List[Part]:
+    """Which parts to run and where, from the [taxii] and [webhook] sections."""
+    out = []
+    for name in parts:
+        section: Mapping[str, Any] = settings.raw.get(name, {}) or {}
+        if not isinstance(section, Mapping):
+            raise ConfigError(f"[{name}] must be a table")
+        host = section.get("host", "127.0.0.1")
+        port = section.get("port", DEFAULT_PORTS[name])
+        if not isinstance(host, str) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ConfigError(f"{name}.host must be a string and {name}.port a port number")
+        ctx = None
+        cert, key = section.get("tls_cert"), section.get("tls_key")
+        if cert or key:
+            if not (isinstance(cert, str) and isinstance(key, str)):
+                raise ConfigError(f"{name}.tls_cert and {name}.tls_key go together")
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            try:
+                ctx.load_cert_chain(cert, key)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"{name}: cannot load TLS certificate/key: {exc}") from None
+        out.append(Part(name, host, port, ctx, _factory(name)))
+    return out
+
+
+async def serve(
+    settings: Settings,
+    parts: List[Part],
+    ready: Optional[Callable[[Dict[str, str]], None]] = None,
+    stop: Optional[asyncio.Event] = None,
+) -> None:
+    """Run until SIGTERM/SIGINT (or `stop` is set). `ready` gets {part: base URL} once listening."""
+    enricher = Enricher(settings, connector="serve")
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread
+            pass
+    runners: List[web.AppRunner] = []
+    urls: Dict[str, str] = {}
+    try:
+        for part in parts:
+            app = part.factory(settings, enricher)
+            runner = web.AppRunner(
+                app, handle_signals=False, access_log=None, shutdown_timeout=10.0
+            )
+            await runner.setup()
+            runners.append(runner)
+            site = web.TCPSite(runner, part.host, part.port, ssl_context=part.ssl_context)
+            await site.start()
+            sock = site._server.sockets[0]  # type: ignore[union-attr]  # the real port when 0
+            port = sock.getsockname()[1]
+            scheme = "https" if part.ssl_context else "http"
+            urls[part.name] = f"{scheme}://{part.host}:{port}"
+            log.warning("%s listening on %s", part.name, urls[part.name])
+        if ready:
+            ready(urls)
+        await stop.wait()
+        log.warning("shutting down")
+    finally:
+        # Runner cleanup runs each app's on_shutdown/on_cleanup: workers finish or re-queue.
+        for runner in reversed(runners):
+            await runner.cleanup()
+        await enricher.aclose()
+        enricher.close()

@@ -1,0 +1,65 @@
+"""Flat feeds for firewalls that do not speak TAXII 2.1 (Palo Alto EDL, Check Point, Cisco TID,
+Splunk ES < 8.2): GET /feeds/{collection}/{kind}.txt (one value a line) or .csv, served from the
+same store and with the same rights as the collection."""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import io
+import json
+import re
+from typing import Dict, Iterator, List, Tuple
+
+from aiohttp import web
+
+PATTERN = re.compile(
+    r"^\[(file:hashes\.(?:MD5|'SHA-1'|'SHA-256')|url:value|domain-name:value|ipv4-addr:value"
+    r"|ipv6-addr:value) = '((?:[^'\\]|\\.)*)'\]$"
+)
+KIND_OF = {"url:value": "url", "domain-name:value": "domain", "ipv4-addr:value": "ip",
+           "ipv6-addr:value": "ip"}  # fmt: skip
+KINDS = ("file", "url", "domain", "ip", "all")
+
+
+def entries(rows: Iterator[Dict], now: str) -> Iterator[Tuple[str, str, Dict]]:
+    """(kind, value, indicator) for live, unrevoked single-comparison indicators."""
+    for row in rows:
+        obj = json.loads(row["body"])
+        if obj.get("type") != "indicator" or obj.get("revoked"):
+            continue
+        if obj.get("valid_until", "9999") <= now:
+            continue
+        m = PATTERN.match(obj.get("pattern", ""))
+        if not m:
+            continue
+        kind = KIND_OF.get(m.group(1), "file")
+        value = m.group(2).replace("\\'", "'").replace("\\\\", "\\")
+        yield kind, value, obj
+
+
+def render(items: List[Tuple[str, str, Dict]], ext: str) -> web.Response:
+    if ext == "txt":
+        # EDL: one entry a line; URL entries without the scheme, as PAN-OS expects them.
+        lines = [re.sub(r"^[a-z]+://", "", v) if k == "url" else v for k, v, _ in items]
+        text = "\n".join(dict.fromkeys(lines)) + ("\n" if lines else "")
+        return web.Response(text=text, content_type="text/plain")
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["value", "kind", "confidence", "valid_until", "labels", "name"])
+    for kind, value, obj in items:
+        w.writerow(
+            [
+                value,
+                kind,
+                obj.get("confidence", ""),
+                obj.get("valid_until", ""),
+                ";".join(obj.get("labels", [])),
+                obj.get("name", ""),
+            ]
+        )
+    return web.Response(text=buf.getvalue(), content_type="text/csv")
+
+
+def now_rfc3339() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
