@@ -1,0 +1,162 @@
+"""TAXII benchmark: paging 100,000 indicators through taxii2-client, first-page latency at
+100,000 and 1,000,000 objects, the same paging against medallion 3.0.0 (memory backend) at 2,000
+objects in the same run, and STIX mapping speed against stix2 objects.
+
+Prints one JSON object on its last line; compare the ratios, not absolute times.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import stix2  # noqa: E402
+from taxii2client.v21 import Collection, as_pages  # noqa: E402
+
+from connectors.core import config, stix  # noqa: E402
+from connectors.core.verdict import Enrichment, Verdict  # noqa: E402
+from taxii.server import STORE, build_app  # noqa: E402
+from tests.taxii.conftest import ServerThread  # noqa: E402
+from tests.taxii.medallion_peer import PASSWORD, USER, medallion  # noqa: E402
+
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+N_PAGED = 10_000 if QUICK else 100_000
+N_BIG = 100_000 if QUICK else 1_000_000
+N_MEDALLION = 2_000
+PAGE = 100  # medallion's max page size; used for both servers
+COLL = "1f0e8c6a-5b4d-4e3f-a2b1-c0d9e8f7a6b5"
+
+
+def enrichments(n: int, start: int = 0):
+    for i in range(start, start + n):
+        v = f"h{i}.bench-example.com"
+        yield Enrichment(
+            value=v,
+            kind="domain",
+            verdict=Verdict.MALICIOUS,
+            score=90,
+            reason="bench",
+            normalized=v,
+            vt_id=v,
+            link=f"https://www.virustotal.com/gui/domain/{v}",
+        )
+
+
+def mapping_rates() -> dict:
+    now = time.time()
+    items = list(enrichments(20_000))
+    t0 = time.perf_counter()
+    dicts = [stix.indicator(e, now) for e in items]
+    ours = len(items) / (time.perf_counter() - t0)
+    sample = dicts[:2_000]
+    t0 = time.perf_counter()
+    for d in sample:
+        stix2.Indicator(**{k: v for k, v in d.items() if k not in ("type", "spec_version")})
+    anchor = len(sample) / (time.perf_counter() - t0)
+    return {
+        "stix_dicts_per_s": round(ours),
+        "stix2_objects_per_s": round(anchor),
+        "stix_mapping_ratio": round(ours / anchor, 1),
+    }
+
+
+def fill(store, start: int, n: int, now: float) -> None:
+    batch = 20_000
+    for i in range(start, start + n, batch):
+        store.add(COLL, [stix.indicator(e, now) for e in enrichments(min(batch, start + n - i), i)])
+
+
+def page_all(url: str, user: str, password: str) -> float:
+    coll = Collection(url, user=user, password=password)
+    t0 = time.perf_counter()
+    count = sum(len(env.get("objects", [])) for env in as_pages(coll.get_objects, per_request=PAGE))
+    dt = time.perf_counter() - t0
+    return count / dt
+
+
+def first_page_p50(url: str, auth: str, n: int = 25) -> float:
+    times = []
+    for _ in range(n):
+        req = urllib.request.Request(
+            f"{url}objects/?limit={PAGE}",
+            headers={"Accept": "application/taxii+json;version=2.1", "Authorization": auth},
+        )
+        t0 = time.perf_counter()
+        urllib.request.urlopen(req, timeout=30).read()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000
+
+
+def main() -> dict:
+    import base64
+
+    out: dict = {"bench": "taxii", "quick": QUICK}
+    out.update(mapping_rates())
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        from taxii.config import hash_password
+
+        doc = {
+            "taxii": {
+                "store": str(tmp_path / "taxii.db"),
+                "max_page_size": 1000,
+                "collections": [{"id": COLL, "title": "bench", "read": ["*"]}],
+                "users": [{"name": "u", "password_hash": hash_password("p", 1000)}],
+            }
+        }
+        settings = config.from_mapping(doc, env={})
+        settings = replace(settings, state_dir=str(tmp_path))
+        app = build_app(settings, None)
+        srv = ServerThread(app)
+        srv.start()
+        auth = "Basic " + base64.b64encode(b"u:p").decode()
+        url = f"{srv.url}/api/collections/{COLL}/"
+        try:
+            now = time.time()
+            fill(app[STORE], 0, N_PAGED, now)
+            ours = page_all(url, "u", "p")
+            out.update(
+                {
+                    "ours_objects": N_PAGED,
+                    "ours_paging_objects_per_s": round(ours),
+                    "ours_first_page_p50_ms_at_paged": round(first_page_p50(url, auth), 2),
+                }
+            )
+            fill(app[STORE], N_PAGED, N_BIG - N_PAGED, now)
+            out[f"ours_first_page_p50_ms_at_{N_BIG}"] = round(first_page_p50(url, auth), 2)
+        finally:
+            srv.stop()
+        with medallion(tmp_path) as (_, murl):
+            coll = Collection(murl, user=USER, password=PASSWORD)
+            objs = [stix.indicator(e, now) for e in enrichments(N_MEDALLION)]
+            for i in range(0, N_MEDALLION, 500):
+                coll.add_objects({"objects": objs[i : i + 500]})
+            theirs = page_all(murl, USER, PASSWORD)
+        out.update(
+            {
+                "medallion_objects": N_MEDALLION,
+                "medallion_paging_objects_per_s": round(theirs),
+                "paging_ratio_vs_medallion": round(ours / theirs, 1),
+                "page_size": PAGE,
+                "targets": {
+                    "paging_ratio_vs_medallion": ">= 50",
+                    "stix_mapping_ratio": ">= 10",
+                    "first_page_p50": "tens of ms at 1,000,000",
+                },
+            }
+        )
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(main()))

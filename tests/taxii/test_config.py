@@ -1,0 +1,39 @@
+from pathlib import Path
+
+import pytest
+
+from connectors.core import config
+from connectors.core.config import ConfigError
+from taxii import config as taxii_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_example_configuration_loads():
+    raw = config.load(str(ROOT / "examples" / "vtconnect.toml"), env={}).raw
+    cfg = taxii_config.load(raw)
+    assert cfg.collections[0].publish == ("malicious", "suspicious")
+    assert cfg.max_page_size == 1000 and cfg.tlp == "green"
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"collections": [{"id": "not-a-uuid", "title": "x"}]}, "UUIDv4"),
+    ({"collections": [{"id": "6ba7b810-9dad-11d1-80b4-00c04fd430c8", "title": "x"}]}, "UUIDv4"),
+    ({"collections": [{"id": "1f0e8c6a-5b4d-4e3f-a2b1-c0d9e8f7a6b5", "title": "t"},
+                      {"id": "2a1b0c9d-8e7f-4a5b-9c8d-7e6f5a4b3c2d", "title": "t"}]}, "unique"),
+    ({"users": [{"name": "bob", "password_hash": "plaintext"}]}, "taxii passwd"),
+    ({"tokens": [{"sha256": "abc", "user": "bob"}]}, "sha256"),
+    ({"tlp": "purple"}, "taxii.tlp"),
+    ({"max_page_size": 0}, "positive"),
+    ({"api_root": "a/b"}, "api_root"),
+])  # fmt: skip
+def test_bad_sections_are_clear_errors(section, message):
+    with pytest.raises(ConfigError, match=message):
+        taxii_config.load({"taxii": section})
+
+
+def test_password_hashes_verify():
+    h = taxii_config.hash_password("pw", 1000)
+    assert taxii_config.verify_password("pw", h)
+    assert not taxii_config.verify_password("pW", h)
+    assert not taxii_config.verify_password("pw", "garbage")
