@@ -45,6 +45,7 @@ class Collection:
     readers: Tuple[str, ...] = ()  # user names; "*" = every authenticated user
     writers: Tuple[str, ...] = ()
     publish: Tuple[str, ...] = ()  # verdicts from the core's verdict log published here
+    kinds: Tuple[str, ...] = ()  # only these kinds (file, url, domain, ip); empty: all
 
     def can_read(self, user: Optional[str]) -> bool:
         if user is None:
@@ -69,6 +70,7 @@ class TaxiiConfig:
     collections: List[Collection] = field(default_factory=list)
     users: Dict[str, str] = field(default_factory=dict)  # name -> password hash
     tokens: Dict[str, str] = field(default_factory=dict)  # sha256(token) hex -> user name
+    sources: List[Dict[str, Any]] = field(default_factory=list)  # VirusTotal IOC sources
 
     def collection(self, key: str) -> Optional[Collection]:
         return next((c for c in self.collections if c.id == key), None)
@@ -137,8 +139,14 @@ def load(raw: Mapping[str, Any]) -> TaxiiConfig:
                 readers=_names(c, "read", where),
                 writers=_names(c, "write", where),
                 publish=_names(c, "publish", where),
+                kinds=_names(c, "kinds", where),
             )
         )
+        bad = set(cfg.collections[-1].kinds) - {"file", "url", "domain", "ip"}
+        if bad:
+            raise ConfigError(
+                f"{where}.kinds: unknown kind {sorted(bad)[0]!r} (file, url, domain, ip)"
+            )
     for i, u in enumerate(section.get("users", []) or []):
         where = f"taxii.users[{i}]"
         name, pw = _str(u, "name", "", where), _str(u, "password_hash", "", where)
@@ -153,4 +161,21 @@ def load(raw: Mapping[str, Any]) -> TaxiiConfig:
         if len(digest) != 64 or not user:
             raise ConfigError(f"{where} needs sha256 (hex digest of the token) and user")
         cfg.tokens[digest.lower()] = user
+    for i, src in enumerate(section.get("sources", []) or []):
+        where = f"taxii.sources[{i}]"
+        if not isinstance(src, Mapping):
+            raise ConfigError(f"{where} must be a table")
+        kind = _str(src, "type", "", where)
+        if kind not in ("collection", "livehunt", "ioc_stream", "search"):
+            raise ConfigError(f"{where}.type must be collection, livehunt, ioc_stream or search")
+        if kind == "collection" and not _str(src, "id", "", where):
+            raise ConfigError(f"{where}.id (the VirusTotal collection id) is required")
+        if kind == "search" and not _str(src, "query", "", where):
+            raise ConfigError(f"{where}.query is required")
+        if cfg.collection(_str(src, "collection", "", where)) is None:
+            raise ConfigError(f"{where}.collection must name a [[taxii.collections]] id")
+        every = src.get("every", 3600)
+        if isinstance(every, bool) or not isinstance(every, (int, float)) or every < 60:
+            raise ConfigError(f"{where}.every must be at least 60 seconds")
+        cfg.sources.append(dict(src, every=float(every)))
     return cfg

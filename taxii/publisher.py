@@ -19,6 +19,35 @@ from .store import Store
 
 log = logging.getLogger(__name__)
 CURSOR = "publisher:verdict_log"
+GROUP = {"md5": "file", "sha1": "file", "sha256": "file", "ipv4": "ip", "ipv6": "ip"}
+
+
+async def poll_sources(
+    enricher: Enricher, store: Store, cfg: TaxiiConfig, due: Dict[int, float]
+) -> int:
+    """Poll the VirusTotal sources whose time has come; returns objects stored."""
+    from connectors.core.quota import Priority
+
+    from . import sources
+
+    stored = 0
+    for i, src in enumerate(cfg.sources):
+        now = time.time()
+        if due.get(i, 0.0) > now:
+            continue
+        due[i] = now + src["every"]
+
+        async def acquire() -> bool:  # background work: never waits long for the budget
+            return await enricher.governor.acquire(Priority.BACKGROUND, time.time() + 5)
+
+        objects = await sources.poll(
+            enricher.gateway, acquire, src, enricher.settings.policy, cfg.tlp
+        )
+        if objects:
+            stored += sum(
+                store.add(src["collection"], [stix.PRODUCER, stix.marking(cfg.tlp), *objects])
+            )
+    return stored
 
 
 def publish_once(enricher: Enricher, store: Store, cfg: TaxiiConfig, batch: int = 1000) -> int:
@@ -35,6 +64,8 @@ def publish_once(enricher: Enricher, store: Store, cfg: TaxiiConfig, batch: int 
             continue
         objects: List[Dict[str, Any]] = []
         for _, rec in rows:
+            if coll.kinds and GROUP.get(rec.kind, rec.kind) not in coll.kinds:
+                continue
             enr = Enrichment(
                 value=rec.value,
                 kind=rec.kind,
@@ -74,11 +105,13 @@ def publisher_task(
 ) -> Callable[[Any], AsyncIterator[None]]:
     async def ctx(app: Any) -> AsyncIterator[None]:
         async def loop() -> None:
+            due: Dict[int, float] = {}
             while True:
                 try:
                     publish_once(enricher, store, cfg)
-                except Exception:  # keep publishing after a bad row; say so
-                    log.exception("publishing the verdict log failed")
+                    await poll_sources(enricher, store, cfg, due)
+                except Exception:  # keep publishing after a bad row or a failed poll; say so
+                    log.exception("publishing failed")
                 await asyncio.sleep(cfg.poll_seconds)
 
         task = asyncio.ensure_future(loop())

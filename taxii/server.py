@@ -458,7 +458,7 @@ def build_app(settings: Settings, enricher: Optional[Enricher]) -> web.Applicati
         # Consumers differ on trailing slashes; accept both without redirecting.
         r.add_route(method, path + "/", handler)
         r.add_route(method, path, handler)
-    if enricher is not None and any(c.publish for c in cfg.collections):
+    if enricher is not None and (cfg.sources or any(c.publish for c in cfg.collections)):
         app.cleanup_ctx.append(publisher_task(enricher, store, cfg))
 
     async def close_store(app: web.Application) -> None:

@@ -26,6 +26,11 @@ def test_example_configuration_loads():
     ({"tlp": "purple"}, "taxii.tlp"),
     ({"max_page_size": 0}, "positive"),
     ({"api_root": "a/b"}, "api_root"),
+    ({"collections": [{"id": "1f0e8c6a-5b4d-4e3f-a2b1-c0d9e8f7a6b5", "title": "t",
+                       "kinds": ["hash"]}]}, "unknown kind"),
+    ({"sources": [{"type": "rss", "collection": "x"}]}, "sources\\[0\\].type"),
+    ({"sources": [{"type": "search", "collection": "x"}]}, "query is required"),
+    ({"sources": [{"type": "livehunt", "collection": "nope"}]}, "must name"),
 ])  # fmt: skip
 def test_bad_sections_are_clear_errors(section, message):
     with pytest.raises(ConfigError, match=message):

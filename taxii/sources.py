@@ -1,0 +1,100 @@
+"""VirusTotal IOC sources republished as STIX: a VT collection, Livehunt notifications, the IoC
+Stream, an Intelligence search. Each is polled inside `vtconnect serve` (one API call per page
+through the core's gateway) and its objects become Indicators in a local collection.
+
+An object's Indicator version is dated by VirusTotal's last analysis, so polling the same data
+again stores nothing new; a fresh analysis publishes a new version.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
+
+from connectors.core import policy, stix
+from connectors.core.gateway import Gateway
+from connectors.core.observable import InvalidObservable, parse
+from connectors.core.report import ReportError, parse_report
+from connectors.core.verdict import Enrichment, Verdict
+
+PATHS = {
+    "collection": "/collections/{id}/{kind}",  # kind: files, urls, domains, ip_addresses
+    "livehunt": "/intelligence/hunting_notification_files",
+    "ioc_stream": "/ioc_stream",
+    "search": "/intelligence/search",
+}
+
+
+def requests_for(source: Dict[str, Any]) -> List[Tuple[str, Dict[str, Any]]]:
+    kind = source["type"]
+    if kind == "collection":
+        return [
+            (PATHS[kind].format(id=source["id"], kind=k), {})
+            for k in ("files", "urls", "domains", "ip_addresses")
+        ]
+    if kind == "search":
+        return [(PATHS[kind], {"query": source["query"]})]
+    return [(PATHS[kind], {})]
+
+
+def enrichment_of(item: Dict[str, Any], policy_settings: Any) -> Optional[Enrichment]:
+    """A VirusTotal object (full, not a descriptor) as an Enrichment with our verdict."""
+    try:
+        report = parse_report({"data": item})
+    except ReportError:
+        return None
+    raw = report.url if report.kind == "url" else report.sha256 or report.id
+    try:
+        obs = parse(raw)
+    except InvalidObservable:
+        return None
+    d = policy.decide(report, policy_settings)
+    link = (
+        f"https://www.virustotal.com/gui/file/{report.id}"
+        if report.kind == "file"
+        else obs.gui_link
+    )
+    return Enrichment(
+        value=obs.value,
+        kind=obs.kind.value,
+        verdict=d.verdict,
+        score=d.score,
+        reason=d.reason,
+        normalized=obs.value,
+        vt_id=report.id,
+        link=link,
+        report=report,
+    )
+
+
+async def poll(
+    gateway: Gateway,
+    acquire: Callable[[], Awaitable[bool]],
+    source: Dict[str, Any],
+    policy_settings: Any,
+    tlp: str,
+    max_pages: int = 20,
+) -> List[Dict[str, Any]]:
+    """STIX objects for the risky objects a source lists now (at most max_pages pages). Every
+    page is one API call and asks the quota governor first (`acquire`): no budget, no call."""
+    wanted = {Verdict(v) for v in source.get("verdicts", ["malicious", "suspicious"])}
+    out: List[Dict[str, Any]] = []
+    for path, params in requests_for(source):
+        cursor = None
+        for _ in range(max_pages):
+            if not await acquire():
+                return out
+            query = dict(params, limit=40, **({"cursor": cursor} if cursor else {}))
+            doc = await gateway.get_json(path, query)
+            items = doc.get("data") if isinstance(doc, dict) else None
+            for item in items if isinstance(items, list) else []:
+                enr = enrichment_of(item, policy_settings) if isinstance(item, dict) else None
+                if enr is None or enr.verdict not in wanted:
+                    continue
+                when = enr.report.last_analysis if enr.report and enr.report.last_analysis else 0
+                objs = stix.objects_for([enr], float(when) or 1.0, tlp, wanted)
+                out += [o for o in objs if o["type"] not in ("identity", "marking-definition")]
+            meta = doc.get("meta") if isinstance(doc, dict) else None
+            cursor = meta.get("cursor") if isinstance(meta, dict) else None
+            if not cursor:
+                break
+    return out
