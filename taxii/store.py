@@ -153,8 +153,8 @@ class Store:
             args.append(added_after)
         if next_token:
             stamp, oid = decode_next(next_token)
-            where.append("(date_added > ? OR (date_added = ? AND id > ?))")
-            args += [stamp, stamp, oid]
+            where.append("(date_added, id) > (?, ?)")  # a row value: the index serves it
+            args += [stamp, oid]
         for column, values in (
             ("id", list(ids)),
             ("type", list(types)),
