@@ -4,6 +4,7 @@ version=2.1, TAXII error JSON for every error, never a 500 for bad input)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import datetime as _dt
@@ -13,6 +14,7 @@ import logging
 import re
 from typing import Any, Awaitable, Callable, Dict, List, Optional
 
+import stix2
 from aiohttp import web
 
 from connectors.core.config import Settings
@@ -336,6 +338,10 @@ def _problem(obj: Any) -> str:
             return f"{key} must be an RFC 3339 UTC timestamp"
     if otype not in ("marking-definition",) and "created" in obj and "modified" not in obj:
         return "modified is required on versioned objects"
+    try:  # the full STIX 2.1 rules (patterns, vocabularies, references), custom objects allowed
+        stix2.parse(obj, allow_custom=True)
+    except Exception as exc:  # stix2 raises many exception types for invalid objects
+        return f"invalid STIX 2.1: {str(exc).splitlines()[0][:300]}"
     return ""
 
 
@@ -365,8 +371,9 @@ async def add_objects(request: web.Request) -> web.Response:
             422, "Unprocessable Entity", "an envelope with a non-empty objects list is required"
         )
     good, failures = [], []
-    for obj in objects:
-        why = _problem(obj)
+    # stix2 validates patterns at ~1 ms an object: off the event loop.
+    problems = await asyncio.to_thread(lambda: [_problem(o) for o in objects])
+    for obj, why in zip(objects, problems):
         if why:
             oid = obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), str) else ""
             failures.append(

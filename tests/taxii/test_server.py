@@ -304,3 +304,107 @@ def test_passwd_prints_a_verifiable_hash():
     encoded = r.output.strip().splitlines()[-1].split('password_hash = "')[1].rstrip('" }')
     assert verify_password("s3cret", encoded) and not verify_password("other", encoded)
     assert "s3cret" not in r.output.splitlines()[-1]
+
+
+def test_invalid_stix_pattern_is_a_per_object_failure(server):
+    bad = dict(indicators(1, start=300)[0], pattern="[domain-name:value = 'unterminated]")
+    status, _, raw = http(
+        f"{server.url}/api/collections/{INBOX}/objects/",
+        "POST",
+        json.dumps({"objects": [bad]}).encode(),
+        {"Content-Type": MEDIA},
+    )
+    body = json.loads(raw)
+    assert status == 202 and body["failure_count"] == 1 and body["success_count"] == 0
+    assert "invalid STIX" in body["failures"][0]["message"]
+
+
+def test_harmless_later_publishes_a_revoked_version(taxii_settings, tmp_path):
+    from connectors.core.cache import Cache, LogRecord
+    from taxii import config as taxii_config
+    from taxii.publisher import publish_once
+    from taxii.store import Store
+
+    class Holder:  # publish_once reads only the enricher's cache
+        cache = Cache(tmp_path / "log.db", taxii_settings.cache)
+
+    rec = LogRecord(
+        "domain:bad.example.com", "domain", "bad.example.com", "malicious", 90, "cli", time.time()
+    )
+    Holder.cache.log([rec])
+    store = Store(tmp_path / "pub.db")
+    cfg = taxii_config.load(taxii_settings.raw)
+    assert publish_once(Holder, store, cfg) == 3  # identity, marking, indicator
+    time.sleep(0.002)  # a later modified timestamp
+    Holder.cache.log([LogRecord(rec.key, rec.kind, rec.value, "harmless", 5, "cli", time.time())])
+    assert publish_once(Holder, store, cfg) == 1
+    latest = [
+        json.loads(o["body"]) for o in store.query(FEED, limit=10, types=["indicator"]).objects
+    ]
+    assert len(latest) == 1 and latest[0]["revoked"] is True
+    every = store.query(FEED, limit=10, types=["indicator"], versions=["all"]).objects
+    assert len(every) == 2
+    Holder.cache.close()
+
+
+def test_serve_with_tls(tmp_path, emulator_url):
+    import os
+    import signal
+    import ssl
+    import subprocess
+    import sys
+
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    r = subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        capture_output=True,
+    )
+    if r.returncode != 0:
+        pytest.skip("openssl cannot make a test certificate here")
+    cfg = tmp_path / "vtconnect.toml"
+    cfg.write_text(
+        f'[taxii]\nport = 0\ntls_cert = "{cert}"\ntls_key = "{key}"\n'
+        f'store = "{tmp_path / "t.db"}"\n'
+    )
+    env = dict(
+        os.environ,
+        VTCONNECT_CONFIG=str(cfg),
+        VT_API_URL=emulator_url,
+        VT_API_KEY="k",
+        XDG_STATE_HOME=str(tmp_path),
+    )
+    exe = os.path.join(os.path.dirname(sys.executable), "vtconnect")
+    proc = subprocess.Popen([exe, "serve", "--taxii"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        for _ in range(50):
+            line = proc.stderr.readline()
+            if "listening on" in line:
+                break
+        url = line.strip().rsplit(" ", 1)[-1]
+        assert url.startswith("https://")
+        ctx = ssl.create_default_context(cafile=str(cert))
+        ctx.check_hostname = False
+        req = urllib.request.Request(url + "/taxii2/", headers={"Accept": MEDIA})
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+            assert json.loads(resp.read())["api_roots"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
