@@ -359,15 +359,20 @@ def demo(obj: Ctx) -> None:
 @click.option(
     "--taxii", "parts", flag_value="taxii", multiple=True, help="Run the TAXII 2.1 server."
 )
+@click.option("--webhook", "parts", flag_value="webhook", multiple=True, help="Run the receiver.")
 @click.pass_obj
 def serve(obj: Ctx, parts: Sequence[str]) -> None:
     """Run the server parts in one process (127.0.0.1 unless configured); stop with SIGTERM."""
     from .serve import plan
     from .serve import serve as run
 
-    chosen = list(dict.fromkeys(parts)) or [p for p in ("taxii",) if p in obj.settings.raw]
+    chosen = list(dict.fromkeys(parts)) or [
+        p for p in ("taxii", "webhook") if p in obj.settings.raw
+    ]
     if not chosen:
-        raise click.UsageError("nothing to serve: pass --taxii or configure a [taxii] section")
+        raise click.UsageError(
+            "nothing to serve: pass --taxii/--webhook or configure [taxii] or [webhook]"
+        )
     try:
         parts_plan = plan(obj.settings, chosen)
     except config_mod.ConfigError as exc:

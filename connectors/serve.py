@@ -38,7 +38,9 @@ def _factory(name: str) -> Callable[[Settings, Enricher], web.Application]:
         from taxii.server import build_app
 
         return build_app
-    raise ConfigError(f"the {name} part is not part of this build")
+    from .webhook.app import build_app as build_webhook
+
+    return build_webhook
 
 
 def plan(settings: Settings, parts: List[str]) -> List[Part]:

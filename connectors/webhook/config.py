@@ -1,0 +1,64 @@
+"""The [webhook] section: sources, each with a format, an auth scheme and limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping
+
+from connectors.core.config import ConfigError
+
+from .formats import FORMATS
+
+SCHEMES = ("standard", "github", "bearer", "header", "basic", "url", "none")
+
+
+@dataclass
+class Source:
+    name: str
+    format: str = "auto"
+    auth: str = "bearer"
+    secret: str = ""
+    username: str = ""
+    header: str = "X-Webhook-Token"
+    max_body_bytes: int = 1024 * 1024
+    rate_per_minute: int = 600
+
+
+@dataclass
+class WebhookConfig:
+    outbox: str = ""  # SQLite path; "" -> <state_dir>/webhook.db
+    max_wait: float = 30.0  # seconds a synchronous caller may ask for
+    sources: Dict[str, Source] = field(default_factory=dict)
+
+
+def load(raw: Mapping[str, Any]) -> WebhookConfig:
+    section = raw.get("webhook", {}) or {}
+    if not isinstance(section, Mapping):
+        raise ConfigError("[webhook] must be a table")
+    cfg = WebhookConfig(outbox=str(section.get("outbox", "")))
+    for i, s in enumerate(section.get("sources", []) or []):
+        where = f"webhook.sources[{i}]"
+        if not isinstance(s, Mapping):
+            raise ConfigError(f"{where} must be a table")
+        unknown = set(s) - set(Source.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]}")
+        try:
+            src = Source(**dict(s))
+        except TypeError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        if not src.name or not src.name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"{where}.name must be letters, digits, '-' or '_'")
+        if src.name in cfg.sources:
+            raise ConfigError(f"{where}.name {src.name!r} is used twice")
+        if src.format not in FORMATS:
+            raise ConfigError(f"{where}.format must be one of {', '.join(FORMATS)}")
+        if src.auth not in SCHEMES:
+            raise ConfigError(f"{where}.auth must be one of {', '.join(SCHEMES)}")
+        if src.auth != "none" and len(src.secret) < 16:
+            raise ConfigError(
+                f"{where}.secret must be at least 16 characters "
+                "(auth = 'none' must be chosen explicitly)"
+            )
+        cfg.sources[src.name] = src
+    return cfg

@@ -1,0 +1,184 @@
+"""Where each product puts the indicators in its alerts.
+
+Structured fields first (by documented field names), then free-text fields (capped) through the
+core's extractor, which refangs. `auto` recognises a format by its shape.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+
+from connectors.core.extract import extract
+
+FREE_TEXT_CAP = 16_384  # characters of free text read per alert
+# Field names that hold indicators wherever they appear (ECS, CEF-ish, vendor habits).
+KNOWN_KEYS = {
+    "ip", "src_ip", "dst_ip", "srcip", "dstip", "source_ip", "destination_ip", "client_ip",
+    "remote_ip", "address", "ipaddress", "ip_address", "local_ip", "external_ip", "dest", "src",
+    "dest_ip", "dest_host", "src_host", "destination", "query",
+    "domain", "domainname", "domain_name", "hostname", "host_name", "fqdn", "dest_domain",
+    "url", "uri", "full", "request_url", "dest_url",
+    "md5", "sha1", "sha256", "hash", "hashvalue", "file_hash", "sha256_after", "md5_after",
+    "sha1_after", "filehash",
+}  # fmt: skip
+FREE_TEXT_KEYS = {"message", "description", "title", "summary", "full_log", "text", "reason",
+                  "rule_description", "alertdisplayname", "name", "details"}  # fmt: skip
+SKIP_KEYS = {"user_agent", "useragent", "process", "command_line", "commandline", "path"}
+
+
+def _walk(node: Any, prefix: str = "") -> Iterator[Tuple[str, Any]]:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _walk(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(node, list):
+        for v in node:
+            yield from _walk(v, prefix)
+    else:
+        yield prefix, node
+
+
+def _get(doc: Any, path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(doc, dict):
+            return None
+        doc = doc.get(part)
+    return doc
+
+
+def _values(value: Any) -> List[str]:
+    """Strings (and numbers sent as strings) from a field; comma-joined IP lists are split."""
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for v in items:
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            v = str(v)
+        if isinstance(v, str) and v.strip():
+            out += (
+                [p.strip() for p in v.split(",")]
+                if "," in v and " " not in v.strip()
+                else [v.strip()]
+            )
+    return [v for v in out if v]
+
+
+def structured(doc: Any) -> List[str]:
+    """Values of known indicator fields anywhere in the document."""
+    out = []
+    for path, value in _walk(doc):
+        leaf = path.rsplit(".", 1)[-1].lower()
+        parent = path.rsplit(".", 2)[-2].lower() if path.count(".") >= 1 else ""
+        if leaf in SKIP_KEYS or parent in SKIP_KEYS:
+            continue
+        if (
+            leaf in KNOWN_KEYS
+            or (parent == "hash" and leaf in ("md5", "sha1", "sha256"))
+            or (parent in ("ip", "domain", "url") and leaf == "value")
+        ):
+            out += _values(value)
+    return out
+
+
+def free_text(doc: Any) -> List[str]:
+    text, budget = [], FREE_TEXT_CAP
+    for path, value in _walk(doc):
+        leaf = path.rsplit(".", 1)[-1].lower()
+        if leaf in FREE_TEXT_KEYS and isinstance(value, str) and budget > 0:
+            text.append(value[:budget])
+            budget -= len(text[-1])
+    return [o.value for o in extract("\n".join(text), max_chars=FREE_TEXT_CAP)] if text else []
+
+
+# -- per product -------------------------------------------------------------------------------
+def _sentinel(doc: Dict[str, Any]) -> List[str]:
+    props = _get(doc, "object.properties") or _get(doc, "properties") or {}
+    out = []
+    for ent in props.get("relatedEntities", []) if isinstance(props, dict) else []:
+        if not isinstance(ent, dict):
+            continue
+        p = ent.get("properties", ent)
+        for key in ("address", "url", "domainName", "hostName", "hashValue", "fqdn"):
+            out += _values(p.get(key)) if isinstance(p, dict) else []
+    return out
+
+
+def _wazuh(doc: Dict[str, Any]) -> Dict[str, Any]:
+    return doc.get("all_fields") if isinstance(doc.get("all_fields"), dict) else doc
+
+
+def _elastic(doc: Dict[str, Any]) -> Any:
+    alerts = _get(doc, "context.alerts")
+    return alerts if isinstance(alerts, list) and alerts else doc
+
+
+FORMATS = ("auto", "elastic", "sentinel", "splunk", "wazuh", "generic")
+
+
+def detect(doc: Dict[str, Any]) -> str:
+    if isinstance(_get(doc, "object.properties.relatedEntities"), list) or isinstance(
+        _get(doc, "properties.relatedEntities"), list
+    ):
+        return "sentinel"
+    if isinstance(doc.get("result"), dict) and ("sid" in doc or "search_name" in doc):
+        return "splunk"
+    if "all_fields" in doc or (
+        isinstance(doc.get("rule"), dict) and "agent" in doc and "level" in doc["rule"]
+    ):
+        return "wazuh"
+    if (
+        isinstance(_get(doc, "context.alerts"), list)
+        or "kibana" in doc
+        or "kibana.alert.uuid" in str(list(_walk(doc))[:50])
+    ):
+        return "elastic"
+    return "generic"
+
+
+def indicators(fmt: str, doc: Dict[str, Any]) -> Tuple[str, List[str]]:
+    """(format used, candidate values: structured fields first, then free text)."""
+    if fmt == "auto":
+        fmt = detect(doc)
+    body: Any = doc
+    values: List[str] = []
+    if fmt == "sentinel":
+        values += _sentinel(doc)
+    elif fmt == "splunk":
+        body = doc.get("result", doc)
+    elif fmt == "wazuh":
+        body = _wazuh(doc)
+    elif fmt == "elastic":
+        body = _elastic(doc)
+    values += structured(body)
+    values += free_text(body)
+    return fmt, list(dict.fromkeys(values))
+
+
+def idempotency_key(fmt: str, doc: Dict[str, Any]) -> Optional[str]:
+    """The sender's own id for this alert, when the format has one."""
+    candidates: Iterable[Any] = ()
+    if fmt == "splunk":
+        candidates = [doc.get("sid")]
+    elif fmt == "wazuh":
+        candidates = [_wazuh(doc).get("id")]
+    elif fmt == "sentinel":
+        props = _get(doc, "object.properties") or {}
+        name = _get(doc, "object.name") or (
+            props.get("incidentNumber") if isinstance(props, dict) else None
+        )
+        modified = props.get("lastModifiedTimeUtc") if isinstance(props, dict) else None
+        candidates = [f"{name}@{modified}" if name else None]
+    elif fmt == "elastic":
+        alerts = _get(doc, "context.alerts")
+        first = alerts[0] if isinstance(alerts, list) and alerts else doc
+        candidates = [
+            _get(first, "kibana.alert.uuid"),
+            (first or {}).get("kibana.alert.uuid") if isinstance(first, dict) else None,
+        ]
+    for c in candidates:
+        if (
+            isinstance(c, (str, int))
+            and str(c).strip()
+            and re.match(r"^[\w.:@/+-]{1,200}$", str(c))
+        ):
+            return f"{fmt}:{c}"
+    return None

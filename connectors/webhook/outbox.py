@@ -1,0 +1,101 @@
+"""The durable job table: an alert is stored (synchronous=FULL, so an acknowledged alert
+survives a power cut, not only a process crash) before it is answered, and jobs left running by
+a crash are queued again at start."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+from connectors.core.cache import open_db, write
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, source TEXT NOT NULL, format TEXT NOT NULL, idem TEXT UNIQUE,
+    body BLOB NOT NULL, state TEXT NOT NULL, result TEXT, created REAL NOT NULL,
+    updated REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, created);
+"""
+
+
+class Outbox:
+    def __init__(self, path: Union[str, Path]) -> None:
+        self.db = open_db(path, SCHEMA, 1)
+        self.db.execute("PRAGMA synchronous=FULL")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def accept(self, source: str, fmt: str, body: bytes, idem: Optional[str]) -> Tuple[str, bool]:
+        """(job id, True when new); a known idempotency key returns the first job."""
+        now = time.time()
+        jid = str(uuid.uuid4())
+
+        def txn(db: sqlite3.Connection) -> Tuple[str, bool]:
+            if idem:
+                row = db.execute("SELECT id FROM jobs WHERE idem = ?", (idem,)).fetchone()
+                if row:
+                    return row[0], False
+            db.execute(
+                "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, 'queued', NULL, ?, ?)",
+                (jid, source, fmt, idem, body, now, now),
+            )
+            return jid, True
+
+        return write(self.db, txn)
+
+    def claim(self, limit: int = 10) -> List[Dict[str, Any]]:
+        def txn(db: sqlite3.Connection) -> List[Dict[str, Any]]:
+            rows = db.execute(
+                "SELECT id, source, format, body FROM jobs WHERE state = 'queued' "
+                "ORDER BY created LIMIT ?",
+                (limit,),
+            ).fetchall()
+            db.executemany(
+                "UPDATE jobs SET state = 'running', updated = ? WHERE id = ?",
+                [(time.time(), r[0]) for r in rows],
+            )
+            return [{"id": r[0], "source": r[1], "format": r[2], "body": r[3]} for r in rows]
+
+        return write(self.db, txn)
+
+    def finish(self, jid: str, state: str, result: Dict[str, Any]) -> None:
+        write(
+            self.db,
+            lambda db: db.execute(
+                "UPDATE jobs SET state = ?, result = ?, updated = ? WHERE id = ?",
+                (state, json.dumps(result), time.time(), jid),
+            ),
+        )
+
+    def requeue_running(self) -> int:
+        return write(
+            self.db,
+            lambda db: (
+                db.execute("UPDATE jobs SET state = 'queued' WHERE state = 'running'").rowcount
+            ),
+        )
+
+    def get(self, jid: str) -> Optional[Dict[str, Any]]:
+        row = self.db.execute(
+            "SELECT id, source, format, state, result, created, updated FROM jobs WHERE id = ?",
+            (jid,),
+        ).fetchone()
+        if row is None:
+            return None
+        return {
+            "id": row[0],
+            "source": row[1],
+            "format": row[2],
+            "state": row[3],
+            "result": json.loads(row[4]) if row[4] else None,
+            "created": row[5],
+            "updated": row[6],
+        }
+
+    def counts(self) -> Dict[str, int]:
+        return dict(self.db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall())

@@ -1,0 +1,112 @@
+"""Alert bodies as senders really send them: one object, an array, NDJSON or concatenated
+objects, JSON encoded inside a string, flat dotted keys mixed with nesting. Anything else is a
+PayloadError with a clear message, never an exception of another kind."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, List
+
+MAX_DEPTH = 64
+MAX_OBJECTS = 1000
+
+
+class PayloadError(ValueError):
+    pass
+
+
+def decode(raw: bytes) -> List[Dict[str, Any]]:
+    """The alert objects in a request body."""
+    if not raw.strip():
+        raise PayloadError("empty body")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise PayloadError(f"body is not UTF-8 (byte {exc.start})") from None
+    docs = _documents(text)
+    out: List[Dict[str, Any]] = []
+    for doc in docs:
+        if isinstance(doc, str):  # JSON inside a string (templated senders)
+            try:
+                doc = json.loads(doc)
+            except ValueError:
+                raise PayloadError("a string that is not JSON") from None
+        items = doc if isinstance(doc, list) else [doc]
+        for item in items:
+            if not isinstance(item, dict):
+                raise PayloadError("alerts must be JSON objects")
+            _check_depth(item)
+            out.append(unflatten(item))
+    if not out:
+        raise PayloadError("no alert objects in the body")
+    if len(out) > MAX_OBJECTS:
+        raise PayloadError(f"more than {MAX_OBJECTS} alerts in one request")
+    return out
+
+
+def _documents(text: str) -> List[Any]:
+    """One JSON value, or several back to back (NDJSON, concatenated objects)."""
+    decoder = json.JSONDecoder()
+    docs, i, n = [], 0, len(text)
+    while i < n:
+        while i < n and text[i] in " \t\r\n,":
+            i += 1
+        if i >= n:
+            break
+        try:
+            doc, i = decoder.raw_decode(text, i)
+        except ValueError as exc:
+            raise PayloadError(
+                f"malformed JSON at character {i}: {str(exc).split(':')[0]}"
+            ) from None
+        except RecursionError:
+            raise PayloadError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+        docs.append(doc)
+    return docs
+
+
+def _check_depth(value: Any) -> None:
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise PayloadError(f"JSON nested deeper than {MAX_DEPTH} levels")
+        if isinstance(v, dict):
+            stack.extend((x, depth + 1) for x in v.values())
+        elif isinstance(v, list):
+            stack.extend((x, depth + 1) for x in v)
+
+
+def unflatten(doc: Dict[str, Any]) -> Dict[str, Any]:
+    """{"source.ip": x, "host": {...}} -> {"source": {"ip": x}, "host": {...}}; a key that is
+    both a value and a prefix keeps the value under its full dotted name."""
+    out: Dict[str, Any] = {}
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            value = unflatten(value)
+        if "." not in key or key.startswith(".") or key.endswith("."):
+            _merge(out, key, value)
+            continue
+        parts = key.split(".")
+        node = out
+        for part in parts[:-1]:
+            nxt = node.get(part)
+            if not isinstance(nxt, dict):
+                if nxt is not None:
+                    node = None  # type: ignore[assignment]
+                    break
+                nxt = node[part] = {}
+            node = nxt
+        if node is None:
+            out[key] = value
+        else:
+            _merge(node, parts[-1], value)
+    return out
+
+
+def _merge(node: Dict[str, Any], key: str, value: Any) -> None:
+    if isinstance(node.get(key), dict) and isinstance(value, dict):
+        for k, v in value.items():
+            _merge(node[key], k, v)
+    else:
+        node[key] = value
