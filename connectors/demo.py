@@ -52,6 +52,7 @@ async def _run(console: Console) -> int:
                 if risky:
                     console.print_json(json.dumps(formats.rows(risky[:1])[0]))
                 await _taxii(console, settings, enricher)
+                await _webhook(console, settings, enricher)
             finally:
                 await enricher.aclose()
                 enricher.close()
@@ -108,6 +109,57 @@ async def _taxii(console: Console, settings: config_mod.Settings, enricher: Enri
         feed = await asyncio.to_thread(lambda: urllib.request.urlopen(feed_url).read().decode())
         console.print(f"flat feed {feed_url}:", markup=False)
         console.print(feed.rstrip(), markup=False)
+    finally:
+        await runner.cleanup()
+
+
+DEMO_ALERTS = {
+    "elastic": {"context": {"alerts": [{
+        "kibana.alert.uuid": "demo-1", "kibana.alert.rule.name": "Outbound C2 beacon",
+        "source": {"ip": "10.20.0.7"}, "destination": {"ip": "203.0.113.66"},
+        "file": {"hash": {"md5": "44d88612fea8a8f36de82e1278abb02f"}},
+        "message": "beacon to hxxp://malware.wicar[.]org/data/eicar.com"}]}},
+    "sentinel": {"object": {"name": "demo-incident", "properties": {
+        "title": "Suspicious download", "lastModifiedTimeUtc": "2026-11-22T10:00:00Z",
+        "relatedEntities": [{"kind": "Url", "properties": {"url": "http://example.com/setup"}},
+                            {"kind": "Ip", "properties": {"address": "203.0.113.66"}}]}}},
+}  # fmt: skip
+
+
+async def _webhook(console: Console, settings: config_mod.Settings, enricher: Enricher) -> None:
+    """Post a Kibana alert and a Sentinel incident to the receiver and show the enrichment."""
+    from dataclasses import replace
+
+    import aiohttp
+    from aiohttp import web
+
+    from .webhook.app import build_app
+
+    console.rule("Webhook: enriched alerts")
+    token = "demo-token-0123456789"
+    raw = {
+        "webhook": {
+            "sources": [{"name": "demo", "format": "auto", "auth": "bearer", "secret": token}]
+        }
+    }
+    runner = web.AppRunner(
+        build_app(replace(settings, raw=raw), enricher), access_log=None, shutdown_timeout=1.0
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    try:
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+            for fmt, alert in DEMO_ALERTS.items():
+                async with http.post(f"{url}/v1/alerts/{fmt}?wait=10", json=alert) as resp:
+                    block = (await resp.json())["enrichment"]
+                console.print(
+                    f"[bold]{fmt}[/]: {block['summary']} "
+                    f"(overall {block['verdict']}, is_risky={block['is_risky']})"
+                )
+                for o in block["observables"]:
+                    console.print(f"  {o['value']}  {o['verdict']} ({o['score']})", markup=False)
     finally:
         await runner.cleanup()
 

@@ -17,7 +17,7 @@ class Source:
     name: str
     format: str = "auto"
     auth: str = "bearer"
-    secret: str = ""
+    secret: str = field(default="", repr=False)  # never in logs or reprs
     username: str = ""
     header: str = "X-Webhook-Token"
     max_body_bytes: int = 1024 * 1024
