@@ -22,6 +22,8 @@ test: $(BIN)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/python bench/core.py
 	$(BIN)/python bench/splunk.py
+	$(BIN)/python bench/taxii.py
+	$(BIN)/python bench/webhook.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
