@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
-from connectors.core import policy, stix
+from connectors.core import stix
+from connectors.core.enricher import from_report
 from connectors.core.gateway import Gateway
 from connectors.core.observable import InvalidObservable, parse
 from connectors.core.report import ReportError, parse_report
@@ -47,23 +48,7 @@ def enrichment_of(item: Dict[str, Any], policy_settings: Any) -> Optional[Enrich
         obs = parse(raw)
     except InvalidObservable:
         return None
-    d = policy.decide(report, policy_settings)
-    link = (
-        f"https://www.virustotal.com/gui/file/{report.id}"
-        if report.kind == "file"
-        else obs.gui_link
-    )
-    return Enrichment(
-        value=obs.value,
-        kind=obs.kind.value,
-        verdict=d.verdict,
-        score=d.score,
-        reason=d.reason,
-        normalized=obs.value,
-        vt_id=report.id,
-        link=link,
-        report=report,
-    )
+    return from_report(obs, report, policy_settings)
 
 
 async def poll(

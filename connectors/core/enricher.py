@@ -15,7 +15,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 from . import policy
 from .cache import Cache, CacheEntry, LogRecord
 from .clock import Clock
-from .config import Settings
+from .config import PolicySettings, Settings
 from .gateway import (
     BadAnswer,
     CredentialsRejected,
@@ -326,20 +326,7 @@ class Enricher:
 
     # -- building results ------------------------------------------------------------------
     def _from_report(self, obs: Observable, report: Report, cached: bool) -> Enrichment:
-        d = policy.decide(report, self.settings.policy)
-        vt_id = report.id if obs.kind != Kind.URL else obs.vt_id
-        return Enrichment(
-            value=obs.value,
-            kind=obs.kind.value,
-            verdict=d.verdict,
-            score=d.score,
-            reason=d.reason,
-            normalized=obs.value,
-            vt_id=vt_id,
-            link=_link(obs, report),
-            report=report,
-            cached=cached,
-        )
+        return from_report(obs, report, self.settings.policy, cached)
 
     def _from_entry(self, obs: Observable, entry: CacheEntry) -> Enrichment:
         if entry.report is None:
@@ -403,6 +390,26 @@ class Enricher:
         for raw, enr in out.items():
             if enr.verdict in CACHEABLE:
                 memo[raw] = (until, enr if enr.cached else replace(enr, cached=True))
+
+
+def from_report(
+    obs: Observable, report: Report, policy_settings: PolicySettings, cached: bool = False
+) -> Enrichment:
+    """An Enrichment for a VirusTotal report, with the policy's verdict (also used by sources
+    that receive whole objects, such as the TAXII publisher's VirusTotal feeds)."""
+    d = policy.decide(report, policy_settings)
+    return Enrichment(
+        value=obs.value,
+        kind=obs.kind.value,
+        verdict=d.verdict,
+        score=d.score,
+        reason=d.reason,
+        normalized=obs.value,
+        vt_id=report.id if obs.kind != Kind.URL else obs.vt_id,
+        link=_link(obs, report),
+        report=report,
+        cached=cached,
+    )
 
 
 def _fresh(enr: Enrichment, rescan_before: float) -> bool:
