@@ -9,6 +9,7 @@ import logging
 import time
 from typing import Any, Awaitable, Callable, Dict, List, Optional
 
+import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -17,7 +18,7 @@ from connectors.core.enricher import Enricher
 from connectors.core.quota import Priority
 from connectors.core.verdict import Enrichment, Verdict
 
-from . import auth, formats, payload
+from . import auth, delivery, formats, payload
 from .config import Source, WebhookConfig, load
 from .outbox import Outbox
 
@@ -200,9 +201,51 @@ class Receiver:
                 try:
                     docs = payload.decode(job["body"])
                     alerts = [await self.enrich_alert(job["format"], d, 300.0) for d in docs]
-                    self.outbox.finish(job["id"], "done", {"alerts": alerts})
+                    src = self.cfg.sources.get(job["source"])
+                    self.outbox.finish(
+                        job["id"],
+                        "done",
+                        {"alerts": alerts},
+                        deliver=bool(src and src.callback_url),
+                    )
                 except payload.PayloadError as exc:
                     self.outbox.finish(job["id"], "failed", {"error": str(exc)})
+                except asyncio.CancelledError:
+                    raise  # shutdown: the job stays "running" and is re-queued at start
+                except Exception:  # a bug: keep the worker alive, keep the job for a retry
+                    log.exception("job %s failed; it is queued again", job["id"])
+                    self.outbox.requeue_running()
+                    await asyncio.sleep(1.0)
+
+
+async def deliver_loop(receiver: Receiver) -> None:
+    """Send due callbacks; failures are retried with backoff, then dead-lettered."""
+    async with aiohttp.ClientSession() as session:
+        while True:
+            due = receiver.outbox.due_deliveries()
+            for job in due:
+                src = receiver.cfg.sources.get(job["source"])
+                attempts = job["attempts"] + 1
+                if src is None or not src.callback_url:
+                    receiver.outbox.retry_later(job["id"], attempts, 0, "no callback", True)
+                    continue
+                ok, error = await delivery.deliver(
+                    session, src, job["id"], (job["result"] or "{}").encode()
+                )
+                if ok:
+                    receiver.outbox.delivered(job["id"], attempts)
+                else:
+                    dead = attempts >= src.max_attempts
+                    receiver.outbox.retry_later(
+                        job["id"],
+                        attempts,
+                        time.time() + delivery.backoff(src, attempts),
+                        error,
+                        dead,
+                    )
+                    if dead:
+                        log.warning("callback for job %s dead-lettered: %s", job["id"], error)
+            await asyncio.sleep(0.05 if due else 0.25)
 
 
 def block(fmt: str, results: List[Enrichment]) -> Dict[str, Any]:
@@ -269,10 +312,14 @@ def build_app(settings: Settings, enricher: Enricher) -> web.Application:
     app.router.add_get("/metrics", receiver.metrics)
 
     async def worker(app: web.Application):  # type: ignore[no-untyped-def]
-        task = asyncio.ensure_future(receiver.work())
+        tasks = [
+            asyncio.ensure_future(receiver.work()),
+            asyncio.ensure_future(deliver_loop(receiver)),
+        ]
         yield
-        task.cancel()  # a job cut short stays "running" and is queued again at next start
-        await asyncio.gather(task, return_exceptions=True)
+        for task in tasks:  # a job cut short stays "running" and is queued again at next start
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         receiver.outbox.close()
 
     app.cleanup_ctx.append(worker)

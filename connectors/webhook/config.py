@@ -22,6 +22,14 @@ class Source:
     header: str = "X-Webhook-Token"
     max_body_bytes: int = 1024 * 1024
     rate_per_minute: int = 600
+    # Where the enriched alert goes (async jobs), signed as Standard Webhooks with callback_secret.
+    callback_url: str = ""
+    callback_secret: str = field(default="", repr=False)  # whsec_<base64>
+    callback_hosts: tuple = ()  # allow-list of host names; empty: any public host
+    allow_http: bool = False  # plain http callbacks (tests, labs)
+    allow_private: bool = False  # callbacks to private/loopback addresses (SSRF guard off)
+    max_attempts: int = 8  # then the delivery is dead-lettered (`vtconnect webhook replay`)
+    retry_base: float = 2.0  # seconds; doubled per attempt, at most 300
 
 
 @dataclass
@@ -60,5 +68,13 @@ def load(raw: Mapping[str, Any]) -> WebhookConfig:
                 f"{where}.secret must be at least 16 characters "
                 "(auth = 'none' must be chosen explicitly)"
             )
+        if src.callback_url:
+            if not src.callback_url.startswith(("https://", "http://")):
+                raise ConfigError(f"{where}.callback_url must be an http(s) URL")
+            if src.callback_url.startswith("http://") and not src.allow_http:
+                raise ConfigError(f"{where}.callback_url must be https (or set allow_http)")
+            if src.callback_secret and not src.callback_secret.startswith("whsec_"):
+                raise ConfigError(f"{where}.callback_secret must be whsec_<base64>")
+            src.callback_hosts = tuple(src.callback_hosts)
         cfg.sources[src.name] = src
     return cfg

@@ -18,7 +18,9 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, source TEXT NOT NULL, format TEXT NOT NULL, idem TEXT UNIQUE,
     body BLOB NOT NULL, state TEXT NOT NULL, result TEXT, created REAL NOT NULL,
-    updated REAL NOT NULL);
+    updated REAL NOT NULL, delivery TEXT NOT NULL DEFAULT 'none', attempts INTEGER NOT NULL
+    DEFAULT 0, next_attempt REAL NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS jobs_delivery ON jobs(delivery, next_attempt);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, created);
 """
 
@@ -41,7 +43,8 @@ class Outbox:
                 if row:
                     return row[0], False
             db.execute(
-                "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, 'queued', NULL, ?, ?)",
+                "INSERT INTO jobs (id, source, format, idem, body, state, result, created, "
+                "updated) VALUES (?, ?, ?, ?, ?, 'queued', NULL, ?, ?)",
                 (jid, source, fmt, idem, body, now, now),
             )
             return jid, True
@@ -63,14 +66,55 @@ class Outbox:
 
         return write(self.db, txn)
 
-    def finish(self, jid: str, state: str, result: Dict[str, Any]) -> None:
+    def finish(self, jid: str, state: str, result: Dict[str, Any], deliver: bool = False) -> None:
+        delivery = "pending" if deliver else "none"
         write(
             self.db,
             lambda db: db.execute(
-                "UPDATE jobs SET state = ?, result = ?, updated = ? WHERE id = ?",
-                (state, json.dumps(result), time.time(), jid),
+                "UPDATE jobs SET state = ?, result = ?, updated = ?, delivery = ? WHERE id = ?",
+                (state, json.dumps(result), time.time(), delivery, jid),
             ),
         )
+
+    def due_deliveries(self, limit: int = 20) -> List[Dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT id, source, result, attempts FROM jobs WHERE delivery = 'pending' AND "
+            "next_attempt <= ? ORDER BY next_attempt LIMIT ?",
+            (time.time(), limit),
+        ).fetchall()
+        return [{"id": r[0], "source": r[1], "result": r[2], "attempts": r[3]} for r in rows]
+
+    def delivered(self, jid: str, attempts: int) -> None:
+        write(
+            self.db,
+            lambda db: db.execute(
+                "UPDATE jobs SET delivery = 'delivered', attempts = ?, last_error = '' "
+                "WHERE id = ?",
+                (attempts, jid),
+            ),
+        )
+
+    def retry_later(self, jid: str, attempts: int, when: float, error: str, dead: bool) -> None:
+        write(
+            self.db,
+            lambda db: db.execute(
+                "UPDATE jobs SET delivery = ?, attempts = ?, next_attempt = ?, last_error = ? "
+                "WHERE id = ?",
+                ("dead" if dead else "pending", attempts, when, error[:500], jid),
+            ),
+        )
+
+    def replay(self, jid: Optional[str] = None) -> int:
+        """Dead letters (one, or all) go back to pending with a fresh attempt count."""
+        sql = (
+            "UPDATE jobs SET delivery = 'pending', attempts = 0, next_attempt = 0 "
+            "WHERE delivery = 'dead'"
+        )
+        args: Tuple[Any, ...] = ()
+        if jid:
+            sql += " AND id = ?"
+            args = (jid,)
+        return write(self.db, lambda db: db.execute(sql, args).rowcount)
 
     def requeue_running(self) -> int:
         return write(
@@ -82,7 +126,8 @@ class Outbox:
 
     def get(self, jid: str) -> Optional[Dict[str, Any]]:
         row = self.db.execute(
-            "SELECT id, source, format, state, result, created, updated FROM jobs WHERE id = ?",
+            "SELECT id, source, format, state, result, created, updated, delivery, attempts, "
+            "last_error FROM jobs WHERE id = ?",
             (jid,),
         ).fetchone()
         if row is None:
@@ -95,6 +140,9 @@ class Outbox:
             "result": json.loads(row[4]) if row[4] else None,
             "created": row[5],
             "updated": row[6],
+            "delivery": row[7],
+            "attempts": row[8],
+            "last_error": row[9],
         }
 
     def counts(self) -> Dict[str, int]:
