@@ -20,10 +20,15 @@ KNOWN_KEYS = {
     "domain", "domainname", "domain_name", "hostname", "host_name", "fqdn", "dest_domain",
     "url", "uri", "full", "request_url", "dest_url",
     "md5", "sha1", "sha256", "hash", "hashvalue", "file_hash", "sha256_after", "md5_after",
-    "sha1_after", "filehash",
+    "sha1_after", "filehash", "offense_source", "sha256string", "md5string", "iocvalue",
+    "localip", "agentipv4", "externalip",
 }  # fmt: skip
 FREE_TEXT_KEYS = {"message", "description", "title", "summary", "full_log", "text", "reason",
-                  "rule_description", "alertdisplayname", "name", "details"}  # fmt: skip
+                  "rule_description", "alertdisplayname", "details", "body", "event_msg",
+                  "detectdescription", "raw"}  # fmt: skip
+# Observables that products list as {type, value} pairs (TheHive, OCSF).
+TYPED_VALUE_TYPES = {"ip", "domain", "fqdn", "url", "hash", "file_hash", "md5", "sha1", "sha256",
+                     "ip address", "url string", "hostname", "file hash"}  # fmt: skip
 SKIP_KEYS = {"user_agent", "useragent", "process", "command_line", "commandline", "path"}
 
 
@@ -102,6 +107,20 @@ def _sentinel(doc: Dict[str, Any]) -> List[str]:
     return out
 
 
+def _typed_values(doc: Any) -> List[str]:
+    """TheHive observables/artifacts {dataType, data} and OCSF observables {type, value}."""
+    out: List[str] = []
+    for key in ("observables", "artifacts"):
+        node = doc.get(key) if isinstance(doc, dict) else None
+        for item in node if isinstance(node, list) else []:
+            if not isinstance(item, dict):
+                continue
+            kind = str(item.get("dataType") or item.get("type") or "").lower()
+            if kind in TYPED_VALUE_TYPES:
+                out += _values(item.get("data", item.get("value")))
+    return out
+
+
 def _wazuh(doc: Dict[str, Any]) -> Dict[str, Any]:
     return doc.get("all_fields") if isinstance(doc.get("all_fields"), dict) else doc
 
@@ -111,7 +130,23 @@ def _elastic(doc: Dict[str, Any]) -> Any:
     return alerts if isinstance(alerts, list) and alerts else doc
 
 
-FORMATS = ("auto", "elastic", "sentinel", "splunk", "wazuh", "generic")
+FORMATS = (
+    "auto",
+    "elastic",
+    "sentinel",
+    "splunk",
+    "wazuh",
+    "qradar",
+    "chronicle",
+    "crowdstrike",
+    "sentinelone",
+    "thehive",
+    "ocsf",
+    "graylog",
+    "sumologic",
+    "datadog",
+    "generic",
+)
 
 
 def detect(doc: Dict[str, Any]) -> str:
@@ -125,12 +160,26 @@ def detect(doc: Dict[str, Any]) -> str:
         isinstance(doc.get("rule"), dict) and "agent" in doc and "level" in doc["rule"]
     ):
         return "wazuh"
-    if (
-        isinstance(_get(doc, "context.alerts"), list)
-        or "kibana" in doc
-        or "kibana.alert.uuid" in str(list(_walk(doc))[:50])
-    ):
+    if isinstance(_get(doc, "context.alerts"), list) or "kibana" in doc:
         return "elastic"
+    if "offense_source" in doc or "offense_type" in doc:
+        return "qradar"
+    if "collectionElements" in doc:
+        return "chronicle"
+    if _get(doc, "metadata.eventType") == "DetectionSummaryEvent":
+        return "crowdstrike"
+    if isinstance(doc.get("threatInfo"), dict) or isinstance(_get(doc, "data.threatInfo"), dict):
+        return "sentinelone"
+    if doc.get("objectType") in ("alert", "case") or "artifacts" in doc:
+        return "thehive"
+    if "class_uid" in doc:
+        return "ocsf"
+    if "event_definition_id" in doc:
+        return "graylog"
+    if "SearchName" in doc or "SearchQueryUrl" in doc:
+        return "sumologic"
+    if "alert_id" in doc:
+        return "datadog"
     return "generic"
 
 
@@ -148,9 +197,19 @@ def indicators(fmt: str, doc: Dict[str, Any]) -> Tuple[str, List[str]]:
         body = _wazuh(doc)
     elif fmt == "elastic":
         body = _elastic(doc)
+    if fmt in ("thehive", "ocsf"):
+        values += _typed_values(doc) + _typed_values(doc.get("object") or {})
     values += structured(body)
     values += free_text(body)
     return fmt, list(dict.fromkeys(values))
+
+
+IDS = {  # where each product puts its own alert id
+    "qradar": ("id",), "chronicle": ("id",), "crowdstrike": ("event.DetectId", "metadata.offset"),
+    "sentinelone": ("threatInfo.threatId", "data.threatInfo.threatId", "id"),
+    "thehive": ("object._id", "rootId", "_id"), "ocsf": ("finding_info.uid", "metadata.uid"),
+    "graylog": ("event.id",), "datadog": ("id", "alert_id"), "sumologic": ("Id",),
+}  # fmt: skip
 
 
 def idempotency_key(fmt: str, doc: Dict[str, Any]) -> Optional[str]:
@@ -174,11 +233,13 @@ def idempotency_key(fmt: str, doc: Dict[str, Any]) -> Optional[str]:
             _get(first, "kibana.alert.uuid"),
             (first or {}).get("kibana.alert.uuid") if isinstance(first, dict) else None,
         ]
+    elif fmt in IDS:
+        candidates = [_get(doc, path) for path in IDS[fmt]]
     for c in candidates:
         if (
             isinstance(c, (str, int))
             and str(c).strip()
-            and re.match(r"^[\w.:@/+-]{1,200}$", str(c))
+            and re.match(r"^[\w.:@/+~-]{1,200}$", str(c))
         ):
             return f"{fmt}:{c}"
     return None
