@@ -18,7 +18,7 @@ from connectors.core.enricher import Enricher
 from connectors.core.quota import Priority
 from connectors.core.verdict import Enrichment, Verdict
 
-from . import auth, delivery, formats, payload
+from . import auth, delivery, formats, payload, shapes
 from .config import Source, WebhookConfig, load
 from .outbox import Outbox
 
@@ -61,7 +61,7 @@ class Receiver:
 
     # -- enrichment ----------------------------------------------------------------------------
     async def enrich_alert(
-        self, fmt: str, doc: Dict[str, Any], deadline: Optional[float]
+        self, fmt: str, doc: Dict[str, Any], deadline: Optional[float], output: str = "vtconnect"
     ) -> Dict[str, Any]:
         started = time.monotonic()
         used, values = formats.indicators(fmt, doc)
@@ -73,7 +73,8 @@ class Receiver:
             else []
         )
         self.latency.observe(time.monotonic() - started)
-        return {**doc, "enrichment": block(used, [r for r in results if r.kind])}
+        found = [r for r in results if r.kind]
+        return shapes.shape(output, doc, block(used, found), found)
 
     # -- handlers ------------------------------------------------------------------------------
     async def post_alert(self, request: web.Request) -> web.Response:
@@ -133,7 +134,10 @@ class Receiver:
                 return fail(
                     400, "bad_wait", f"wait must be a number of seconds up to {self.cfg.max_wait:g}"
                 )
-            out = [await self.enrich_alert(fmt, d, seconds) for d in docs]
+            output = request.query.get("shape", src.output)
+            if output not in shapes.SHAPES:
+                return fail(400, "bad_shape", f"shape must be one of {', '.join(shapes.SHAPES)}")
+            out = [await self.enrich_alert(fmt, d, seconds, output) for d in docs]
             return web.json_response(out[0] if len(out) == 1 else {"alerts": out})
         idem = (
             request.headers.get("webhook-id")
@@ -200,8 +204,11 @@ class Receiver:
             for job in jobs:
                 try:
                     docs = payload.decode(job["body"])
-                    alerts = [await self.enrich_alert(job["format"], d, 300.0) for d in docs]
                     src = self.cfg.sources.get(job["source"])
+                    output = src.output if src else "vtconnect"
+                    alerts = [
+                        await self.enrich_alert(job["format"], d, 300.0, output) for d in docs
+                    ]
                     self.outbox.finish(
                         job["id"],
                         "done",

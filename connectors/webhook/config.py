@@ -22,6 +22,7 @@ class Source:
     header: str = "X-Webhook-Token"
     max_body_bytes: int = 1024 * 1024
     rate_per_minute: int = 600
+    output: str = "vtconnect"  # vtconnect, elastic, sentinel or stix (see shapes.py)
     # Where the enriched alert goes (async jobs), signed as Standard Webhooks with callback_secret.
     callback_url: str = ""
     callback_secret: str = field(default="", repr=False)  # whsec_<base64>
@@ -68,6 +69,8 @@ def load(raw: Mapping[str, Any]) -> WebhookConfig:
                 f"{where}.secret must be at least 16 characters "
                 "(auth = 'none' must be chosen explicitly)"
             )
+        if src.output not in ("vtconnect", "elastic", "sentinel", "stix"):
+            raise ConfigError(f"{where}.output must be vtconnect, elastic, sentinel or stix")
         if src.callback_url:
             if not src.callback_url.startswith(("https://", "http://")):
                 raise ConfigError(f"{where}.callback_url must be an http(s) URL")

@@ -275,3 +275,22 @@ def test_parsers_never_raise_anything_else(raw):
     for d in docs:
         formats.indicators("auto", d)
         formats.idempotency_key("auto", d)
+
+
+async def test_output_shapes(receiver):
+    from stix2validator import ValidationOptions, validate_instance
+
+    url, _ = await receiver()
+    base = "/v1/alerts/elastic?source=bearer&wait=10&shape="
+    status, body = await post(url, base + "elastic", ELASTIC, BEARER)
+    assert status == 200
+    enrich = body["threat"]["enrichments"]
+    assert {e["indicator"]["type"] for e in enrich} == {"ipv4-addr", "file", "url"}
+    assert all(e["indicator"]["provider"] == "VirusTotal" for e in enrich)
+    status, body = await post(url, base + "sentinel", SENTINEL, BEARER)
+    assert "VirusTotal" in body["comment"]["properties"]["message"]
+    status, body = await post(url, base + "stix", ELASTIC, BEARER)
+    assert body["type"] == "bundle"
+    assert validate_instance(body, ValidationOptions(version="2.1")).is_valid
+    status, body = await post(url, base + "pdf", ELASTIC, BEARER)
+    assert status == 400 and body["error"] == "bad_shape"
