@@ -58,6 +58,17 @@ class Receiver:
         self.jobs = Gauge(
             "vtconnect_webhook_jobs", "Jobs by state", ["state"], registry=self.registry
         )
+        self.cache_hits = Gauge(
+            "vtconnect_cache_hits_today", "Cache hits today (host-wide)", registry=self.registry
+        )
+        self.cache_misses = Gauge(
+            "vtconnect_cache_misses_today", "Cache misses today (host-wide)", registry=self.registry
+        )
+        self.quota_left = Gauge(
+            "vtconnect_quota_left_today",
+            "API calls left today for the key (-1: no local limit)",
+            registry=self.registry,
+        )
 
     # -- enrichment ----------------------------------------------------------------------------
     async def enrich_alert(
@@ -86,9 +97,17 @@ class Receiver:
             return fail(
                 404, "unknown_source", "no configured source for this format; pass ?source=NAME"
             )
-        status = await self._post(request, fmt, src)
-        self.requests.labels(src.name, str(status.status)).inc()
-        return status
+        response = await self._post(request, fmt, src)
+        self.requests.labels(src.name, str(response.status)).inc()
+        # key=value lines for log pipelines; never the body, a secret or a signature
+        log.info(
+            "event=alert source=%s format=%s status=%d remote=%s",
+            src.name,
+            fmt,
+            response.status,
+            request.remote,
+        )
+        return response
 
     async def _post(self, request: web.Request, fmt: str, src: Source) -> web.Response:
         ctype = request.content_type.lower()
@@ -184,6 +203,11 @@ class Receiver:
     async def metrics(self, request: web.Request) -> web.Response:
         for state, n in self.outbox.counts().items():
             self.jobs.labels(state).set(n)
+        stats = self.enricher.cache.stats()
+        self.cache_hits.set(stats["hits_today"])
+        self.cache_misses.set(stats["misses_today"])
+        left = self.enricher.governor.status().get("left_today")
+        self.quota_left.set(-1 if left is None else left)
         return web.Response(
             body=generate_latest(self.registry),
             headers={"Content-Type": "text/plain; version=0.0.4"},

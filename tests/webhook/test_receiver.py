@@ -250,6 +250,8 @@ async def test_health_and_metrics(receiver):
             text = await r.text()
     assert 'vtconnect_webhook_requests_total{source="bearer",status="200"} 1.0' in text
     assert "vtconnect_webhook_enrichment_seconds_count 1.0" in text
+    assert "vtconnect_quota_left_today -1.0" in text  # the test settings have no local limit
+    assert "vtconnect_cache_misses_today 1.0" in text
 
 
 def test_payload_shapes():
