@@ -496,37 +496,12 @@ def taxii_push(
         sys.exit(EXIT_FAILED)
 
 
-@main.group()
-def webhook() -> None:
-    """Webhook receiver helpers."""
-
-
-@webhook.command("replay")
-@click.option("--job", "job_id", help="One dead-lettered job; default: all of them.")
-@click.pass_obj
-def webhook_replay(obj: Ctx, job_id: Optional[str]) -> None:
-    """Queue dead-lettered callbacks again (the running receiver sends them)."""
-    from .webhook.config import load as load_webhook
-    from .webhook.outbox import Outbox
-
-    try:
-        cfg = load_webhook(obj.settings.raw)
-    except config_mod.ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
-    outbox = Outbox(cfg.outbox or obj.settings.state_path / "webhook.db")
-    try:
-        n = outbox.replay(job_id)
-    finally:
-        outbox.close()
-    click.echo(f"{n} callback(s) queued again")
-    if job_id and not n:
-        sys.exit(EXIT_FAILED)
-
-
 def _register_connectors() -> None:
     from .cli_splunk import splunk
+    from .cli_webhook import webhook
 
     main.add_command(splunk)
+    main.add_command(webhook)
 
 
 _register_connectors()

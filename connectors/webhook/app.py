@@ -11,21 +11,28 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from connectors.core.config import Settings
 from connectors.core.enricher import Enricher
+from connectors.core.gateway import CredentialsRejected
 from connectors.core.quota import Priority
 from connectors.core.verdict import Enrichment, Verdict
 
 from . import auth, delivery, formats, payload, shapes
 from .config import Source, WebhookConfig, load
+from .metrics import CONTENT_TYPE, Metrics
 from .outbox import Outbox
 
 log = logging.getLogger(__name__)
 JSON_TYPES = ("application/json", "application/x-ndjson", "text/plain", "application/jsonl")
 ORDER = [Verdict.MALICIOUS, Verdict.SUSPICIOUS, Verdict.UNDETECTED, Verdict.HARMLESS,
          Verdict.NOT_FOUND]  # fmt: skip
+JOB_TRIES = 3  # unexpected errors before a job is marked failed
+CREDENTIALS_RETRY = 30.0  # seconds between tries while VirusTotal rejects the API key
+CREDENTIALS_MESSAGE = (
+    "VirusTotal rejected the API key; alerts sent without ?wait are kept and enriched once the "
+    "key is fixed"
+)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -43,33 +50,10 @@ class Receiver:
         self.replay = auth.ReplayGuard()
         self.buckets: Dict[str, List[float]] = {}
         self.wake = asyncio.Event()
+        self.stopping = asyncio.Event()  # shutdown: finish the job in hand, claim no more
         self.last_request = 0.0  # monotonic time of the last alert request
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "vtconnect_webhook_requests",
-            "Alert requests",
-            ["source", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "vtconnect_webhook_enrichment_seconds",
-            "Time to enrich one alert",
-            registry=self.registry,
-        )
-        self.jobs = Gauge(
-            "vtconnect_webhook_jobs", "Jobs by state", ["state"], registry=self.registry
-        )
-        self.cache_hits = Gauge(
-            "vtconnect_cache_hits_today", "Cache hits today (host-wide)", registry=self.registry
-        )
-        self.cache_misses = Gauge(
-            "vtconnect_cache_misses_today", "Cache misses today (host-wide)", registry=self.registry
-        )
-        self.quota_left = Gauge(
-            "vtconnect_quota_left_today",
-            "API calls left today for the key (-1: no local limit)",
-            registry=self.registry,
-        )
+        self.job_failures: Dict[str, int] = {}  # unexpected errors per job, this process
+        self.stats = Metrics()
 
     # -- enrichment ----------------------------------------------------------------------------
     async def enrich_alert(
@@ -84,7 +68,7 @@ class Receiver:
             if values
             else []
         )
-        self.latency.observe(time.monotonic() - started)
+        self.stats.latency.observe(time.monotonic() - started)
         found = [r for r in results if r.kind]
         return shapes.shape(output, doc, block(used, found), found)
 
@@ -99,7 +83,7 @@ class Receiver:
                 404, "unknown_source", "no configured source for this format; pass ?source=NAME"
             )
         response = await self._post(request, fmt, src)
-        self.requests.labels(src.name, str(response.status)).inc()
+        self.stats.requests.labels(src.name, str(response.status)).inc()
         # key=value lines for log pipelines; never the body, a secret or a signature
         log.info(
             "event=alert source=%s format=%s status=%d remote=%s",
@@ -132,7 +116,9 @@ class Receiver:
                 request.match_info.get("token"),
                 src.header,
                 src.username,
-                self.replay,
+                # A repeated webhook-id is refused only when nothing durable would catch it: an
+                # async repeat is a sender's retry and gets the first job (idempotency below).
+                self.replay if "wait" in request.query else None,
             )
         except auth.AuthError as exc:
             return fail(401, "unauthorized", str(exc))
@@ -158,11 +144,18 @@ class Receiver:
             output = request.query.get("shape", src.output)
             if output not in shapes.SHAPES:
                 return fail(400, "bad_shape", f"shape must be one of {', '.join(shapes.SHAPES)}")
-            out = [await self.enrich_alert(fmt, d, seconds, output) for d in docs]
+            # One deadline for the whole request, the alerts enriched side by side.
+            try:
+                out = await asyncio.gather(
+                    *(self.enrich_alert(fmt, d, seconds, output) for d in docs)
+                )
+            except CredentialsRejected as exc:  # our configuration, not the sender's alert
+                log.error("VirusTotal rejected the API key: %s", exc.code)
+                return fail(503, "credentials_rejected", CREDENTIALS_MESSAGE)
             return web.json_response(out[0] if len(out) == 1 else {"alerts": out})
         idem = (
             request.headers.get("webhook-id")
-            or formats.idempotency_key(formats.detect(docs[0]) if fmt == "auto" else fmt, docs[0])
+            or formats.batch_key(fmt, docs)
             or "sha256:" + hashlib.sha256(body).hexdigest()
         )
         jid, new = self.outbox.accept(src.name, fmt, body, f"{src.name}/{idem}")
@@ -203,22 +196,18 @@ class Receiver:
         return web.json_response({"ok": True, "jobs": self.outbox.counts()})
 
     async def metrics(self, request: web.Request) -> web.Response:
-        for state, n in self.outbox.counts().items():
-            self.jobs.labels(state).set(n)
-        stats = self.enricher.cache.stats()
-        self.cache_hits.set(stats["hits_today"])
-        self.cache_misses.set(stats["misses_today"])
-        left = self.enricher.governor.status().get("left_today")
-        self.quota_left.set(-1 if left is None else left)
-        return web.Response(
-            body=generate_latest(self.registry),
-            headers={"Content-Type": "text/plain; version=0.0.4"},
+        body = self.stats.render(
+            self.outbox.counts(),
+            self.outbox.delivery_counts(),
+            self.enricher.cache.stats(),
+            self.enricher.governor.status().get("left_today"),
         )
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     # -- the worker ----------------------------------------------------------------------------
     async def work(self) -> None:
         self.outbox.requeue_running()  # left running by a crash: do them again
-        while True:
+        while not self.stopping.is_set():
             jobs = self.outbox.claim()
             if not jobs:
                 self.wake.clear()
@@ -228,6 +217,8 @@ class Receiver:
                     pass
                 continue
             for job in jobs:
+                if self.stopping.is_set():
+                    break  # claimed but not started: re-queued at shutdown
                 # Accepting comes first: while alerts are arriving, enrich one job per gap
                 # (at most 20 ms of waiting per job, so a steady stream never starves the queue).
                 for _ in range(4):
@@ -251,40 +242,69 @@ class Receiver:
                     self.outbox.finish(job["id"], "failed", {"error": str(exc)})
                 except asyncio.CancelledError:
                     raise  # shutdown: the job stays "running" and is re-queued at start
+                except CredentialsRejected as exc:
+                    # Every job would fail alike: keep them all queued, try again in a while.
+                    log.error("VirusTotal rejected the API key (%s); jobs stay queued", exc.code)
+                    self.outbox.requeue_running()
+                    try:
+                        await asyncio.wait_for(self.stopping.wait(), CREDENTIALS_RETRY)
+                    except asyncio.TimeoutError:
+                        pass
+                    break
                 except Exception:  # a bug: keep the worker alive, keep the job for a retry
-                    log.exception("job %s failed; it is queued again", job["id"])
+                    tries = self.job_failures[job["id"]] = self.job_failures.get(job["id"], 0) + 1
+                    if tries >= JOB_TRIES:  # a poison job must not be retried forever
+                        log.exception("job %s failed %d times; giving up", job["id"], tries)
+                        self.outbox.finish(job["id"], "failed", {"error": "internal error"})
+                        del self.job_failures[job["id"]]
+                    else:
+                        log.exception("job %s failed; it is queued again", job["id"])
                     self.outbox.requeue_running()
                     await asyncio.sleep(1.0)
+                    break  # the rest of this batch is queued again too: claim afresh
 
 
 async def deliver_loop(receiver: Receiver) -> None:
     """Send due callbacks; failures are retried with backoff, then dead-lettered."""
-    async with aiohttp.ClientSession() as session:
+    sessions = {True: delivery.session(True), False: delivery.session(False)}
+    try:
         while True:
             due = receiver.outbox.due_deliveries()
             for job in due:
-                src = receiver.cfg.sources.get(job["source"])
-                attempts = job["attempts"] + 1
-                if src is None or not src.callback_url:
-                    receiver.outbox.retry_later(job["id"], attempts, 0, "no callback", True)
-                    continue
-                ok, error = await delivery.deliver(
-                    session, src, job["id"], (job["result"] or "{}").encode()
-                )
-                if ok:
-                    receiver.outbox.delivered(job["id"], attempts)
-                else:
-                    dead = attempts >= src.max_attempts
-                    receiver.outbox.retry_later(
-                        job["id"],
-                        attempts,
-                        time.time() + delivery.backoff(src, attempts),
-                        error,
-                        dead,
-                    )
-                    if dead:
-                        log.warning("callback for job %s dead-lettered: %s", job["id"], error)
+                try:
+                    await _deliver_one(receiver, sessions, job)
+                except Exception as exc:  # a bug: one bad job must not stop every callback
+                    log.exception("callback for job %s failed unexpectedly", job["id"])
+                    src = receiver.cfg.sources.get(job["source"])
+                    attempts = job["attempts"] + 1
+                    dead = src is None or attempts >= src.max_attempts
+                    when = time.time() + (delivery.backoff(src, attempts) if src else 0)
+                    receiver.outbox.retry_later(job["id"], attempts, when, repr(exc), dead)
             await asyncio.sleep(0.05 if due else 0.25)
+    finally:
+        for s in sessions.values():
+            await s.close()
+
+
+async def _deliver_one(
+    receiver: Receiver, sessions: Dict[bool, aiohttp.ClientSession], job: Dict[str, Any]
+) -> None:
+    src = receiver.cfg.sources.get(job["source"])
+    attempts = job["attempts"] + 1
+    if src is None or not src.callback_url:
+        receiver.outbox.retry_later(job["id"], attempts, 0, "no callback", True)
+        return
+    ok, error = await delivery.deliver(
+        sessions[src.allow_private], src, job["id"], (job["result"] or "{}").encode()
+    )
+    if ok:
+        receiver.outbox.delivered(job["id"], attempts)
+        return
+    dead = attempts >= src.max_attempts
+    when = time.time() + delivery.backoff(src, attempts)
+    receiver.outbox.retry_later(job["id"], attempts, when, error, dead)
+    if dead:
+        log.warning("callback for job %s dead-lettered: %s", job["id"], error)
 
 
 def block(fmt: str, results: List[Enrichment]) -> Dict[str, Any]:
@@ -356,9 +376,15 @@ def build_app(settings: Settings, enricher: Enricher) -> web.Application:
             asyncio.ensure_future(deliver_loop(receiver)),
         ]
         yield
-        for task in tasks:  # a job cut short stays "running" and is queued again at next start
+        # Graceful: the job in hand may finish within the grace period; then everything stops,
+        # and what was claimed but not finished goes back to the queue for the next start.
+        receiver.stopping.set()
+        receiver.wake.set()
+        await asyncio.wait(tasks[:1], timeout=receiver.cfg.shutdown_grace)
+        for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        receiver.outbox.requeue_running()
         receiver.outbox.close()
 
     app.cleanup_ctx.append(worker)

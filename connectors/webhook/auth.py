@@ -42,7 +42,11 @@ class ReplayGuard:
 
 
 def _eq(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
+    # surrogatepass: header bytes that are not UTF-8 arrive as lone surrogates and must compare
+    # unequal, not raise UnicodeEncodeError (a 500).
+    return hmac.compare_digest(
+        a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass")
+    )
 
 
 def verify(
@@ -105,8 +109,11 @@ def _standard(
     msg_id = headers.get("webhook-id", "")
     stamp = headers.get("webhook-timestamp", "")
     sigs = headers.get("webhook-signature", "")
-    if not msg_id or not stamp.isdigit() or not sigs:
+    # ASCII digits only: str.isdigit() takes "²" and int() refuses it, or 5000 digits.
+    if not msg_id or not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12) or not sigs:
         raise AuthError("webhook-id, webhook-timestamp and webhook-signature are required")
+    if not (msg_id.isascii() and msg_id.isprintable() and len(msg_id) <= 256):
+        raise AuthError("webhook-id must be printable ASCII, at most 256 characters")
     now = time.time()
     if abs(now - int(stamp)) > TOLERANCE:
         raise AuthError("webhook-timestamp outside the tolerance window")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import base64
+import binascii
+from dataclasses import MISSING, dataclass, field
 from typing import Any, Dict, Mapping
+from urllib.parse import urlsplit
 
 from connectors.core.config import ConfigError
 
@@ -37,6 +40,7 @@ class Source:
 class WebhookConfig:
     outbox: str = ""  # SQLite path; "" -> <state_dir>/webhook.db
     max_wait: float = 30.0  # seconds a synchronous caller may ask for
+    shutdown_grace: float = 5.0  # seconds the job in hand may take to finish at shutdown
     sources: Dict[str, Source] = field(default_factory=dict)
 
 
@@ -44,7 +48,15 @@ def load(raw: Mapping[str, Any]) -> WebhookConfig:
     section = raw.get("webhook", {}) or {}
     if not isinstance(section, Mapping):
         raise ConfigError("[webhook] must be a table")
-    cfg = WebhookConfig(outbox=str(section.get("outbox", "")))
+    max_wait = section.get("max_wait", WebhookConfig.max_wait)
+    if isinstance(max_wait, bool) or not isinstance(max_wait, (int, float)) or max_wait <= 0:
+        raise ConfigError("webhook.max_wait must be a number of seconds above 0")
+    grace = section.get("shutdown_grace", WebhookConfig.shutdown_grace)
+    if isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace < 0:
+        raise ConfigError("webhook.shutdown_grace must be a number of seconds, 0 or more")
+    cfg = WebhookConfig(
+        outbox=str(section.get("outbox", "")), max_wait=float(max_wait), shutdown_grace=grace
+    )
     for i, s in enumerate(section.get("sources", []) or []):
         where = f"webhook.sources[{i}]"
         if not isinstance(s, Mapping):
@@ -52,10 +64,8 @@ def load(raw: Mapping[str, Any]) -> WebhookConfig:
         unknown = set(s) - set(Source.__dataclass_fields__)
         if unknown:
             raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]}")
-        try:
-            src = Source(**dict(s))
-        except TypeError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
+        _check_types(where, s)
+        src = Source(**dict(s))
         if not src.name or not src.name.replace("-", "").replace("_", "").isalnum():
             raise ConfigError(f"{where}.name must be letters, digits, '-' or '_'")
         if src.name in cfg.sources:
@@ -69,6 +79,8 @@ def load(raw: Mapping[str, Any]) -> WebhookConfig:
                 f"{where}.secret must be at least 16 characters "
                 "(auth = 'none' must be chosen explicitly)"
             )
+        if src.auth == "standard" and not _is_whsec(src.secret):
+            raise ConfigError(f"{where}.secret must be whsec_<base64> for auth = 'standard'")
         if src.output not in ("vtconnect", "elastic", "sentinel", "stix"):
             raise ConfigError(f"{where}.output must be vtconnect, elastic, sentinel or stix")
         if src.callback_url:
@@ -76,8 +88,48 @@ def load(raw: Mapping[str, Any]) -> WebhookConfig:
                 raise ConfigError(f"{where}.callback_url must be an http(s) URL")
             if src.callback_url.startswith("http://") and not src.allow_http:
                 raise ConfigError(f"{where}.callback_url must be https (or set allow_http)")
-            if src.callback_secret and not src.callback_secret.startswith("whsec_"):
+            try:  # a bad port or no host would otherwise fail at every delivery attempt
+                parts = urlsplit(src.callback_url)
+                parts.port  # noqa: B018 (raises ValueError when out of range)
+            except ValueError as exc:
+                raise ConfigError(f"{where}.callback_url is not a valid URL: {exc}") from None
+            if not parts.hostname:
+                raise ConfigError(f"{where}.callback_url has no host")
+            # Callbacks are always signed: receivers must be able to tell us from anyone else.
+            if not _is_whsec(src.callback_secret):
                 raise ConfigError(f"{where}.callback_secret must be whsec_<base64>")
             src.callback_hosts = tuple(src.callback_hosts)
         cfg.sources[src.name] = src
     return cfg
+
+
+def _check_types(where: str, s: Mapping[str, Any]) -> None:
+    """Each key of the type of its default (ints allowed for floats), numbers above 0, so that
+    a wrong value is a message at start and never a failing request."""
+    if "name" not in s:
+        raise ConfigError(f"{where}.name is required")
+    for key, value in s.items():
+        f = Source.__dataclass_fields__[key]
+        default = f.default if f.default is not MISSING else ""
+        want = (int, float) if isinstance(default, float) else type(default)
+        ok = (
+            isinstance(value, list)
+            if want is tuple
+            else isinstance(value, want) and isinstance(value, bool) == isinstance(default, bool)
+        )
+        if not ok:
+            kind = "list" if want is tuple else type(default).__name__
+            raise ConfigError(f"{where}.{key} must be of type {kind}")
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and value <= 0:
+            raise ConfigError(f"{where}.{key} must be above 0")
+        if want is tuple and not all(isinstance(h, str) for h in value):
+            raise ConfigError(f"{where}.{key} must be a list of host names")
+
+
+def _is_whsec(secret: str) -> bool:
+    if not secret.startswith("whsec_"):
+        return False
+    try:
+        return len(base64.b64decode(secret[6:], validate=True)) >= 16
+    except (binascii.Error, ValueError):
+        return False

@@ -10,10 +10,12 @@ import ipaddress
 import random
 import socket
 import time
-from typing import Tuple
+from typing import List, Tuple
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.abc import ResolveResult
+from aiohttp.resolver import ThreadedResolver
 
 from .auth import sign_standard
 from .config import Source
@@ -36,10 +38,35 @@ async def target_problem(src: Source) -> str:
     except OSError as exc:
         return f"cannot resolve {host}: {exc}"
     for info in infos:
-        addr = ipaddress.ip_address(info[4][0].split("%")[0])
-        if not addr.is_global or addr.is_multicast:
-            return f"callback host {host} resolves to a non-public address {addr}"
+        if not _public(info[4][0]):
+            return f"callback host {host} resolves to a non-public address {info[4][0]}"
     return ""
+
+
+def _public(address: str) -> bool:
+    addr = ipaddress.ip_address(address.split("%")[0])
+    return addr.is_global and not addr.is_multicast
+
+
+class PublicOnlyResolver(ThreadedResolver):
+    """Resolves as usual, then refuses non-public addresses. The check above gives the clear
+    message; this one runs on the very addresses the connection uses, so a DNS answer that
+    changes between the two (rebinding) cannot reach a private address."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> List[ResolveResult]:
+        hosts = await super().resolve(host, port, family)
+        for h in hosts:
+            if not _public(h["host"]):
+                raise OSError(f"callback host {host} resolves to a non-public address {h['host']}")
+        return hosts
+
+
+def session(allow_private: bool) -> aiohttp.ClientSession:
+    """The client for callbacks: public addresses only unless the source allows private ones."""
+    resolver = None if allow_private else PublicOnlyResolver()
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=resolver))
 
 
 async def deliver(
@@ -61,12 +88,12 @@ async def deliver(
             allow_redirects=False,
             timeout=aiohttp.ClientTimeout(total=15),
         ) as resp:
-            await resp.read()
+            await resp.content.read(1 << 16)  # the status is the answer; never buffer a flood
             if 200 <= resp.status < 300:
                 return True, ""
             return False, f"HTTP {resp.status}"
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-        return False, type(exc).__name__
+        return False, f"{type(exc).__name__}: {exc}"[:300]
 
 
 def backoff(src: Source, attempts: int) -> float:

@@ -6,6 +6,8 @@ core's extractor, which refangs. `auto` recognises a format by its shape.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
@@ -21,7 +23,7 @@ KNOWN_KEYS = {
     "url", "uri", "full", "request_url", "dest_url",
     "md5", "sha1", "sha256", "hash", "hashvalue", "file_hash", "sha256_after", "md5_after",
     "sha1_after", "filehash", "offense_source", "sha256string", "md5string", "iocvalue",
-    "localip", "agentipv4", "externalip",
+    "localip", "agentipv4", "externalip", "sha1string", "url_string",
 }  # fmt: skip
 FREE_TEXT_KEYS = {"message", "description", "title", "summary", "full_log", "text", "reason",
                   "rule_description", "alertdisplayname", "details", "body", "event_msg",
@@ -78,7 +80,8 @@ def structured(doc: Any) -> List[str]:
         if (
             leaf in KNOWN_KEYS
             or (parent == "hash" and leaf in ("md5", "sha1", "sha256"))
-            or (parent in ("ip", "domain", "url") and leaf == "value")
+            or (parent in ("ip", "domain", "url", "hashes") and leaf == "value")  # OCSF hashes[]
+            or (parent in ("question", "questions") and leaf == "name")  # ECS / UDM DNS names
         ):
             out += _values(value)
     return out
@@ -212,11 +215,39 @@ IDS = {  # where each product puts its own alert id
 }  # fmt: skip
 
 
+def _digest(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+
+
+def _elastic_ids(doc: Dict[str, Any]) -> List[Any]:
+    alerts = _get(doc, "context.alerts")
+    out = []
+    for a in alerts if isinstance(alerts, list) and alerts else [doc]:
+        if not isinstance(a, dict):
+            return [None]
+        out.append(_get(a, "kibana.alert.uuid") or a.get("kibana.alert.uuid"))
+    return out
+
+
+# Objects the sender updates in place keep their id: the update time (or operation) tells one
+# notification from the next, so an update is not taken for a repeat.
+VERSION = {
+    "qradar": ("last_updated_time", "last_persisted_time"),
+    "thehive": ("operation", "object._updatedAt", "object.updatedAt", "updatedAt"),
+    "sentinelone": ("data.threatInfo.updatedAt", "threatInfo.updatedAt"),
+}
+
+
 def idempotency_key(fmt: str, doc: Dict[str, Any]) -> Optional[str]:
-    """The sender's own id for this alert, when the format has one."""
+    """The sender's own id for this alert, when the format has one (with what tells an update or
+    another result of the same search apart from a repeat)."""
     candidates: Iterable[Any] = ()
+    suffix = ""
     if fmt == "splunk":
+        # "For each result" alerts post every result under the same sid.
         candidates = [doc.get("sid")]
+        suffix = "/" + _digest(doc.get("result"))
     elif fmt == "wazuh":
         candidates = [_wazuh(doc).get("id")]
     elif fmt == "sentinel":
@@ -227,19 +258,29 @@ def idempotency_key(fmt: str, doc: Dict[str, Any]) -> Optional[str]:
         modified = props.get("lastModifiedTimeUtc") if isinstance(props, dict) else None
         candidates = [f"{name}@{modified}" if name else None]
     elif fmt == "elastic":
-        alerts = _get(doc, "context.alerts")
-        first = alerts[0] if isinstance(alerts, list) and alerts else doc
-        candidates = [
-            _get(first, "kibana.alert.uuid"),
-            (first or {}).get("kibana.alert.uuid") if isinstance(first, dict) else None,
-        ]
+        ids = _elastic_ids(doc)  # a summary of several alerts is keyed by all of them
+        ok = all(isinstance(i, (str, int)) and str(i).strip() for i in ids)
+        candidates = (
+            [ids[0] if len(ids) == 1 else ("n" + _digest(sorted(map(str, ids))))] if ok else []
+        )
     elif fmt in IDS:
         candidates = [_get(doc, path) for path in IDS[fmt]]
+        versions = [_get(doc, path) for path in VERSION.get(fmt, ())]
+        suffix = "".join(f"@{v}" for v in versions if isinstance(v, (str, int)) and v != "")
     for c in candidates:
-        if (
-            isinstance(c, (str, int))
-            and str(c).strip()
-            and re.match(r"^[\w.:@/+~-]{1,200}$", str(c))
-        ):
-            return f"{fmt}:{c}"
+        if isinstance(c, bool) or not isinstance(c, (str, int)) or not str(c).strip():
+            continue
+        key = f"{c}{suffix}"
+        if not re.match(r"^[\w.:@/+~-]{1,200}$", key):
+            key = "h" + _digest(key)
+        return f"{fmt}:{key}"
     return None
+
+
+def batch_key(fmt: str, docs: List[Dict[str, Any]]) -> Optional[str]:
+    """One key for a request body: the alert's own key, or all of them for a batch; None when
+    any alert has none (the caller then keys on the body hash)."""
+    keys = [idempotency_key(detect(d) if fmt == "auto" else fmt, d) for d in docs]
+    if not keys or any(k is None for k in keys):
+        return None
+    return keys[0] if len(keys) == 1 else "batch:" + _digest(keys)

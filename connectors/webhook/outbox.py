@@ -116,6 +116,16 @@ class Outbox:
             args = (jid,)
         return write(self.db, lambda db: db.execute(sql, args).rowcount)
 
+    def dead_letters(self, limit: int = 100) -> List[Dict[str, Any]]:
+        """Dead-lettered callbacks, oldest first (for `vtconnect webhook dead`)."""
+        rows = self.db.execute(
+            "SELECT id, source, attempts, last_error, updated FROM jobs WHERE delivery = 'dead' "
+            "ORDER BY updated LIMIT ?",
+            (limit,),
+        ).fetchall()
+        keys = ("id", "source", "attempts", "last_error", "updated")
+        return [dict(zip(keys, r)) for r in rows]
+
     def requeue_running(self) -> int:
         return write(
             self.db,
@@ -144,6 +154,12 @@ class Outbox:
             "attempts": row[8],
             "last_error": row[9],
         }
+
+    def delivery_counts(self) -> Dict[str, int]:
+        rows = self.db.execute(
+            "SELECT delivery, COUNT(*) FROM jobs WHERE delivery != 'none' GROUP BY delivery"
+        ).fetchall()
+        return dict(rows)
 
     def counts(self) -> Dict[str, int]:
         return dict(self.db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall())

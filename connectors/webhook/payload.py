@@ -15,6 +15,20 @@ class PayloadError(ValueError):
     pass
 
 
+def _no_constant(name: str) -> Any:
+    raise PayloadError(f"{name} is not JSON")  # Python accepts it; our answers must stay JSON
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise PayloadError(f"number {text[:20]} is out of range")
+    return value
+
+
+DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
+
+
 def decode(raw: bytes) -> List[Dict[str, Any]]:
     """The alert objects in a request body."""
     if not raw.strip():
@@ -28,9 +42,13 @@ def decode(raw: bytes) -> List[Dict[str, Any]]:
     for doc in docs:
         if isinstance(doc, str):  # JSON inside a string (templated senders)
             try:
-                doc = json.loads(doc)
+                doc = DECODER.decode(doc)
+            except PayloadError:
+                raise
             except ValueError:
                 raise PayloadError("a string that is not JSON") from None
+            except RecursionError:
+                raise PayloadError(f"JSON nested deeper than {MAX_DEPTH} levels") from None
         items = doc if isinstance(doc, list) else [doc]
         for item in items:
             if not isinstance(item, dict):
@@ -46,7 +64,6 @@ def decode(raw: bytes) -> List[Dict[str, Any]]:
 
 def _documents(text: str) -> List[Any]:
     """One JSON value, or several back to back (NDJSON, concatenated objects)."""
-    decoder = json.JSONDecoder()
     docs, i, n = [], 0, len(text)
     while i < n:
         while i < n and text[i] in " \t\r\n,":
@@ -54,7 +71,9 @@ def _documents(text: str) -> List[Any]:
         if i >= n:
             break
         try:
-            doc, i = decoder.raw_decode(text, i)
+            doc, i = DECODER.raw_decode(text, i)
+        except PayloadError:
+            raise
         except ValueError as exc:
             raise PayloadError(
                 f"malformed JSON at character {i}: {str(exc).split(':')[0]}"

@@ -66,7 +66,9 @@ def shape(
 ) -> Dict[str, Any]:
     if name == "elastic":
         threat = dict(alert.get("threat") or {}) if isinstance(alert.get("threat"), dict) else {}
-        threat["enrichments"] = list(threat.get("enrichments", [])) + elastic(results)
+        old = threat.get("enrichments")  # the sender's, kept whatever its shape
+        old = old if isinstance(old, list) else [] if old is None else [old]
+        threat["enrichments"] = old + elastic(results)
         return {**alert, "threat": threat, "enrichment": enrichment}
     if name == "sentinel":
         return {

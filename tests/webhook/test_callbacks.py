@@ -98,6 +98,12 @@ async def test_signed_callback_after_failures(settings):
         assert len(hook.got) == 1 and headers["webhook-id"] == jid
         auth.verify("standard", WHSEC, headers, body)  # raises if the signature is wrong
         assert json.loads(body)["alerts"][0]["enrichment"]["is_risky"] is True
+        async with aiohttp.ClientSession() as s, s.get(url + "/metrics") as r:
+            text = await r.text()
+        assert 'vtconnect_webhook_callbacks{state="delivered"} 1.0' in text
+        assert 'vtconnect_webhook_callbacks{state="dead"} 0.0' in text
+        assert 'vtconnect_webhook_jobs{state="done"} 1.0' in text
+        assert 'vtconnect_webhook_jobs{state="running"} 0.0' in text  # not a stale last value
     finally:
         await runner.cleanup()
         await hook_runner.cleanup()
@@ -173,3 +179,35 @@ def test_callback_config_is_checked():
                 }
             }
         )
+
+
+async def test_connections_never_reach_private_addresses():
+    """The guard also runs on the addresses the connection itself resolves (a DNS answer that
+    changes after the first check cannot reach a private address), and IP literals are checked
+    before any connection."""
+    import pytest
+
+    from connectors.webhook import delivery
+    from connectors.webhook.config import Source
+
+    hook = Hook(failures=0)
+    app = web.Application()
+    app.router.add_post("/hook", hook.handle)
+    hook_runner, hook_url = await serve(app)
+    port = hook_url.rsplit(":", 1)[1]
+    try:
+        with pytest.raises(OSError, match="non-public address"):
+            await delivery.PublicOnlyResolver().resolve("localhost", int(port))
+        async with delivery.session(False) as guarded:
+            with pytest.raises(aiohttp.ClientError):
+                await guarded.post(f"http://localhost:{port}/hook", data=b"{}")
+        async with (
+            delivery.session(True) as open_session,
+            open_session.post(f"http://localhost:{port}/hook", data=b"{}") as r,
+        ):
+            assert r.status == 204  # the same target when private addresses are allowed
+        src = Source("s", callback_url=f"http://127.0.0.1:{port}/hook", allow_http=True)
+        assert "non-public" in await delivery.target_problem(src)
+        assert hook.calls == 1  # only the allowed call got through
+    finally:
+        await hook_runner.cleanup()

@@ -7,6 +7,7 @@ delivery in flight at the moment of the kill (deliveries go one at a time)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import os
 import signal
@@ -16,14 +17,17 @@ import sys
 import aiohttp
 from aiohttp import web
 
+from connectors.webhook import auth
+
 TOKEN = "crash-token-0123456789"
+WHSEC = "whsec_" + base64.b64encode(b"crash-callback-key-0123456789ab").decode()
 N = 1000
 
 
 def start_server(cfg, env):
-    exe = os.path.join(os.path.dirname(sys.executable), "vtconnect")
+    # The receiver's own entry point (the same serve loop as `vtconnect serve --webhook`).
     proc = subprocess.Popen(
-        [exe, "--config", str(cfg), "serve", "--webhook"],
+        [sys.executable, "-m", "connectors.webhook", "--config", str(cfg)],
         env=env,
         stderr=subprocess.PIPE,
         text=True,
@@ -38,11 +42,17 @@ def start_server(cfg, env):
 
 async def test_sigkill_mid_stream_loses_nothing(tmp_path, emulator_url):
     got = collections.Counter()
+    unsigned = []
     bodies = {}
 
     async def hook(request):
         body = await request.read()
         wid = request.headers["webhook-id"]
+        try:
+            auth.verify("standard", WHSEC, request.headers, body)  # every delivery is signed
+        except auth.AuthError as exc:
+            unsigned.append(str(exc))
+            return web.Response(status=401)
         got[wid] += 1
         bodies.setdefault(wid, body)  # processed once; a repeat is only acknowledged
         return web.Response(status=204)
@@ -59,7 +69,8 @@ async def test_sigkill_mid_stream_loses_nothing(tmp_path, emulator_url):
         f'[core]\nstate_dir = "{tmp_path / "state"}"\n[quota]\ntier = "unlimited"\n'
         "[webhook]\nport = 0\n[[webhook.sources]]\n"
         f'name = "s"\nformat = "splunk"\nauth = "bearer"\nsecret = "{TOKEN}"\n'
-        f'callback_url = "{hook_url}"\nallow_http = true\nallow_private = true\n'
+        f'callback_url = "{hook_url}"\ncallback_secret = "{WHSEC}"\n'
+        "allow_http = true\nallow_private = true\n"
         "retry_base = 0.05\nrate_per_minute = 100000\n"
     )
     env = dict(os.environ, VT_API_URL=emulator_url, VT_API_KEY="k")
@@ -108,7 +119,7 @@ async def test_sigkill_mid_stream_loses_nothing(tmp_path, emulator_url):
         except subprocess.TimeoutExpired:
             proc.kill()
         await runner.cleanup()
-    assert killed
+    assert killed and unsigned == []
     assert len(set(accepted.values())) == N  # one job per alert, retried posts included
     assert set(got) == set(accepted.values())  # every accepted alert reached the callback
     assert len(bodies) == N  # processed exactly once each at the receiver

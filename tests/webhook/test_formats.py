@@ -39,7 +39,7 @@ FIXTURES = {
                             "observables": [{"dataType": "url", "data": "http://example.com/p"},
                                             {"dataType": "ip", "data": "203.0.113.66"},
                                             {"dataType": "mail", "data": "a@b.example.com"}]}},
-                {"http://example.com/p", "203.0.113.66"}, "thehive:~41"),
+                {"http://example.com/p", "203.0.113.66"}, "thehive:~41@Creation"),
     "ocsf": ({"class_uid": 2004, "finding_info": {"uid": "f-77", "title": "IOC hit"},
               "observables": [{"name": "dst_endpoint.ip", "type_id": 2, "type": "IP Address",
                                "value": "203.0.113.66"},
@@ -85,3 +85,27 @@ async def test_every_format_through_the_receiver(receiver):
         assert status == 200, (fmt, body)
         e = body["enrichment"]
         assert e["format"] == fmt and e["is_risky"] is True, (fmt, e)
+
+
+SHA1 = "3395856ce81f2b7382dee72602f798b642f14140"
+MORE = [  # documented fields beyond the fixtures above (each was missed once)
+    ("ocsf", {"class_uid": 2004, "finding_info": {"uid": "f-1"}, "evidences": [
+        {"file": {"name": "a.exe", "hashes": [{"algorithm_id": 6, "algorithm": "SHA-256",
+                                                "value": SHA256}]},
+         "url": {"url_string": "http://malware.wicar.org/a"}}]},
+     {SHA256, "http://malware.wicar.org/a"}),
+    ("elastic", {"context": {"alerts": [{"kibana.alert.uuid": "u9",
+                                         "dns.question.name": "malware.wicar.org"}]}},
+     {"malware.wicar.org"}),
+    ("chronicle", {"id": "de_1", "collectionElements": [{"references": [{"event": {
+        "network": {"dns": {"questions": [{"name": "malware.wicar.org"}]}}}}]}]},
+     {"malware.wicar.org"}),
+    ("crowdstrike", {"metadata": {"eventType": "DetectionSummaryEvent"},
+                     "event": {"DetectId": "ldt:1", "SHA1String": SHA1}}, {SHA1}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt, doc, expected", MORE)
+def test_more_documented_fields(fmt, doc, expected):
+    used, values = formats.indicators("auto", doc)
+    assert used == fmt and expected <= set(values), values
