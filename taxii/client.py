@@ -22,7 +22,11 @@ from connectors.core.enricher import Enricher
 from connectors.core.quota import Priority
 from connectors.core.verdict import Enrichment
 
+from .errors import TaxiiError
+from .filters import TS_RE, timestamp_us
+from .pagination import encode_next
 from .store import Store
+from .validate import problem
 
 PATHS = {  # (object type, path) -> observable kind hint for the core
     ("file", ("hashes", "MD5")): "file", ("file", ("hashes", "SHA-1")): "file",
@@ -110,6 +114,24 @@ def opinion_note(
     }
 
 
+class _DateAddedLast:
+    """Remembers the newest X-TAXII-Date-Added-Last the remote sent (a requests hook on the
+    collection's session: taxii2-client does not expose response headers)."""
+
+    def __init__(self) -> None:
+        self.value = ""
+        self._us = -1
+
+    def __call__(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        got = response.headers.get("X-TAXII-Date-Added-Last", "").strip()
+        try:
+            us = timestamp_us(got, "X-TAXII-Date-Added-Last")
+        except TaxiiError:  # absent or malformed: the fallback decides
+            return
+        if us > self._us:
+            self.value, self._us = got, us
+
+
 async def pull(
     store: Store,
     enricher: Optional[Enricher],
@@ -121,53 +143,80 @@ async def pull(
     password: Optional[str] = None,
     token: Optional[str] = None,
     page_size: int = 500,
+    tlp: str = "green",
 ) -> Dict[str, int]:
     """Fetch new objects from a remote collection into local collection `into`; with an
-    enricher, add a Note with VirusTotal's opinion and our own Indicator for risky values."""
+    enricher, add a Note with VirusTotal's opinion and our own Indicator for risky values.
+    Remote objects are hostile input: invalid ones are counted and left out."""
     creds = _credentials(user, password, token)
     coll = await asyncio.to_thread(find_collection, url, collection, **creds)
     state_key = f"pull:{coll.url}"
     added_after = store.get_state(state_key) or None
+    started = stix.timestamp(time.time())
+    seen = _DateAddedLast()
+    coll._conn.session.hooks["response"].append(seen)
 
-    def fetch() -> Tuple[List[Dict[str, Any]], Optional[str]]:
+    def fetch() -> List[Dict[str, Any]]:
         objs: List[Dict[str, Any]] = []
-        last = added_after
         kwargs = {"added_after": added_after} if added_after else {}
         for env in as_pages(coll.get_objects, per_request=page_size, **kwargs):
-            objs += env.get("objects", [])
-        if objs:
-            # taxii2-client does not expose X-TAXII-Date-Added-Last; the newest `modified` is
-            # never later than its date_added, so the next run may fetch a few objects again
-            # (stored once: same id and modified) but never misses one.
-            last = max(str(o.get("modified", o.get("created", ""))) for o in objs) or last
-        return objs, last
+            got = env.get("objects", []) if isinstance(env, dict) else []
+            objs += got if isinstance(got, list) else []
+        return objs
 
-    objects, last = await asyncio.to_thread(fetch)
-    counts = {"pulled": len(objects), "enriched": 0, "stored": 0}
+    pulled = await asyncio.to_thread(fetch)
+    problems = await asyncio.to_thread(lambda: [problem(o) for o in pulled])
+    objects = [o for o, why in zip(pulled, problems) if not why]
+    counts = {"pulled": len(pulled), "rejected": len(pulled) - len(objects), "enriched": 0}
     new: List[Dict[str, Any]] = list(objects)
-    if enricher is not None:
+    if enricher is not None and objects:
+        opinions = await _enrich(enricher, objects)
         now = time.time()
+        risky: List[Enrichment] = []
         for obj in objects:
-            pairs = observables(obj)
-            if not pairs:
-                continue
-            results: List[Enrichment] = []
-            for kind, value in pairs:
-                results += await enricher.enrich(
-                    [value], kind=kind, priority=Priority.BULK, connector="taxii-pull"
-                )
-            counts["enriched"] += len(results)
-            new.append(opinion_note(obj, results, now))
-            new += [
-                o
-                for o in stix.objects_for(results, now)
-                if o["type"] != "identity" and o["type"] != "marking-definition"
-            ]
-        new = [stix.PRODUCER, stix.marking("green"), *new]
+            results = [opinions[pair] for pair in observables(obj) if pair in opinions]
+            if results:
+                counts["enriched"] += len(results)
+                new.append(opinion_note(obj, results, now))
+                risky += results
+        new += [o for o in stix.objects_for(risky, now, tlp) if o["type"] not in SHARED]
+        new = [stix.PRODUCER, stix.marking(tlp), *new]
     counts["stored"] = sum(store.add(into, new)) if new else 0
+    last = seen.value or _newest_modified(objects, started)
     if last:
         store.set_state(state_key, last)
     return counts
+
+
+SHARED = ("identity", "marking-definition")
+
+
+async def _enrich(
+    enricher: Enricher, objects: List[Dict[str, Any]]
+) -> Dict[Tuple[str, str], Enrichment]:
+    """VirusTotal's opinion of every observable in the pulled patterns: one enrich call per
+    kind, so the core dedupes, caches and spends the quota as a batch."""
+    by_kind: Dict[str, List[str]] = {}
+    for obj in objects:
+        for kind, value in observables(obj):
+            by_kind.setdefault(kind, [])
+            if value not in by_kind[kind]:
+                by_kind[kind].append(value)
+    out: Dict[Tuple[str, str], Enrichment] = {}
+    for kind, values in by_kind.items():
+        results = await enricher.enrich(
+            values, kind=kind, priority=Priority.BULK, connector="taxii-pull"
+        )
+        out.update({(kind, v): r for v, r in zip(values, results)})
+    return out
+
+
+def _newest_modified(objects: List[Dict[str, Any]], started: str) -> str:
+    """Fallback when the remote sends no X-TAXII-Date-Added-Last: the newest `modified`, never
+    later than when this pull started (a future-dated object must not skip what comes next)."""
+    stamps = [str(o.get("modified") or o.get("created") or "") for o in objects]
+    stamps = [s for s in stamps if TS_RE.match(s)]
+    return min(max(stamps), started) if stamps else ""
 
 
 def push(
@@ -180,12 +229,15 @@ def push(
     password: Optional[str] = None,
     token: Optional[str] = None,
     batch: int = 500,
+    resend: bool = False,
 ) -> Dict[str, int]:
-    """Send every object of local collection `source` to a remote collection, in batches,
-    following each status resource until it is final."""
+    """Send what local collection `source` got since the last push (everything with `resend`)
+    to a remote collection, in batches, following each status resource until it is final. The
+    position advances only past batches the remote finished with."""
     coll = find_collection(url, collection, **_credentials(user, password, token))
+    state_key = f"push:{coll.url}:{source}"
+    next_token = None if resend else store.get_state(state_key) or None
     sent = ok = failed = 0
-    next_token = None
     while True:
         page = store.query(source, limit=batch, next_token=next_token, versions=["all"])
         if page.objects:
@@ -196,6 +248,10 @@ def push(
             sent += len(objs)
             ok += int(status.success_count)
             failed += int(status.failure_count)
+            if status.status != "complete":
+                raise RuntimeError(f"the remote did not finish status {status.id} within 60 s")
+            last = page.objects[-1]
+            store.set_state(state_key, encode_next(last["date_added"], last["id"]))
         if not page.more:
             return {"sent": sent, "succeeded": ok, "failed": failed}
         next_token = page.next

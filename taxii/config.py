@@ -13,6 +13,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from connectors.core.config import ConfigError
 
 PBKDF2_ITERATIONS = 200_000
+PUBLISHABLE_ORDER = ("malicious", "suspicious", "harmless", "undetected")
+PUBLISHABLE = set(PUBLISHABLE_ORDER)
 
 
 def hash_password(password: str, iterations: int = PBKDF2_ITERATIONS) -> str:
@@ -65,6 +67,7 @@ class TaxiiConfig:
     max_page_size: int = 1000
     max_body_bytes: int = 10 * 1024 * 1024
     store: str = ""  # SQLite path; "" -> <state_dir>/taxii.db
+    public_url: str = ""  # base URL in discovery behind a proxy; "" -> from the request
     tlp: str = "green"
     poll_seconds: float = 30.0
     collections: List[Collection] = field(default_factory=list)
@@ -90,18 +93,56 @@ def _names(section: Mapping[str, Any], key: str, where: str) -> Tuple[str, ...]:
     return tuple(v)
 
 
+KEYS = {  # a misspelt key is an error, not a silently ignored setting
+    "taxii": ("host", "port", "tls_cert", "tls_key", "api_root", "title", "description",
+              "page_size", "max_page_size", "max_body_bytes", "store", "tlp", "poll_seconds",
+              "public_url", "collections", "users", "tokens", "sources"),
+    "collections": ("id", "title", "description", "public", "read", "write", "publish", "kinds"),
+    "users": ("name", "password_hash"),
+    "tokens": ("sha256", "user"),
+    "sources": ("type", "id", "query", "collection", "every", "verdicts"),
+}  # fmt: skip
+
+
+def _known(table: Mapping[str, Any], keys: Tuple[str, ...], where: str) -> None:
+    unknown = sorted(str(k) for k in table if k not in keys)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(keys)})")
+
+
+def _verdicts(values: Tuple[str, ...], where: str) -> None:
+    wrong = sorted(set(values) - PUBLISHABLE)
+    if wrong:
+        raise ConfigError(f"{where}: {wrong[0]!r} is not one of {', '.join(PUBLISHABLE_ORDER)}")
+
+
 def load(raw: Mapping[str, Any]) -> TaxiiConfig:
     section = raw.get("taxii", {}) or {}
     if not isinstance(section, Mapping):
         raise ConfigError("[taxii] must be a table")
+    _known(section, KEYS["taxii"], "taxii")
+    for name in ("collections", "users", "tokens", "sources"):
+        items = section.get(name, []) or []
+        if not isinstance(items, list):
+            raise ConfigError(f"taxii.{name} must be a list of tables ([[taxii.{name}]])")
+        for i, item in enumerate(items):
+            if not isinstance(item, Mapping):
+                raise ConfigError(f"taxii.{name}[{i}] must be a table")
+            _known(item, KEYS[name], f"taxii.{name}[{i}]")
     cfg = TaxiiConfig(
         api_root=_str(section, "api_root", "api", "taxii"),
         title=_str(section, "title", TaxiiConfig.title, "taxii"),
+        description=_str(section, "description", TaxiiConfig.description, "taxii"),
         store=_str(section, "store", "", "taxii"),
         tlp=_str(section, "tlp", "green", "taxii"),
+        public_url=_str(section, "public_url", "", "taxii").rstrip("/"),
     )
+    if cfg.public_url and not cfg.public_url.startswith(("https://", "http://")):
+        raise ConfigError("taxii.public_url must be an http(s):// URL (what consumers connect to)")
     if not cfg.api_root.replace("-", "").replace("_", "").isalnum():
         raise ConfigError("taxii.api_root must be letters, digits, '-' or '_'")
+    if cfg.api_root in ("taxii2", "feeds"):
+        raise ConfigError(f"taxii.api_root cannot be {cfg.api_root!r}: that path is taken")
     if cfg.tlp not in ("white", "green", "amber", "red"):
         raise ConfigError("taxii.tlp must be white, green, amber or red")
     for key in ("page_size", "max_page_size", "max_body_bytes", "poll_seconds"):
@@ -142,6 +183,7 @@ def load(raw: Mapping[str, Any]) -> TaxiiConfig:
                 kinds=_names(c, "kinds", where),
             )
         )
+        _verdicts(cfg.collections[-1].publish, f"{where}.publish")
         bad = set(cfg.collections[-1].kinds) - {"file", "url", "domain", "ip"}
         if bad:
             raise ConfigError(
@@ -174,6 +216,7 @@ def load(raw: Mapping[str, Any]) -> TaxiiConfig:
             raise ConfigError(f"{where}.query is required")
         if cfg.collection(_str(src, "collection", "", where)) is None:
             raise ConfigError(f"{where}.collection must name a [[taxii.collections]] id")
+        _verdicts(_names(src, "verdicts", where), f"{where}.verdicts")
         every = src.get("every", 3600)
         if isinstance(every, bool) or not isinstance(every, (int, float)) or every < 60:
             raise ConfigError(f"{where}.every must be at least 60 seconds")

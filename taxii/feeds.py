@@ -9,7 +9,7 @@ import datetime as _dt
 import io
 import json
 import re
-from typing import Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List, Tuple
 
 from aiohttp import web
 
@@ -35,7 +35,21 @@ def entries(rows: Iterator[Dict], now: str) -> Iterator[Tuple[str, str, Dict]]:
             continue
         kind = KIND_OF.get(m.group(1), "file")
         value = m.group(2).replace("\\'", "'").replace("\\\\", "\\")
+        if not value or any(c.isspace() or not c.isprintable() for c in value):
+            continue  # a line break in a value would add lines to a firewall's block list
         yield kind, value, obj
+
+
+def collect(store: Any, collection: str, kind: str) -> List[Tuple[str, str, Dict]]:
+    """Every live indicator of a collection (latest versions), page by page, for one kind."""
+    items: List[Tuple[str, str, Dict]] = []
+    now, token = now_rfc3339(), None
+    while True:
+        page = store.query(collection, limit=1000, types=["indicator"], next_token=token)
+        items += [e for e in entries(iter(page.objects), now) if kind in ("all", e[0])]
+        if not page.more:
+            return items
+        token = page.next
 
 
 def render(items: List[Tuple[str, str, Dict]], ext: str) -> web.Response:
@@ -48,17 +62,19 @@ def render(items: List[Tuple[str, str, Dict]], ext: str) -> web.Response:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["value", "kind", "confidence", "valid_until", "labels", "name"])
     for kind, value, obj in items:
-        w.writerow(
-            [
-                value,
-                kind,
-                obj.get("confidence", ""),
-                obj.get("valid_until", ""),
-                ";".join(obj.get("labels", [])),
-                obj.get("name", ""),
-            ]
-        )
+        labels = obj.get("labels", [])
+        row = [value, kind, obj.get("confidence", ""), obj.get("valid_until", ""),
+               ";".join(str(x) for x in labels) if isinstance(labels, list) else "",
+               obj.get("name", "")]  # fmt: skip
+        w.writerow([_cell(c) for c in row])
     return web.Response(text=buf.getvalue(), content_type="text/csv")
+
+
+def _cell(value: object) -> str:
+    """Pulled feeds are someone else's text: a cell a spreadsheet would run as a formula gets a
+    leading quote (CSV injection)."""
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def now_rfc3339() -> str:

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import time
 from typing import Any, AsyncIterator, Callable, Dict, List
 
 from connectors.core import stix
 from connectors.core.enricher import Enricher
+from connectors.core.report import Report
 from connectors.core.verdict import Enrichment, Verdict
 
 from .config import TaxiiConfig
@@ -51,45 +53,69 @@ async def poll_sources(
 
 
 def publish_once(enricher: Enricher, store: Store, cfg: TaxiiConfig, batch: int = 1000) -> int:
-    """One pass over new verdict log rows; returns how many objects were stored."""
-    cursor = int(store.get_state(CURSOR, "0"))
-    rows = enricher.cache.log_after(cursor, limit=batch)
+    """One pass over new verdict log rows; returns how many objects were stored. The cached
+    report (when the cache still has it) adds labels, first_seen and the Malware SDO."""
+    seen = store.get_state(CURSOR, "")
+    rows = enricher.cache.log_after(int(seen or 0), limit=batch)
     if not rows:
         return 0
     now = time.time()
-    stored = 0
+    # A later verdict for a value supersedes; rows we cannot express as a pattern are skipped.
+    latest = {
+        rec.key: rec for _, rec in rows if rec.kind in stix.PATTERN_PATH and rec.verdict in VERDICTS
+    }
+    enrichments = {key: _enrichment(enricher, rec) for key, rec in latest.items()}
+    batches: Dict[str, List[Dict[str, Any]]] = {}
     for coll in cfg.collections:
         wanted = set(coll.publish)
         if not wanted:
             continue
         objects: List[Dict[str, Any]] = []
-        for _, rec in rows:
+        for key, rec in latest.items():
             if coll.kinds and GROUP.get(rec.kind, rec.kind) not in coll.kinds:
                 continue
-            enr = Enrichment(
-                value=rec.value,
-                kind=rec.kind,
-                verdict=Verdict(rec.verdict),
-                score=rec.score,
-                reason=rec.reason,
-                normalized=rec.value,
-                vt_id=rec.key.split(":", 1)[1],
-                link=_link(rec.kind, rec.key, rec.value),
-            )
+            enr = enrichments[key]
             if rec.verdict in wanted:
-                objects.append(stix.indicator(enr, now, cfg.tlp))
-            elif (
-                rec.verdict == "harmless"
-                and store.query(
-                    coll.id, limit=1, ids=[stix.indicator_id(rec.kind, rec.value)]
-                ).objects
-            ):
+                made = stix.objects_for([enr], now, cfg.tlp, [enr.verdict])
+                objects += [o for o in made if o["type"] not in SHARED]
+            elif rec.verdict == "harmless" and _published(store, coll.id, rec.kind, rec.value):
                 objects.append(stix.indicator(enr, now, cfg.tlp, revoked=True))
         if objects:
-            objects = [stix.PRODUCER, stix.marking(cfg.tlp), *objects]
-            stored += sum(store.add(coll.id, objects))
-    store.set_state(CURSOR, str(rows[-1][0]))
-    return stored
+            batches[coll.id] = [stix.PRODUCER, stix.marking(cfg.tlp), *objects]
+    # Objects and cursor in one transaction: a crash never loses or repeats a verdict, and a
+    # second server process that got here first makes this pass a no-op.
+    return store.publish(batches, CURSOR, seen, str(rows[-1][0])) or 0
+
+
+SHARED = ("identity", "marking-definition")
+VERDICTS = {v.value for v in Verdict}
+
+
+def _enrichment(enricher: Enricher, rec: Any) -> Enrichment:
+    report = None
+    try:
+        entry = enricher.cache.get(rec.key)
+        if entry is not None and entry.report:
+            report = Report.from_dict(entry.report)
+    except Exception:  # an old or odd cache row: publish without the report's details
+        log.debug("no usable cached report for %s", rec.key, exc_info=True)
+    return Enrichment(
+        value=rec.value,
+        kind=rec.kind,
+        verdict=Verdict(rec.verdict),
+        score=rec.score,
+        reason=rec.reason,
+        normalized=rec.value,
+        vt_id=rec.key.split(":", 1)[1],
+        link=_link(rec.kind, rec.key, rec.value),
+        report=report,
+    )
+
+
+def _published(store: Store, collection: str, kind: str, value: str) -> bool:
+    """Whether the collection holds a live (not yet revoked) indicator for this value."""
+    page = store.query(collection, limit=1, ids=[stix.indicator_id(kind, value)])
+    return bool(page.objects) and not json.loads(page.objects[0]["body"]).get("revoked")
 
 
 def _link(kind: str, key: str, value: str) -> str:
@@ -114,7 +140,7 @@ def publisher_task(
                     log.exception("publishing failed")
                 await asyncio.sleep(cfg.poll_seconds)
 
-        task = asyncio.ensure_future(loop())
+        task = asyncio.get_running_loop().create_task(loop(), name="taxii-publisher")
         yield
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -8,16 +8,21 @@ stateless pagination: a `next` token stays valid across restarts and server proc
 
 from __future__ import annotations
 
-import base64
 import json
 import sqlite3
+import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar, Union
 
 from connectors.core.cache import open_db, write
+
+from .pagination import BadToken, decode_next, encode_next, us_to_rfc3339
+
+__all__ = ["BadToken", "Page", "Store", "new_status_id", "us_to_rfc3339"]
+T = TypeVar("T")
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -33,10 +38,6 @@ CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
-class BadToken(ValueError):
-    pass
-
-
 @dataclass
 class Page:
     objects: List[Dict[str, Any]]  # stored rows: id, type, spec_version, modified, date_added, body
@@ -44,92 +45,71 @@ class Page:
     next: str
 
 
-def us_to_rfc3339(us: int) -> str:
-    secs, frac = divmod(us, 1_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:06d}Z"
-
-
-def encode_next(date_added: int, oid: str) -> str:
-    return base64.urlsafe_b64encode(f"{date_added}|{oid}".encode()).decode().rstrip("=")
-
-
-def decode_next(token: str) -> Tuple[int, str]:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        stamp, oid = raw.split("|", 1)
-        return int(stamp), oid
-    except (ValueError, UnicodeDecodeError):
-        raise BadToken("next is not a token this server issued") from None
-
-
 class Store:
     def __init__(self, path: Union[str, Path]) -> None:
+        # Reads and writes on separate connections: a write running in a worker thread never
+        # shows a reader its uncommitted rows (WAL: readers see the last commit).
         self.db = open_db(path, SCHEMA, SCHEMA_VERSION)
+        self._wdb = open_db(path, SCHEMA, SCHEMA_VERSION)
+        self._lock = threading.Lock()
 
     def close(self) -> None:
         self.db.close()
+        self._wdb.close()
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        with self._lock:
+            return write(self._wdb, fn)
 
     # -- writing -----------------------------------------------------------------------------
     def add(self, collection: str, objects: Sequence[Dict[str, Any]]) -> List[bool]:
         """Store objects; True for each one stored, False for an id+modified already there."""
+        return self._write(lambda db: _insert(db, collection, objects))
 
-        def txn(db: sqlite3.Connection) -> List[bool]:
-            last = (
-                db.execute(
-                    "SELECT MAX(date_added) FROM objects WHERE collection = ?", (collection,)
-                ).fetchone()[0]
-                or 0
-            )
-            stamp = max(int(time.time() * 1_000_000), last + 1)
-            out = []
-            for obj in objects:
-                modified = obj.get("modified") or obj.get("created") or ""
-                cur = db.execute(
-                    "INSERT OR IGNORE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        collection,
-                        obj["id"],
-                        obj["type"],
-                        obj.get("spec_version", "2.1"),
-                        modified,
-                        stamp,
-                        json.dumps(obj, separators=(",", ":")),
-                    ),
-                )
-                out.append(cur.rowcount == 1)
-                if cur.rowcount == 1:
-                    stamp += 1
-            return out
+    def publish(
+        self, batches: Dict[str, Sequence[Dict[str, Any]]], cursor: str, seen: str, upto: str
+    ) -> Optional[int]:
+        """Store a publisher's batches and move its cursor from `seen` to `upto` in one
+        transaction; None (nothing stored) when another process moved the cursor first, so
+        several server processes on one database publish each verdict once."""
 
-        return write(self.db, txn)
+        def txn(db: sqlite3.Connection) -> Optional[int]:
+            row = db.execute("SELECT value FROM state WHERE key = ?", (cursor,)).fetchone()
+            if (row[0] if row else "") != seen:
+                return None
+            stored = sum(sum(_insert(db, coll, objs)) for coll, objs in batches.items())
+            db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (cursor, upto))
+            return stored
 
-    def delete(self, collection: str, oid: str, versions: Optional[Sequence[str]] = None) -> int:
-        sql, args = "DELETE FROM objects WHERE collection = ? AND id = ?", [collection, oid]
-        if versions:
-            sql += f" AND modified IN ({','.join('?' * len(versions))})"
-            args += list(versions)
-        return write(self.db, lambda db: db.execute(sql, args).rowcount)
+        return self._write(txn)
+
+    def delete(self, collection: str, oid: str, versions: Sequence[str] = ("all",)) -> int:
+        """Delete an object's versions (match[version]: all by default, first, last or
+        timestamps); returns how many were deleted."""
+        args: List[Any] = [collection, oid]
+        clause = _version_clause(list(versions) or ["all"], args)
+        sql = f"DELETE FROM objects AS o WHERE collection = ? AND id = ? AND {clause}"
+        return self._write(lambda db: db.execute(sql, args).rowcount)
 
     def save_status(self, collection: str, body: Dict[str, Any]) -> None:
-        write(
-            self.db,
+        self._write(
             lambda db: db.execute(
                 "INSERT OR REPLACE INTO status VALUES (?, ?, ?)",
                 (body["id"], collection, json.dumps(body)),
             ),
         )
 
-    def status(self, sid: str) -> Optional[Dict[str, Any]]:
-        row = self.db.execute("SELECT body FROM status WHERE id = ?", (sid,)).fetchone()
-        return json.loads(row[0]) if row else None
+    def status(self, sid: str) -> Optional[Tuple[str, Dict[str, Any]]]:
+        """(collection id, status resource) for a status id."""
+        row = self.db.execute("SELECT collection, body FROM status WHERE id = ?", (sid,)).fetchone()
+        return (row[0], json.loads(row[1])) if row else None
 
     def get_state(self, key: str, default: str = "") -> str:
         row = self.db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
         return row[0] if row else default
 
     def set_state(self, key: str, value: str) -> None:
-        write(
-            self.db,
+        self._write(
             lambda db: db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value)),
         )
 
@@ -193,6 +173,29 @@ class Store:
             ).fetchone()
             is not None
         )
+
+
+def _insert(
+    db: sqlite3.Connection, collection: str, objects: Sequence[Dict[str, Any]]
+) -> List[bool]:
+    """Insert inside the caller's write transaction: date_added continues after the
+    collection's newest one, so it is strictly increasing even across processes."""
+    last = db.execute(
+        "SELECT MAX(date_added) FROM objects WHERE collection = ?", (collection,)
+    ).fetchone()[0]
+    stamp = max(int(time.time() * 1_000_000), (last or 0) + 1)
+    out = []
+    for obj in objects:
+        modified = obj.get("modified") or obj.get("created") or ""
+        cur = db.execute(
+            "INSERT OR IGNORE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (collection, obj["id"], obj["type"], obj.get("spec_version", "2.1"), modified,
+             stamp, json.dumps(obj, separators=(",", ":"))),
+        )  # fmt: skip
+        out.append(cur.rowcount == 1)
+        if cur.rowcount == 1:
+            stamp += 1
+    return out
 
 
 def _version_clause(versions: List[str], args: List[Any]) -> str:

@@ -8,9 +8,12 @@ a new version (`modified`) of the same object instead of a duplicate.
 
 from __future__ import annotations
 
-import datetime as _dt
+import functools
+import hashlib
+import math
+import time
 import uuid
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from .verdict import Enrichment, Verdict
 
@@ -42,9 +45,31 @@ PRODUCER = {
 }  # fmt: skip
 
 
+_NS = NAMESPACE.bytes
+INDICATOR_TYPES = {
+    Verdict.MALICIOUS: "malicious-activity",
+    Verdict.SUSPICIOUS: "anomalous-activity",
+    Verdict.HARMLESS: "benign",
+}
+
+
+@functools.lru_cache(maxsize=4096)  # a batch shares `now` and `now + TTL`: format them once
 def timestamp(ts: float) -> str:
-    t = _dt.datetime.fromtimestamp(ts, _dt.timezone.utc)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+    """RFC 3339 UTC with milliseconds, as STIX producers commonly write it."""
+    frac, secs = math.modf(ts)  # rounded to microseconds as datetime.fromtimestamp does
+    us = round(frac * 1e6)
+    if us >= 1_000_000:
+        secs, us = secs + 1, us - 1_000_000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{us // 1000:03d}Z"
+
+
+def uuid5(name: str) -> str:
+    """uuid.uuid5(NAMESPACE, name) as a string, without building UUID objects (hot path)."""
+    b = bytearray(hashlib.sha1(_NS + name.encode("utf-8")).digest()[:16])
+    b[6] = (b[6] & 0x0F) | 0x50
+    b[8] = (b[8] & 0x3F) | 0x80
+    x = b.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 def pattern(kind: str, value: str) -> str:
@@ -53,7 +78,7 @@ def pattern(kind: str, value: str) -> str:
 
 
 def indicator_id(kind: str, value: str) -> str:
-    return f"indicator--{uuid.uuid5(NAMESPACE, pattern(kind, value))}"
+    return f"indicator--{uuid5(pattern(kind, value))}"
 
 
 def marking(tlp: str) -> Dict[str, Any]:
@@ -69,6 +94,7 @@ def indicator(
     """One Indicator for an enrichment that has a kind (callers pick which verdicts)."""
     r = enr.report
     value = enr.normalized or enr.value
+    pat = pattern(enr.kind, value)
     stamp = timestamp(now)
     first = r.first_seen if r is not None and r.first_seen else now
     labels = [t for t in (r.tags if r else ()) if t][:20]
@@ -77,13 +103,13 @@ def indicator(
     obj: Dict[str, Any] = {
         "type": "indicator",
         "spec_version": "2.1",
-        "id": indicator_id(enr.kind, value),
+        "id": f"indicator--{uuid5(pat)}",
         "created": timestamp(min(first, now)),
         "modified": stamp,
         "name": f"{enr.verdict.value}: {value}"[:250],
         "description": enr.reason,
-        "indicator_types": [_indicator_type(enr.verdict)],
-        "pattern": pattern(enr.kind, value),
+        "indicator_types": [INDICATOR_TYPES.get(enr.verdict, "unknown")],
+        "pattern": pat,
         "pattern_type": "stix",
         "pattern_version": "2.1",
         "valid_from": stamp,
@@ -111,7 +137,7 @@ def malware(enr: Enrichment, tlp: str = "green") -> Optional[Dict[str, Any]]:
     types = sorted({MALWARE_TYPES.get(c, "unknown") for c in r.threat_categories}) or ["unknown"]
     return {
         "type": "malware", "spec_version": "2.1",
-        "id": f"malware--{uuid.uuid5(NAMESPACE, 'malware:' + name.lower())}",
+        "id": f"malware--{uuid5('malware:' + name.lower())}",
         "created": "2026-01-01T00:00:00.000Z", "modified": "2026-01-01T00:00:00.000Z",
         "name": name, "is_family": True, "malware_types": types,
         "created_by_ref": PRODUCER["id"], "object_marking_refs": [TLP[tlp][0]],
@@ -119,7 +145,7 @@ def malware(enr: Enrichment, tlp: str = "green") -> Optional[Dict[str, Any]]:
 
 
 def indicates(ind: Dict[str, Any], mal: Dict[str, Any]) -> Dict[str, Any]:
-    rid = uuid.uuid5(NAMESPACE, f"indicates:{ind['id']}:{mal['id']}")
+    rid = uuid5(f"indicates:{ind['id']}:{mal['id']}")
     return {
         "type": "relationship", "spec_version": "2.1", "id": f"relationship--{rid}",
         "created": ind["created"], "modified": ind["modified"], "relationship_type": "indicates",
@@ -158,6 +184,8 @@ def bundle(objects: List[Dict[str, Any]]) -> Dict[str, Any]:
     return {"type": "bundle", "id": f"bundle--{uuid.uuid4()}", "objects": objects}
 
 
-def _indicator_type(verdict: Verdict) -> str:
-    return {Verdict.MALICIOUS: "malicious-activity", Verdict.SUSPICIOUS: "anomalous-activity",
-            Verdict.HARMLESS: "benign"}.get(verdict, "unknown")  # fmt: skip
+def bundle_for(
+    enrichments: Sequence[Enrichment], tlp: str = "green", now: Optional[float] = None
+) -> Dict[str, Any]:
+    """What `vtconnect lookup --format stix` prints: a bundle of the risky results."""
+    return bundle(objects_for(enrichments, time.time() if now is None else now, tlp))

@@ -209,3 +209,33 @@ CATEGORIES = (
     "parked",
     "newly registered",
 )
+# type_tag, type_description, extension, tags VirusTotal adds for the type
+FILE_TYPES = (
+    ("peexe", "Win32 EXE", "exe", ("peexe", "pe")),
+    ("pedll", "Win32 DLL", "dll", ("pedll", "pe")),
+    ("doc", "MS Word Document", "doc", ("doc", "macros")),
+    ("javascript", "JavaScript", "js", ("javascript",)),
+    ("powershell", "Powershell", "ps1", ("powershell",)),
+    ("elf", "ELF", "elf", ("elf",)),
+    ("zip", "ZIP", "zip", ("zip",)),
+    ("pdf", "PDF", "pdf", ("pdf",)),
+)
+BEHAVIOUR_TAGS = (
+    "overlay",
+    "64bits",
+    "detect-debug-environment",
+    "long-sleeps",
+    "self-delete",
+    "checks-user-input",
+    "persistence",
+    "obfuscated",
+)
+EICAR_NAMES = (
+    "EICAR-Test-File",
+    "EICAR-Test-File (not a virus)",
+    "Eicar-Test-Signature",
+    "Win.Test.EICAR_HDB-1",
+    "EICAR_Test_File",
+    "Virus:DOS/EICAR_Test_File",
+    "Misc.Eicar-Test-File",
+)

@@ -28,8 +28,14 @@ class TierQuota:
         self._used_today = 0
 
     @classmethod
-    def for_tier(cls, tier: str, clock: Callable[[], float] = time.time) -> TierQuota:
-        per_minute, per_day = TIERS[tier]
+    def for_tier(
+        cls,
+        tier: str,
+        clock: Callable[[], float] = time.time,
+        limits: Optional[Dict[str, Tuple[int, int]]] = None,
+    ) -> TierQuota:
+        """`limits` overrides TIERS, e.g. {"premium": (300, 50_000)} for a contract's numbers."""
+        per_minute, per_day = {**TIERS, **(limits or {})}[tier]
         return cls(per_minute, per_day, clock)
 
     def take(self) -> Optional[str]:

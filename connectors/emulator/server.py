@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import threading
 from typing import AsyncIterator, Optional
 
 from aiohttp import web
 
-from .app import EMULATOR, EmulatorConfig, create_app
+from .app import EMULATOR, Emulator, EmulatorConfig, create_app
 
 
 class Running:
@@ -19,7 +20,7 @@ class Running:
         self.app = app
 
     @property
-    def emulator(self):  # the Emulator: counters, config.faults, objects
+    def emulator(self) -> Emulator:  # counters, config.faults, objects
         return self.app[EMULATOR]
 
 
@@ -92,14 +93,18 @@ class EmulatorThread:
 
 
 def serve(host: str, port: int, config: Optional[EmulatorConfig] = None) -> None:
-    """Blocking: `vtconnect emulator`. Stops on SIGINT/SIGTERM."""
-    app = create_app(config)
+    """Blocking: `vtconnect emulator`. Prints the URL (the real port when port is 0) and stops
+    on SIGINT/SIGTERM."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    real_port = sock.getsockname()[1]
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{real_port}"
 
     def announce(_: object) -> None:
         print(
-            f"VirusTotal API emulator on http://{host}:{port} "
-            f"(set VT_API_URL=http://{host}:{port}); emulator data only",
+            f"VirusTotal API emulator on {url} (set VT_API_URL={url}); emulator data only",
             flush=True,
         )
 
-    web.run_app(app, host=host, port=port, access_log=None, print=announce)
+    web.run_app(create_app(config), sock=sock, access_log=None, print=announce)

@@ -81,8 +81,17 @@ def taxii_settings(emulator_url, tmp_path):
 
 
 @pytest.fixture
-def server(taxii_settings):
-    srv = ServerThread(build_app(taxii_settings, None))
+def plain_settings(tmp_path):
+    """For the server alone (no enricher): VirusTotal is never called, so no emulator."""
+    doc = {"quota": {"tier": "unlimited"}, **taxii_doc(tmp_path)}
+    return config.for_emulator(
+        config.from_mapping(doc, env={}), "http://127.0.0.1:9", str(tmp_path)
+    )
+
+
+@pytest.fixture
+def server(plain_settings):
+    srv = ServerThread(build_app(plain_settings, None))
     srv.start()
     yield srv
     srv.stop()

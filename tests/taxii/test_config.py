@@ -26,11 +26,22 @@ def test_example_configuration_loads():
     ({"tlp": "purple"}, "taxii.tlp"),
     ({"max_page_size": 0}, "positive"),
     ({"api_root": "a/b"}, "api_root"),
+    ({"api_root": "feeds"}, "taken"),
+    ({"colections": []}, "unknown key 'colections'"),
+    ({"collections": [{"id": "1f0e8c6a-5b4d-4e3f-a2b1-c0d9e8f7a6b5", "title": "t",
+                       "readers": ["x"]}]}, "collections\\[0\\]: unknown key 'readers'"),
+    ({"users": {"name": "x"}}, "list of tables"),
     ({"collections": [{"id": "1f0e8c6a-5b4d-4e3f-a2b1-c0d9e8f7a6b5", "title": "t",
                        "kinds": ["hash"]}]}, "unknown kind"),
     ({"sources": [{"type": "rss", "collection": "x"}]}, "sources\\[0\\].type"),
     ({"sources": [{"type": "search", "collection": "x"}]}, "query is required"),
     ({"sources": [{"type": "livehunt", "collection": "nope"}]}, "must name"),
+    ({"collections": [{"id": "1f0e8c6a-5b4d-4e3f-a2b1-c0d9e8f7a6b5", "title": "t",
+                       "publish": ["evil"]}]}, "publish: 'evil'"),
+    ({"collections": [{"id": "1f0e8c6a-5b4d-4e3f-a2b1-c0d9e8f7a6b5", "title": "t"}],
+      "sources": [{"type": "livehunt", "verdicts": ["bad"],
+                   "collection": "1f0e8c6a-5b4d-4e3f-a2b1-c0d9e8f7a6b5"}]}, "verdicts: 'bad'"),
+    ({"public_url": "taxii.example.org"}, "public_url"),
 ])  # fmt: skip
 def test_bad_sections_are_clear_errors(section, message):
     with pytest.raises(ConfigError, match=message):

@@ -1,0 +1,180 @@
+"""`vtconnect taxii ...`: passwd (a hash for [[taxii.users]]), pull (a remote TAXII 2.1 feed into
+a local collection, optionally enriched) and push (a local collection to a remote server).
+
+Registered by cli.py with `main.add_command(taxii)`; the commands read the settings from the
+main group's context object (anything with a `.settings` property)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any, Dict, Optional
+
+import click
+
+from .core.config import ConfigError
+
+EXIT_FAILED = 1
+
+
+def _local(obj: Any) -> Any:
+    """The [taxii] configuration and its store."""
+    from taxii import config as taxii_config
+    from taxii.store import Store
+
+    try:
+        cfg = taxii_config.load(obj.settings.raw)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    return cfg, Store(cfg.store or obj.settings.state_path / "taxii.db")
+
+
+def _local_collection(cfg: Any, wanted: Optional[str], option: str) -> str:
+    """A local collection by id or title; without one, the only configured collection."""
+    if wanted is None:
+        if len(cfg.collections) == 1:
+            return str(cfg.collections[0].id)
+        raise click.UsageError(f"{option} is required when [taxii] has several collections")
+    for c in cfg.collections:
+        if wanted in (c.id, c.title):
+            return str(c.id)
+    raise click.BadParameter(f"no local collection {wanted!r} in [taxii]", param_hint=option)
+
+
+def _credentials(user: Optional[str], password: Optional[str], token: Optional[str]) -> Dict:
+    if password and not user:
+        raise click.UsageError("--password needs --user")
+    if user and not password:
+        password = click.prompt(f"Password for {user}", hide_input=True)
+    return {"user": user, "password": password, "token": token}
+
+
+def _done(counts: Dict[str, int]) -> None:
+    click.echo(" ".join(f"{k}={v}" for k, v in counts.items()))
+
+
+@click.group()
+def taxii() -> None:
+    """TAXII 2.1: password hashes, pulling and pushing feeds."""
+
+
+@taxii.command("passwd")
+@click.argument("user")
+@click.password_option(prompt="Password for the TAXII user")
+def passwd(user: str, password: str) -> None:
+    """Print a [[taxii.users]] entry with a password hash (the password is never stored)."""
+    from taxii.config import hash_password
+
+    if not user.strip() or '"' in user or "\\" in user:
+        raise click.BadParameter("a user name without quotes or backslashes", param_hint="USER")
+    click.echo(f'{{ name = "{user}", password_hash = "{hash_password(password)}" }}')
+
+
+remote = [
+    click.argument("url"),
+    click.option("--collection", required=True, help="Remote collection id or title."),
+    click.option(
+        "--user", help="HTTP Basic user (password from --password, the prompt or $TAXII_PASSWORD)."
+    ),
+    click.option("--password", envvar="TAXII_PASSWORD", help="Or $TAXII_PASSWORD."),
+    click.option("--token", envvar="TAXII_TOKEN", help="Bearer token, or $TAXII_TOKEN."),
+]
+
+
+def _remote(fn: Any) -> Any:
+    for decorate in reversed(remote):
+        fn = decorate(fn)
+    return fn
+
+
+@taxii.command("pull")
+@_remote
+@click.option("--enrich/--no-enrich", default=False, help="Add VirusTotal's opinion.")
+@click.option("--into", "into", help="Local collection id or title (default: the only one).")
+@click.pass_obj
+def pull(
+    obj: Any,
+    url: str,
+    collection: str,
+    user: Optional[str],
+    password: Optional[str],
+    token: Optional[str],
+    enrich: bool,
+    into: Optional[str],
+) -> None:
+    """Fetch what is new in a remote TAXII 2.1 collection (URL: discovery, API root or
+    collection URL) into a local collection; `added_after` is remembered between runs."""
+    from connectors.core.enricher import Enricher
+    from taxii import client
+
+    creds = _credentials(user, password, token)
+    cfg, store = _local(obj)
+    try:
+        target = _local_collection(cfg, into, "--into")
+
+        async def run() -> Dict[str, int]:
+            enricher = Enricher(obj.settings, connector="taxii-pull") if enrich else None
+            try:
+                return await client.pull(
+                    store, enricher, url, collection, target, tlp=cfg.tlp, **creds
+                )
+            finally:
+                if enricher is not None:
+                    await enricher.aclose()
+                    enricher.close()
+
+        counts = asyncio.run(run())
+    except client.PullError as exc:
+        raise click.UsageError(str(exc)) from None
+    except click.ClickException:
+        raise
+    except Exception as exc:  # network, auth and server errors from taxii2-client/requests
+        click.echo(f"pull failed: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    finally:
+        store.close()
+    _done(counts)
+
+
+@taxii.command("push")
+@_remote
+@click.option("--from", "source", help="Local collection id or title (default: the only one).")
+@click.option("--all", "resend", is_flag=True, help="Send everything, not only what is new.")
+@click.pass_obj
+def push(
+    obj: Any,
+    url: str,
+    collection: str,
+    user: Optional[str],
+    password: Optional[str],
+    token: Optional[str],
+    source: Optional[str],
+    resend: bool,
+) -> None:
+    """Send a local collection to a remote TAXII 2.1 collection (add_objects in batches,
+    following each status); only what is new since the last push unless --all."""
+    from taxii import client
+
+    creds = _credentials(user, password, token)
+    cfg, store = _local(obj)
+    try:
+        counts = client.push(
+            store,
+            url,
+            collection,
+            _local_collection(cfg, source, "--from"),
+            resend=resend,
+            **creds,
+        )
+    except client.PullError as exc:
+        raise click.UsageError(str(exc)) from None
+    except click.ClickException:
+        raise
+    except Exception as exc:  # network, auth and server errors from taxii2-client/requests
+        click.echo(f"push failed: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    finally:
+        store.close()
+    _done(counts)
+    if counts["failed"]:
+        sys.exit(EXIT_FAILED)
