@@ -381,8 +381,13 @@ class Enricher:
             self.cache.log(records)
 
     def _remember(self, kind: Optional[str], out: Dict[str, Enrichment], until: float) -> None:
+        size = self.settings.cache.lru_size
+        if size <= 0:
+            return  # off: the caller keeps its own answers (the Splunk command does)
         memo = self._memos.setdefault(kind, {})
-        room = self.settings.cache.lru_size - len(memo)
+        if len(out) > size:
+            out = dict(list(out.items())[-size:])
+        room = size - len(memo)
         if room < len(out):
             # Drop the oldest entries (dicts keep insertion order).
             for k in list(memo)[: len(out) - room]:

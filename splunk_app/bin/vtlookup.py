@@ -14,6 +14,7 @@ import logging.handlers
 import os
 import sys
 import time
+from collections import Counter
 from dataclasses import replace
 
 APP_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,6 +38,7 @@ from connectors.core.verdict import Enrichment, Verdict  # noqa: E402
 APP = os.path.basename(APP_DIR)
 MAX_RISKY_LOG_LINES = 100  # per search, for the dashboard's "top malicious indicators"
 BATCH_ROWS = 10_000  # rows enriched together: bounds memory, keeps VirusTotal calls concurrent
+ENRICH_AT_ONCE = 2_000  # values per call to the core: bounds the decoded reports held at once
 MAX_KNOWN = 50_000  # encoded answers kept for the rest of a search (~0.3 KB each)
 log = logging.getLogger("vtconnect.vtlookup")
 
@@ -148,6 +150,9 @@ class VTLookupCommand(StreamingCommand):
             conf.get("command", {}).get("state_dir", ""), os.environ, dispatch_dir
         )
         core, local = settings.build(conf, secrets, state, env=os.environ)
+        # The command keeps its own encoded answers (_known); the core's in-process memo of
+        # reports would only hold ~5 KB per distinct value for the rest of the search.
+        core = replace(core, cache=replace(core.cache, lru_size=0))
         if not core.virustotal.api_key:
             raise ConfigError(
                 f"no VirusTotal API key: set it on the {APP} setup page (storage/passwords, "
@@ -229,14 +234,21 @@ class VTLookupCommand(StreamingCommand):
             self._remember(kept)
             reused.update(kept)
         ask = [v for v in {**single, **multi} if v in multi or v not in reused]
-        answers = self._enrich(ask) if ask else {}
-        for verdict, _ in reused.values():
-            self._count(verdict)
-        self._count("cache_hits", sum(1 for v, _ in reused.values() if v != "skipped"))
+        verdicts = Counter(verdict for verdict, _ in reused.values())
+        for verdict, n in verdicts.items():
+            self._count(verdict, n)
+        self._count("cache_hits", len(reused) - verdicts["skipped"])
         self._count("unique", len(reused))
-        rendered = {v: fields.render(enr) for v, enr in answers.items()}
-        fresh = {v: chunk.encode([d[n] for n in fields.NAMES]) for v, d in rendered.items()}
-        self._keep(answers, fresh)
+        fresh: Dict[str, str] = {}
+        rendered: Dict[str, Dict[str, Any]] = {}  # for multivalue rows only
+        for i in range(0, len(ask), ENRICH_AT_ONCE):
+            answers = self._enrich(ask[i : i + ENRICH_AT_ONCE])
+            for v, enr in answers.items():
+                d = fields.render(enr)
+                fresh[v] = chunk.encode([d[n] for n in fields.NAMES])
+                if v in multi:
+                    rendered[v] = d
+            self._keep(answers, fresh)
         tails: List[str] = []
         for vs in per_row:
             if len(vs) == 1:
@@ -256,7 +268,7 @@ class VTLookupCommand(StreamingCommand):
         for v, enr in answers.items():
             if enr.verdict in (Verdict.QUOTA, Verdict.ERROR):
                 continue
-            columns = fresh[v] if enr.cached or not enr.kind else _as_cached(enr)
+            columns = fresh[v] if enr.cached or enr.verdict is Verdict.SKIPPED else _as_cached(enr)
             settled[v] = (enr.verdict.value, columns)
             if self._answers is not None:
                 ttl = self._answers_ttl

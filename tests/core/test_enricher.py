@@ -53,13 +53,23 @@ async def enricher(emu, tmp_path):
 
 
 async def test_kinds_and_aliases(emu, enricher):
-    out = await enricher.enrich([EICAR["md5"], "example.com", "203.0.113.66",
-                                 "hxxp://example[.]org/a", "2001:db8::1"])
+    out = await enricher.enrich(
+        [EICAR["md5"], "example.com", "203.0.113.66", "hxxp://example[.]org/a", "2001:db8::1"]
+    )
     verdicts = [r.verdict for r in out]
-    assert verdicts[:4] == [Verdict.MALICIOUS, Verdict.HARMLESS, Verdict.MALICIOUS,
-                            Verdict.HARMLESS]
-    assert out[4].verdict in (Verdict.NOT_FOUND, Verdict.HARMLESS, Verdict.UNDETECTED,
-                              Verdict.SUSPICIOUS, Verdict.MALICIOUS)
+    assert verdicts[:4] == [
+        Verdict.MALICIOUS,
+        Verdict.HARMLESS,
+        Verdict.MALICIOUS,
+        Verdict.HARMLESS,
+    ]
+    assert out[4].verdict in (
+        Verdict.NOT_FOUND,
+        Verdict.HARMLESS,
+        Verdict.UNDETECTED,
+        Verdict.SUSPICIOUS,
+        Verdict.MALICIOUS,
+    )
     assert out[0].vt_id == EICAR["sha256"] and out[0].report.threat_label == "virus.eicar/test"
     assert out[0].link == f"https://www.virustotal.com/gui/file/{EICAR['sha256']}"
     assert out[3].kind == "url" and out[3].normalized == "http://example.org/a"
@@ -71,8 +81,14 @@ async def test_kinds_and_aliases(emu, enricher):
 
 
 async def test_batch_dedupe_and_filters(emu, enricher):
-    values = ["example.net"] * 50 + ["10.0.0.1", "printer.local", "x.corp", "", "\x00junk",
-                                     "http://192.168.1.1/admin"]
+    values = ["example.net"] * 50 + [
+        "10.0.0.1",
+        "printer.local",
+        "x.corp",
+        "",
+        "\x00junk",
+        "http://192.168.1.1/admin",
+    ]
     out = await enricher.enrich(values)
     assert await api_calls(emu.url) == 1
     assert len(out) == len(values) and out[0] is out[49]
@@ -98,8 +114,10 @@ async def test_not_found_is_a_verdict_and_cached(emu, enricher):
 async def test_verdict_log_records_connector(enricher):
     await enricher.enrich([EICAR["md5"], "example.com"], connector="splunk")
     rows = enricher.cache.log_after(0)
-    assert [(r.verdict, r.connector) for _, r in rows] == [("malicious", "splunk"),
-                                                          ("harmless", "splunk")]
+    assert [(r.verdict, r.connector) for _, r in rows] == [
+        ("malicious", "splunk"),
+        ("harmless", "splunk"),
+    ]
     malicious = enricher.cache.log_after(0, verdicts=["malicious"])
     assert [r.key for _, r in malicious] == [f"file:{EICAR['sha256']}"]
 
@@ -134,12 +152,15 @@ async def test_429_backs_off_and_answers_quota(tmp_path):
     assert status["cooldown_until"] and status["per_minute"] < 1000
 
 
-@pytest.mark.parametrize("fault, code", [
-    ({"error_rates": {"TransientError": 1.0}}, "TransientError"),
-    ({"error_rates": {"ServerError": 1.0}}, "ServerError"),
-    ({"malformed_rate": 1.0}, "BadAnswer"),
-    ({"drop_rate": 1.0}, "ConnectionError"),
-])
+@pytest.mark.parametrize(
+    "fault, code",
+    [
+        ({"error_rates": {"TransientError": 1.0}}, "TransientError"),
+        ({"error_rates": {"ServerError": 1.0}}, "ServerError"),
+        ({"malformed_rate": 1.0}, "BadAnswer"),
+        ({"drop_rate": 1.0}, "ConnectionError"),
+    ],
+)
 async def test_faults_cost_one_observable_each(tmp_path, fault, code):
     async with running_emulator(EmulatorConfig(faults=fault)) as emu:
         e = Enricher(make_settings(emu.url, tmp_path), connector="test")
@@ -151,8 +172,9 @@ async def test_faults_cost_one_observable_each(tmp_path, fault, code):
 
 
 async def test_transient_error_is_retried(tmp_path):
-    async with running_emulator(EmulatorConfig(faults={"error_rates": {"TransientError": 0.5},
-                                                       "seed": 3})) as emu:
+    async with running_emulator(
+        EmulatorConfig(faults={"error_rates": {"TransientError": 0.5}, "seed": 3})
+    ) as emu:
         s = make_settings(emu.url, tmp_path)
         e = Enricher(replace(s, virustotal=replace(s.virustotal, retries=4)), connector="test")
         out = await e.enrich([f"{i:064x}" for i in range(1, 9)])

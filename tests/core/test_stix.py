@@ -18,8 +18,14 @@ from connectors.core.verdict import Enrichment, Verdict
 # Default mode: best-practice checks (UUIDv4 ids, hashes on external references) are warnings;
 # our ids are UUIDv5 on purpose so that republishing versions one object (DESIGN.md).
 OPTIONS = ValidationOptions(version="2.1")
-VALUES = ["44d88612fea8a8f36de82e1278abb02f", "malware.wicar.org", "203.0.113.66",
-          "http://malware.wicar.org/data/eicar.com", "example.com", "10.0.0.1"]
+VALUES = [
+    "44d88612fea8a8f36de82e1278abb02f",
+    "malware.wicar.org",
+    "203.0.113.66",
+    "http://malware.wicar.org/data/eicar.com",
+    "example.com",
+    "10.0.0.1",
+]
 
 
 @pytest.fixture
@@ -41,17 +47,22 @@ async def test_objects_are_valid_stix(enriched):
     objects = stix.objects_for(enriched, time.time())
     kinds = [o["type"] for o in objects]
     assert kinds.count("indicator") == 4  # malicious ones only; harmless and skipped are left out
-    assert "malware" in kinds and "relationship" in kinds and kinds[:2] == ["identity",
-                                                                             "marking-definition"]
+    assert (
+        "malware" in kinds
+        and "relationship" in kinds
+        and kinds[:2] == ["identity", "marking-definition"]
+    )
     for obj in objects:
         valid(obj)
     patterns = sorted(o["pattern"] for o in objects if o["type"] == "indicator")
-    assert patterns == sorted([
-        "[domain-name:value = 'malware.wicar.org']",
-        "[file:hashes.MD5 = '44d88612fea8a8f36de82e1278abb02f']",
-        "[ipv4-addr:value = '203.0.113.66']",
-        "[url:value = 'http://malware.wicar.org/data/eicar.com']",
-    ])
+    assert patterns == sorted(
+        [
+            "[domain-name:value = 'malware.wicar.org']",
+            "[file:hashes.MD5 = '44d88612fea8a8f36de82e1278abb02f']",
+            "[ipv4-addr:value = '203.0.113.66']",
+            "[url:value = 'http://malware.wicar.org/data/eicar.com']",
+        ]
+    )
     valid(stix.bundle(objects))
 
 
@@ -65,18 +76,32 @@ async def test_ids_are_deterministic_and_versions_bump(enriched):
 
 
 def test_pattern_escapes_quotes():
-    enr = Enrichment(value="x", kind="url", verdict=Verdict.MALICIOUS, score=80,
-                     normalized="http://evil.example.com/it's\\here", link="https://x")
+    enr = Enrichment(
+        value="x",
+        kind="url",
+        verdict=Verdict.MALICIOUS,
+        score=80,
+        normalized="http://evil.example.com/it's\\here",
+        link="https://x",
+    )
     obj = stix.indicator(enr, time.time())
     assert obj["pattern"] == r"[url:value = 'http://evil.example.com/it\'s\\here']"
     valid(obj)
 
 
 def test_cli_format_stix(emulator_url, tmp_path):
-    env = {"VT_API_URL": emulator_url, "VT_API_KEY": "k", "VTCONNECT_CONFIG": "",
-           "XDG_STATE_HOME": str(tmp_path)}
-    r = CliRunner().invoke(main, ["lookup", "--format", "stix", "44d88612fea8a8f36de82e1278abb02f",
-                                  "example.com"], env=env, catch_exceptions=False)
+    env = {
+        "VT_API_URL": emulator_url,
+        "VT_API_KEY": "k",
+        "VTCONNECT_CONFIG": "",
+        "XDG_STATE_HOME": str(tmp_path),
+    }
+    r = CliRunner().invoke(
+        main,
+        ["lookup", "--format", "stix", "44d88612fea8a8f36de82e1278abb02f", "example.com"],
+        env=env,
+        catch_exceptions=False,
+    )
     assert r.exit_code == 0, r.output
     bundle = json.loads(r.stdout)
     assert [o["type"] for o in bundle["objects"]].count("indicator") == 1

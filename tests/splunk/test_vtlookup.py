@@ -171,27 +171,68 @@ def test_extract_from_raw_text(built_app, splunkd, splunk_home):
     assert second["vt_verdict"] == "" and second["vt_kind"] == ""
 
 
-def test_cache_hits_across_chunks_and_searches(built_app, splunkd, splunk_home, emulator_url):
+def test_cache_hits_across_chunks_and_searches(built_app, splunk_home, emulator_url):
     values = [f"cache-test-{i}.example.com" for i in range(5)] + [EICAR_MD5]
     chunk = [{"dest": v} for v in values]
-    before = api_calls(emulator_url)
-    _, replies, rc = search(built_app, splunkd, splunk_home, ["field=dest"], [chunk, chunk])
-    assert rc == 0
-    first_calls = api_calls(emulator_url) - before
-    assert 1 <= first_calls <= len(values)  # unique values only, once per search
-    assert {r["vt_cached"] for r in replies[1].records} == {"1"}  # second chunk: no API call
-    docs = splunkd.kv["vtconnect_cache"]
-    assert f"file:{EICAR_SHA256}" in docs and f"file:{EICAR_MD5}" in docs  # aliases share
-    assert docs[f"file:{EICAR_MD5}"]["verdict"] == "malicious"
-    # A new search (a new process): answered from the KV store, no API call.
-    mid = api_calls(emulator_url)
-    _, replies2, _ = search(built_app, splunkd, splunk_home, ["field=dest"], [chunk])
-    assert api_calls(emulator_url) == mid
-    assert {r["vt_cached"] for r in replies2[0].records} == {"1"}
-    assert by_value(replies2[0].records)[EICAR_MD5]["vt_verdict"] == "malicious"
-    # nocache=t goes to VirusTotal again.
-    search(built_app, splunkd, splunk_home, ["field=dest", "nocache=t"], [chunk])
-    assert api_calls(emulator_url) > mid
+    # Kept answers off: every search goes through the KV store (the next test covers them).
+    conf = conf_for(built_app, emulator_url, {"command": {"answers_ttl": "0"}})
+    with FakeSplunkd(conf=conf, passwords={"api_key": API_KEY}) as splunkd:
+        before = api_calls(emulator_url)
+        _, replies, rc = search(built_app, splunkd, splunk_home, ["field=dest"], [chunk, chunk])
+        assert rc == 0
+        first_calls = api_calls(emulator_url) - before
+        assert 1 <= first_calls <= len(values)  # unique values only, once per search
+        assert {r["vt_cached"] for r in replies[1].records} == {"1"}  # second chunk: no API call
+        docs = splunkd.kv["vtconnect_cache"]
+        assert f"file:{EICAR_SHA256}" in docs and f"file:{EICAR_MD5}" in docs  # aliases share
+        assert docs[f"file:{EICAR_MD5}"]["verdict"] == "malicious"
+        # A new search (a new process): answered from the KV store, no API call.
+        mid, finds = api_calls(emulator_url), splunkd.count("batch_find")
+        _, replies2, _ = search(built_app, splunkd, splunk_home, ["field=dest"], [chunk])
+        assert api_calls(emulator_url) == mid and splunkd.count("batch_find") > finds
+        assert {r["vt_cached"] for r in replies2[0].records} == {"1"}
+        assert by_value(replies2[0].records)[EICAR_MD5]["vt_verdict"] == "malicious"
+        # nocache=t goes to VirusTotal again.
+        search(built_app, splunkd, splunk_home, ["field=dest", "nocache=t"], [chunk])
+        assert api_calls(emulator_url) > mid
+
+
+def test_answers_kept_between_searches(built_app, splunk_home, emulator_url):
+    values = [f"kept-{i}.example.com" for i in range(4)] + [EICAR_MD5, "10.9.8.7", "no way"]
+    chunk = [{"dest": v} for v in values]
+    conf = conf_for(built_app, emulator_url)
+    with FakeSplunkd(conf=conf, passwords={"api_key": API_KEY}) as splunkd:
+        _, first, rc = search(built_app, splunkd, splunk_home, ["field=dest"], [chunk])
+        assert rc == 0
+        # The shared KV store is emptied: only this search head's kept answers remain.
+        splunkd.kv.clear()
+        calls, finds = api_calls(emulator_url), splunkd.count("batch_find")
+        _, second, _ = search(built_app, splunkd, splunk_home, ["field=dest"], [chunk])
+        assert api_calls(emulator_url) == calls and splunkd.count("batch_find") == finds
+        for a, b in zip(first[0].records, second[0].records):
+            assert {**a, "vt_cached": ""} == {**b, "vt_cached": ""}  # the same answer...
+            assert b["vt_cached"] == ("1" if a["vt_kind"] and a["vt_verdict"] != "skipped" else "0")
+        log = (splunk_home / "var" / "log" / "splunk" / "vtlookup.log").read_text()
+        assert " cache_hits=5 " in log.splitlines()[-1]  # 4 domains + EICAR, not the skipped
+        # Another verdict policy gives other answers: nothing kept under the old one is used.
+        splunkd.conf["policy"]["malicious_min"] = "2"
+        _, third, _ = search(built_app, splunkd, splunk_home, ["field=dest"], [chunk])
+        assert api_calls(emulator_url) > calls  # KV store empty, kept answers not matching
+        assert by_value(third[0].records)[EICAR_MD5]["vt_cached"] == "0"
+        # nocache=t never reads kept answers either.
+        calls = api_calls(emulator_url)
+        search(built_app, splunkd, splunk_home, ["field=dest", "nocache=t"], [chunk])
+        assert api_calls(emulator_url) > calls
+
+
+def test_quota_answers_are_not_kept(built_app, splunkd, splunk_home, emulator_url):
+    chunk = [{"dest": f"notkept-{i}.example.com"} for i in range(3)]
+    _, replies, _ = search(
+        built_app, splunkd, splunk_home, ["field=dest", "max_lookups=0"], [chunk]
+    )
+    assert {r["vt_verdict"] for r in replies[0].records} == {"quota"}
+    _, replies, _ = search(built_app, splunkd, splunk_home, ["field=dest"], [chunk])
+    assert "quota" not in {r["vt_verdict"] for r in replies[0].records}
 
 
 def test_kvstore_down_falls_back_to_local_cache(built_app, splunkd, splunk_home):

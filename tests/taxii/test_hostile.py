@@ -159,7 +159,7 @@ def test_any_query_string_gets_a_taxii_answer(server, query, endpoint):
 
 def test_flat_feeds_resist_line_and_formula_injection(server):
     good = indicators(1, start=960)[0]
-    sneaky = dict(indicators(1, start=961)[0], labels=["=HYPERLINK(\"http://x\")"])
+    sneaky = dict(indicators(1, start=961)[0], labels=['=HYPERLINK("http://x")'])
     sneaky["pattern"] = "[domain-name:value = 'a.example.com\n0.0.0.0']"
     url = f"{server.url}/api/collections/{INBOX}/objects/"
     _, _, raw = http(url, "POST", json.dumps({"objects": [good, sneaky]}).encode(),

@@ -181,7 +181,8 @@ def test_queries_walk_the_keyset_index(store):
 @given(
     batches=st.lists(
         st.lists(st.tuples(st.integers(0, 6), st.integers(1, 4)), min_size=1, max_size=6),
-        min_size=1, max_size=6,
+        min_size=1,
+        max_size=6,
     ),
     limit=st.integers(1, 5),
 )
