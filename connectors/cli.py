@@ -385,122 +385,13 @@ def serve(obj: Ctx, parts: Sequence[str]) -> None:
     asyncio.run(run(obj.settings, parts_plan, ready))
 
 
-@main.group()
-def taxii() -> None:
-    """TAXII 2.1 helpers."""
-
-
-@taxii.command("passwd")
-@click.argument("user")
-@click.password_option(prompt="Password for the TAXII user")
-def taxii_passwd(user: str, password: str) -> None:
-    """Print a password hash for [[taxii.users]] (the password itself is never stored)."""
-    from taxii.config import hash_password
-
-    click.echo(f'{{ name = "{user}", password_hash = "{hash_password(password)}" }}')
-
-
-def _taxii_target(user: Optional[str], password: Optional[str], token: Optional[str]) -> dict:
-    if password and not user:
-        raise click.UsageError("--password needs --user")
-    return {"user": user, "password": password, "token": token}
-
-
-@taxii.command("pull")
-@click.argument("url")
-@click.option("--collection", required=True, help="Remote collection id or title.")
-@click.option("--user")
-@click.option("--password", envvar="TAXII_PASSWORD", help="Or $TAXII_PASSWORD.")
-@click.option("--token", envvar="TAXII_TOKEN", help="Bearer token, or $TAXII_TOKEN.")
-@click.option("--enrich/--no-enrich", default=False, help="Add VirusTotal's opinion.")
-@click.option("--into", "into", required=True, help="Local collection id to store into.")
-@click.pass_obj
-def taxii_pull(
-    obj: Ctx,
-    url: str,
-    collection: str,
-    user: Optional[str],
-    password: Optional[str],
-    token: Optional[str],
-    enrich: bool,
-    into: str,
-) -> None:
-    """Fetch what is new in a remote TAXII 2.1 collection into a local one."""
-    from taxii import client
-    from taxii import config as taxii_config
-    from taxii.store import Store
-
-    creds = _taxii_target(user, password, token)
-    cfg = taxii_config.load(obj.settings.raw)
-    if cfg.collection(into) is None:
-        raise click.BadParameter(f"no local collection {into} in [taxii]", param_hint="--into")
-    store = Store(cfg.store or obj.settings.state_path / "taxii.db")
-
-    async def run() -> dict:
-        enricher = Enricher(obj.settings, connector="taxii-pull") if enrich else None
-        try:
-            return await client.pull(store, enricher, url, collection, into, **creds)
-        finally:
-            if enricher is not None:
-                await enricher.aclose()
-                enricher.close()
-
-    try:
-        counts = asyncio.run(run())
-    except client.PullError as exc:
-        raise click.UsageError(str(exc)) from None
-    except Exception as exc:  # network, auth and server errors from taxii2-client/requests
-        click.echo(f"pull failed: {exc}", err=True)
-        sys.exit(EXIT_FAILED)
-    finally:
-        store.close()
-    click.echo(" ".join(f"{k}={v}" for k, v in counts.items()))
-
-
-@taxii.command("push")
-@click.argument("url")
-@click.option("--collection", required=True, help="Remote collection id or title.")
-@click.option("--user")
-@click.option("--password", envvar="TAXII_PASSWORD")
-@click.option("--token", envvar="TAXII_TOKEN")
-@click.option("--from", "source", required=True, help="Local collection id to send.")
-@click.pass_obj
-def taxii_push(
-    obj: Ctx,
-    url: str,
-    collection: str,
-    user: Optional[str],
-    password: Optional[str],
-    token: Optional[str],
-    source: str,
-) -> None:
-    """Send a local collection to a remote TAXII 2.1 collection (add_objects in batches)."""
-    from taxii import client
-    from taxii import config as taxii_config
-    from taxii.store import Store
-
-    creds = _taxii_target(user, password, token)
-    cfg = taxii_config.load(obj.settings.raw)
-    store = Store(cfg.store or obj.settings.state_path / "taxii.db")
-    try:
-        counts = client.push(store, url, collection, source, **creds)
-    except client.PullError as exc:
-        raise click.UsageError(str(exc)) from None
-    except Exception as exc:
-        click.echo(f"push failed: {exc}", err=True)
-        sys.exit(EXIT_FAILED)
-    finally:
-        store.close()
-    click.echo(" ".join(f"{k}={v}" for k, v in counts.items()))
-    if counts["failed"]:
-        sys.exit(EXIT_FAILED)
-
-
 def _register_connectors() -> None:
     from .cli_splunk import splunk
+    from .cli_taxii import taxii
     from .cli_webhook import webhook
 
     main.add_command(splunk)
+    main.add_command(taxii)
     main.add_command(webhook)
 
 

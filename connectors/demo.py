@@ -59,58 +59,12 @@ async def _run(console: Console) -> int:
     return 0
 
 
-DEMO_COLLECTION = "0b1e6f3a-7c2d-4e5f-8a9b-1c2d3e4f5a6b"
-
-
 async def _taxii(console: Console, settings: config_mod.Settings, enricher: Enricher) -> None:
-    """Publish the verdicts above over TAXII 2.1, read them back with taxii2-client, and print
-    the firewall feed."""
-    import urllib.request
-    from dataclasses import replace
+    """Publish the verdicts above over TAXII 2.1, read them back with taxii2-client (Basic auth,
+    collection by title, as a SIEM would) and print the flat feed a firewall polls."""
+    from taxii.demo import run
 
-    from aiohttp import web
-    from taxii2client.v21 import Server
-
-    from taxii.publisher import publish_once
-    from taxii.server import CONFIG, STORE, build_app
-
-    console.rule("TAXII 2.1: republished indicators")
-    raw = {
-        "taxii": {
-            "collections": [
-                {
-                    "id": DEMO_COLLECTION,
-                    "title": "VirusTotal malicious",
-                    "public": True,
-                    "publish": ["malicious", "suspicious"],
-                }
-            ]
-        }
-    }
-    app = build_app(replace(settings, raw=raw), None)
-    published = publish_once(enricher, app[STORE], app[CONFIG])
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    try:
-
-        def read_back() -> list:
-            coll = Server(f"{url}/taxii2/").default.collections[0]
-            return coll.get_objects().get("objects", [])
-
-        objects = await asyncio.to_thread(read_back)
-        console.print(f"published {published} objects; taxii2-client read back from {url}:")
-        for o in objects:
-            if o["type"] == "indicator":
-                console.print(f"  {o['pattern']}  confidence {o['confidence']}", markup=False)
-        feed_url = f"{url}/feeds/{DEMO_COLLECTION}/all.txt"
-        feed = await asyncio.to_thread(lambda: urllib.request.urlopen(feed_url).read().decode())
-        console.print(f"flat feed {feed_url}:", markup=False)
-        console.print(feed.rstrip(), markup=False)
-    finally:
-        await runner.cleanup()
+    await run(console, settings, enricher)
 
 
 DEMO_ALERTS = {

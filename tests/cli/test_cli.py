@@ -202,3 +202,19 @@ def test_emulator_command_rejects_bad_options():
     assert r.exit_code == 2 and "not valid JSON" in r.output
     r = CliRunner().invoke(main, ["emulator", "--key", "abc:gold"])
     assert r.exit_code == 2 and "unknown tier" in r.output
+
+
+@pytest.mark.parametrize(
+    "group, options",
+    [
+        (["taxii", "pull"], ["--into", "--enrich", "--token"]),
+        (["taxii", "push"], ["--from", "--all", "--token"]),
+        (["webhook", "replay"], []),
+        (["splunk", "build"], ["--out"]),
+    ],
+)
+def test_connector_commands_are_registered(group, options):
+    r = CliRunner().invoke(main, [*group, "--help"])
+    assert r.exit_code == 0, r.output
+    for option in options:
+        assert option in r.output
