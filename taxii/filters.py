@@ -84,19 +84,15 @@ def parse(
         if v in ("first", "last", "all"):
             versions.append(v)
         else:
-            versions += spellings(timestamp_us(v, "match[version]"), v)
+            versions.append(us_to_rfc3339(timestamp_us(v, "match[version]")))
     out["versions"] = list(dict.fromkeys(versions))
     return out
 
 
-def spellings(us: int, given: str) -> List[str]:
-    """The ways producers write one instant (seconds, milli-, microseconds): `modified` is
-    stored as sent, so match[version]=...T10:00:00Z must also find ...T10:00:00.000Z."""
-    secs, frac = divmod(us, 1_000_000)
-    base = us_to_rfc3339(us)[:19]
-    out = [given, f"{base}.{frac:06d}Z"]
-    if frac % 1000 == 0:
-        out.append(f"{base}.{frac // 1000:03d}Z")
-    if frac == 0:
-        out.append(f"{base}Z")
-    return out
+def canonical(value: str) -> str:
+    """One spelling per instant (microseconds), as the store keeps `modified`: producers write
+    ...T10:00:00Z or ...T10:00:00.000Z for one version, and fixed-width text sorts by time."""
+    try:
+        return us_to_rfc3339(timestamp_us(value, "timestamp"))
+    except TaxiiError:
+        return value

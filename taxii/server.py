@@ -92,8 +92,12 @@ def _paged(page: Page, items: List[Any], key: str) -> web.Response:
 
 
 def _version(row: Dict[str, Any]) -> str:
-    # Objects without modified/created (SCOs) are versioned by when they were added.
-    return row["modified"] or us_to_rfc3339(row["date_added"])
+    """A version as its producer wrote it (the store keeps one canonical spelling to compare);
+    objects without modified/created (SCOs) are versioned by when they were added."""
+    if not row["modified"]:
+        return us_to_rfc3339(row["date_added"])
+    own = json.loads(row["body"])
+    return str(own.get("modified") or own.get("created") or row["modified"])
 
 
 # -- handlers ----------------------------------------------------------------------------------

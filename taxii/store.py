@@ -8,6 +8,8 @@ stateless pagination: a `next` token stays valid across restarts and server proc
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import sqlite3
 import threading
@@ -19,12 +21,14 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 from connectors.core.cache import open_db, write
 
+from .filters import canonical
 from .pagination import BadToken, decode_next, encode_next, us_to_rfc3339
 
 __all__ = ["BadToken", "Page", "Store", "new_status_id", "us_to_rfc3339"]
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: objects_types index
+CANONICAL = "versions_canonical"  # state key: `modified` kept in one spelling per instant
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
     collection TEXT NOT NULL, id TEXT NOT NULL, type TEXT NOT NULL,
@@ -32,6 +36,7 @@ CREATE TABLE IF NOT EXISTS objects (
     body TEXT NOT NULL, UNIQUE (collection, id, modified));
 CREATE UNIQUE INDEX IF NOT EXISTS objects_keyset ON objects(collection, date_added, id);
 CREATE INDEX IF NOT EXISTS objects_versions ON objects(collection, id, modified);
+CREATE INDEX IF NOT EXISTS objects_types ON objects(collection, type, date_added, id);
 CREATE TABLE IF NOT EXISTS status (
     id TEXT PRIMARY KEY, collection TEXT NOT NULL, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -52,6 +57,8 @@ class Store:
         self.db = open_db(path, SCHEMA, SCHEMA_VERSION)
         self._wdb = open_db(path, SCHEMA, SCHEMA_VERSION)
         self._lock = threading.Lock()
+        if self.get_state(CANONICAL) != "1":
+            self._write(_canonicalise)
 
     def close(self) -> None:
         self.db.close()
@@ -135,21 +142,29 @@ class Store:
             stamp, oid = decode_next(next_token)
             where.append("(date_added, id) > (?, ?)")  # a row value: the index serves it
             args += [stamp, oid]
-        for column, values in (
-            ("id", list(ids)),
-            ("type", list(types)),
-            ("spec_version", list(spec_versions)),
-        ):
+        for column, values in (("id", list(ids)), ("spec_version", list(spec_versions))):
             if values:
                 where.append(f"{column} IN ({','.join('?' * len(values))})")
                 args += values
         where.append(_version_clause(list(versions), args))
-        rows = self.db.execute(
+        sql = (
             "SELECT id, type, spec_version, modified, date_added, body FROM objects o WHERE "
             + " AND ".join(where)
-            + " ORDER BY date_added, id LIMIT ?",
-            (*args, limit + 1),
-        ).fetchall()
+        )
+        wanted = list(dict.fromkeys(types))
+        if not wanted:
+            rows = self.db.execute(sql + " ORDER BY date_added, id LIMIT ?", (*args, limit + 1))
+        else:
+            # One query per type, each served in order by the (collection, type, date_added, id)
+            # index, merged here: a rare type costs what a common one does, not a full scan.
+            per_type = [
+                self.db.execute(
+                    sql + " AND type = ? ORDER BY date_added, id LIMIT ?", (*args, t, limit + 1)
+                ).fetchall()
+                for t in wanted
+            ]
+            rows = heapq.merge(*per_type, key=lambda r: (r[4], r[0]))
+        rows = list(itertools.islice(rows, limit + 1))
         more = len(rows) > limit
         rows = rows[:limit]
         objs = [
@@ -186,7 +201,7 @@ def _insert(
     stamp = max(int(time.time() * 1_000_000), (last or 0) + 1)
     out = []
     for obj in objects:
-        modified = obj.get("modified") or obj.get("created") or ""
+        modified = canonical(obj.get("modified") or obj.get("created") or "")
         cur = db.execute(
             "INSERT OR IGNORE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?)",
             (collection, obj["id"], obj["type"], obj.get("spec_version", "2.1"), modified,
@@ -198,12 +213,28 @@ def _insert(
     return out
 
 
+def _canonicalise(db: sqlite3.Connection) -> None:
+    """Stores written before versions were kept in one spelling: rewrite them, and drop the
+    second copy of a version stored under two spellings (the first one added stays)."""
+    rows = db.execute(
+        "SELECT rowid, modified FROM objects ORDER BY collection, id, date_added"
+    ).fetchall()
+    for rowid, modified in rows:
+        fixed = canonical(modified)
+        if fixed != modified:
+            try:
+                db.execute("UPDATE objects SET modified = ? WHERE rowid = ?", (fixed, rowid))
+            except sqlite3.IntegrityError:
+                db.execute("DELETE FROM objects WHERE rowid = ?", (rowid,))
+    db.execute("INSERT OR REPLACE INTO state VALUES (?, '1')", (CANONICAL,))
+
+
 def _version_clause(versions: List[str], args: List[Any]) -> str:
     """match[version]: last (default), first, all, or modified timestamps."""
     if "all" in versions:
         return "1"
     parts = []
-    stamps = [v for v in versions if v not in ("first", "last")]
+    stamps = [canonical(v) for v in versions if v not in ("first", "last")]
     if "last" in versions:
         parts.append(
             "modified = (SELECT MAX(modified) FROM objects o2 "

@@ -204,3 +204,54 @@ def test_paging_returns_every_stored_version_once(tmp_path_factory, batches, lim
         assert len(latest) == len({oid for oid, _ in expected})
     finally:
         s.close()
+
+
+def test_one_instant_is_one_version_whatever_its_spelling(store):
+    assert store.add(COLL, [obj(1, "2026-01-01T00:00:00Z")]) == [True]
+    assert store.add(COLL, [obj(1, "2026-01-01T00:00:00.000Z")]) == [False]  # the same version
+    assert store.add(COLL, [obj(1, "2026-01-01T00:00:00.5Z")]) == [True]
+    oid = obj(1)["id"]
+    # As text "…00Z" sorts after "…00.5Z"; by time it is the earlier one.
+    (last,) = store.query(COLL, limit=5, ids=[oid]).objects
+    assert modified(last) == "2026-01-01T00:00:00.5Z"
+    (first,) = store.query(COLL, limit=5, ids=[oid], versions=["first"]).objects
+    assert modified(first) == "2026-01-01T00:00:00Z"  # the body keeps the producer's spelling
+    assert (
+        len(store.query(COLL, limit=5, ids=[oid], versions=["2026-01-01T00:00:00.000000Z"]).objects)
+        == 1
+    )
+
+
+def test_older_stores_are_rewritten_to_one_spelling(tmp_path):
+    path = tmp_path / "old.db"
+    old = Store(path)
+    old.add(COLL, [obj(1, "2026-01-01T00:00:00Z")])
+    # What a store written before canonical versions holds: raw spellings, one instant twice.
+    old.db.execute("UPDATE objects SET modified = '2026-01-01T00:00:00Z'")
+    body = json.dumps(obj(1, "2026-01-01T00:00:00.000Z"))
+    old.db.execute(
+        "INSERT INTO objects VALUES (?, ?, 'indicator', '2.1', ?, 99999999999999999, ?)",
+        (COLL, obj(1)["id"], "2026-01-01T00:00:00.000Z", body),
+    )
+    old.db.execute("DELETE FROM state")
+    old.close()
+    store = Store(path)
+    rows = store.query(COLL, limit=5, versions=["all"]).objects
+    assert [r["modified"] for r in rows] == ["2026-01-01T00:00:00.000000Z"]
+    assert modified(rows[0]) == "2026-01-01T00:00:00Z"  # the first one added stays
+    store.close()
+
+
+def test_paging_by_several_types_keeps_order_and_misses_nothing(store):
+    kinds = ["indicator", "malware", "note", "indicator", "relationship"] * 12
+    store.add(COLL, [obj(n, kind=k) for n, k in enumerate(kinds)])
+    wanted = {"malware", "relationship", "absent"}
+    expected = [r["id"] for r in page_all(store, limit=100) if r["type"] in wanted]
+    got, token = [], ""
+    while True:
+        page = store.query(COLL, limit=4, next_token=token or None, types=sorted(wanted))
+        got += [r["id"] for r in page.objects]
+        if not page.more:
+            break
+        token = page.next
+    assert got == expected and len(got) == 24
