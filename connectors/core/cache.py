@@ -15,14 +15,14 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, TypeVar, Union
 
 from .clock import Clock
 from .config import CacheSettings
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: verdict_log_key index
 MEMORY_SECONDS = 60.0
 CHUNK = 500  # keys per SELECT ... IN (...): below SQLite's variable limit everywhere
 T = TypeVar("T")
@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS verdict_log (
     value TEXT NOT NULL, verdict TEXT NOT NULL, score INTEGER NOT NULL,
     connector TEXT NOT NULL, at REAL NOT NULL, reason TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS verdict_log_verdict ON verdict_log(verdict, id);
+CREATE INDEX IF NOT EXISTS verdict_log_key ON verdict_log(key, connector, at);
 CREATE TABLE IF NOT EXISTS counters (
     day TEXT NOT NULL, connector TEXT NOT NULL, hits INTEGER NOT NULL, misses INTEGER NOT NULL,
     PRIMARY KEY (day, connector));
@@ -209,11 +210,22 @@ class Cache:
         return write(self.db, txn)
 
     # -- verdict log and counters ------------------------------------------------------------
-    def should_log(self, key: str, connector: str) -> bool:
-        """False when this key was logged for this connector within log_interval (here)."""
-        now = self.clock.now()
-        last = self._logged.get((key, connector))
-        return last is None or now - last >= self.settings.log_interval
+    def logged_recently(self, keys: Iterable[str], connector: str) -> Set[str]:
+        """The keys logged for this connector within log_interval, by this process or any
+        other: a Splunk search is a process of its own, and each would log every hit again."""
+        since = self.clock.now() - self.settings.log_interval
+        wanted = list(dict.fromkeys(keys))
+        done = {k for k in wanted if self._logged.get((k, connector), since) > since}
+        rest = [k for k in wanted if k not in done]
+        for i in range(0, len(rest), CHUNK):
+            part = rest[i : i + CHUNK]
+            rows = self.db.execute(
+                "SELECT DISTINCT key FROM verdict_log WHERE connector = ? AND at > ? AND key IN "
+                f"({','.join('?' * len(part))})",
+                [connector, since, *part],
+            )
+            done.update(r[0] for r in rows)
+        return done
 
     def log(self, records: Iterable[LogRecord]) -> None:
         rows = [

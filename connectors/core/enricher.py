@@ -359,10 +359,10 @@ class Enricher:
         if items:
             self.cache.put_many(items)
         records = []
+        hits = [key for key, enr in answers.items() if enr.cached and enr.verdict in CACHEABLE]
+        quiet = self.cache.logged_recently(hits, connector) if hits else set()
         for key, enr in answers.items():
-            if enr.verdict not in CACHEABLE:
-                continue
-            if enr.cached and not self.cache.should_log(key, connector):
+            if enr.verdict not in CACHEABLE or key in quiet:
                 continue
             obs = by_key[key][0]
             records.append(

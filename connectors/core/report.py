@@ -34,9 +34,11 @@ def _iso(ts: Optional[int]) -> str:
     if not ts:
         return ""
     try:
-        return _dt.datetime.fromtimestamp(int(ts), _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        d = _dt.datetime.fromtimestamp(int(ts), _dt.timezone.utc)
     except (OverflowError, OSError, ValueError, TypeError):
         return ""
+    # Formatted by hand: strftime cost a third of rendering a cached answer for Splunk.
+    return f"{d.year:04d}-{d.month:02d}-{d.day:02d}T{d.hour:02d}:{d.minute:02d}:{d.second:02d}Z"
 
 
 def _int(v: Any) -> int:

@@ -9,6 +9,7 @@ quota governor); quota or outage turn into vt_verdict=quota/error and one warnin
 
 from __future__ import annotations
 
+import gc
 import logging
 import logging.handlers
 import os
@@ -189,14 +190,20 @@ class VTLookupCommand(StreamingCommand):
     def _execute_chunk_v2(self, process: Any, data: Any) -> None:
         """splunklib 2.1.1's per-chunk step, replaced: rows pass through as CSV cells and get
         the enrichment columns appended (vtlookup_support/chunk.py says why)."""
-        table = chunk.Table(data[1], str(self.field), self._names)
-        writer = self._record_writer
-        if table.columns:
-            writer.add(table.header_line(self._names))
-            for rows, texts in table.batches(BATCH_ROWS):
-                per_row = [self._values(table.values(r, self._decode_list)) for r in rows]
-                writer.add(table.lines(texts, self._tails(per_row)), len(rows))
-        self._count("records", table.rows)
+        # A chunk allocates a million short-lived objects and keeps few: the cyclic collector's
+        # passes over them cost ~15 % of a search (bench/splunk.py). Cycles wait for the end.
+        gc.disable()
+        try:
+            table = chunk.Table(data[1], str(self.field), self._names)
+            writer = self._record_writer
+            if table.columns:
+                writer.add(table.header_line(self._names))
+                for rows, texts in table.batches(BATCH_ROWS):
+                    per_row = [self._values(table.values(r, self._decode_list)) for r in rows]
+                    writer.add(table.lines(texts, self._tails(per_row)), len(rows))
+            self._count("records", table.rows)
+        finally:
+            gc.enable()
         if self._finished:
             self._summary()
 

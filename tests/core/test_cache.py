@@ -66,9 +66,14 @@ def test_verdict_log_and_counters(tmp_path):
     rows = c.log_after(0, verdicts=["malicious", "suspicious"])
     assert [r.value for _, r in rows] == ["a.com", "c.com"]
     assert c.log_after(rows[-1][0]) == []
-    assert not c.should_log("domain:a.com", "webhook") and c.should_log("domain:a.com", "splunk")
+    assert c.logged_recently(["domain:a.com"], "webhook") == {"domain:a.com"}
+    assert c.logged_recently(["domain:a.com"], "splunk") == set()
+    other = Cache(tmp_path / "c.db", S, clock)  # another process: it knows only the log
+    assert other.logged_recently(["domain:a.com", "domain:z.com"], "webhook") == {"domain:a.com"}
     clock.advance(S.log_interval)
-    assert c.should_log("domain:a.com", "webhook")
+    assert c.logged_recently(["domain:a.com"], "webhook") == set()
+    assert other.logged_recently(["domain:a.com"], "webhook") == set()
+    other.close()
     c.count_hit("cli", 3, 1)
     c.count_hit("cli", 1, 0)
     stats = c.stats()
