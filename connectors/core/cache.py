@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2  # 2: verdict_log_key index
 MEMORY_SECONDS = 60.0
+LOG_KEEP_DAYS = 30  # verdict log rows older than this are dropped (publishers read it sooner)
 CHUNK = 500  # keys per SELECT ... IN (...): below SQLite's variable limit everywhere
 T = TypeVar("T")
 
@@ -236,14 +237,23 @@ class Cache:
             return
         for r in rows:
             self._logged[(r[0], r[5])] = r[6]
-        write(
-            self.db,
-            lambda db: db.executemany(
+        too_old = self.clock.now() - LOG_KEEP_DAYS * 86400
+
+        def txn(db: sqlite3.Connection) -> None:
+            db.executemany(
                 "INSERT INTO verdict_log (key, kind, value, verdict, score, connector, at, reason) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
-            ),
-        )
+            )
+            # The oldest rows first, twice as many as were added: the log stays bounded and no
+            # call scans it all.
+            db.execute(
+                "DELETE FROM verdict_log WHERE id IN "
+                "(SELECT id FROM verdict_log ORDER BY id LIMIT ?) AND at < ?",
+                (2 * len(rows), too_old),
+            )
+
+        write(self.db, txn)
 
     def log_after(
         self, rowid: int, limit: int = 1000, verdicts: Optional[Iterable[str]] = None

@@ -98,7 +98,13 @@ def _writer(path: str, n: int, worker: int) -> None:
     c = Cache(path, CacheSettings())
     for i in range(n):
         c.put(entry(f"domain:w{worker}-{i}.com", "harmless", c.clock.now()))
-        c.log([LogRecord(f"domain:w{worker}-{i}.com", "domain", "x", "harmless", 0, "p", 0.0)])
+        c.log(
+            [
+                LogRecord(
+                    f"domain:w{worker}-{i}.com", "domain", "x", "harmless", 0, "p", c.clock.now()
+                )
+            ]
+        )
     c.close()
 
 
@@ -114,3 +120,18 @@ def test_concurrent_writers_from_processes(tmp_path):
     assert [p.exitcode for p in procs] == [0, 0, 0]
     stats = Cache(path, S).stats()
     assert stats["entries"] == 450 and stats["log_rows"] == 450
+
+
+def test_verdict_log_drops_rows_older_than_its_keep(tmp_path):
+    from connectors.core.cache import LOG_KEEP_DAYS
+
+    clock = FakeClock(1_800_000_000.0)
+    c = Cache(tmp_path / "c.db", S, clock)
+    c.log([LogRecord(f"domain:{i}.com", "domain", f"{i}.com", "malicious", 80, "cli", clock.now())
+           for i in range(5)])  # fmt: skip
+    clock.advance(LOG_KEEP_DAYS * 86400 + 1)
+    fresh = [LogRecord("domain:new.com", "domain", "new.com", "malicious", 80, "cli", clock.now())]
+    c.log(fresh * 2)  # two rows added: up to four of the oldest go
+    assert [r.value for _, r in c.log_after(0)] == ["4.com", "new.com", "new.com"]
+    c.log(fresh)
+    assert [r.value for _, r in c.log_after(0)] == ["new.com"] * 3  # recent rows always stay
