@@ -13,6 +13,7 @@ import gc
 import logging
 import logging.handlers
 import os
+import sqlite3
 import sys
 import time
 from collections import Counter
@@ -178,7 +179,10 @@ class VTLookupCommand(StreamingCommand):
                 core.policy, core.privacy, core.virustotal.api_url, fields.NAMES, _version()
             )
             path = os.path.join(core.state_path, "vtlookup_answers.sqlite")
-            self._answers = Answers(path, stamp, self._kind or "auto", clock)
+            try:
+                self._answers = Answers(path, stamp, self._kind or "auto", clock)
+            except (OSError, sqlite3.Error) as exc:  # only the faster path is lost
+                log.warning("event=answers_unavailable error=%s", _q(repr(exc)))
         deadline = self.deadline or _int(cmd.get("deadline"))
         self._deadline_at = self._started + deadline if deadline else None
         limit = self.max_lookups if self.max_lookups is not None else _int(cmd.get("max_lookups"))
@@ -373,6 +377,8 @@ class VTLookupCommand(StreamingCommand):
         )
         if self._enricher is not None:
             self._enricher.close()
+        if self._answers is not None:
+            self._answers.close()
 
 
 def _as_cached(enr: Enrichment) -> str:

@@ -357,3 +357,17 @@ def test_splunk_interpreters(built_app, splunkd, splunk_home, version):
     assert first["virustotal_verdict"] == ["malicious", "harmless"]
     assert replies[1].records[1]["virustotal_verdict"] == "malicious"
     assert replies[1].records[1]["virustotal_cached"] == "1"
+
+
+def test_damaged_answers_file_is_moved_aside(built_app, splunkd, splunk_home):
+    state = splunk_home / "var" / "lib" / "splunk" / "vtconnect"
+    state.mkdir(parents=True)
+    (state / "vtlookup_answers.sqlite").write_bytes(b"not a database" * 100)
+    chunk = [{"dest": EICAR_MD5}, {"dest": "example.com"}]
+    for _ in range(2):  # the second search reads the rebuilt file
+        _, replies, rc = search(built_app, splunkd, splunk_home, ["field=dest"], [chunk])
+        assert rc == 0 and replies[0].messages == []
+        assert [r["vt_verdict"] for r in replies[0].records] == ["malicious", "harmless"]
+    assert [p.name.startswith("vtlookup_answers.sqlite.corrupt-") for p in state.iterdir()].count(
+        True
+    ) == 1
