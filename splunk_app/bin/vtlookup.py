@@ -200,11 +200,11 @@ class VTLookupCommand(StreamingCommand):
         try:
             table = chunk.Table(data[1], str(self.field), self._names)
             writer = self._record_writer
-            if table.columns:
-                writer.add(table.header_line(self._names))
-                for rows, texts in table.batches(BATCH_ROWS):
-                    per_row = [self._values(table.values(r, self._decode_list)) for r in rows]
-                    writer.add(table.lines(texts, self._tails(per_row)), len(rows))
+            for i, (rows, texts) in enumerate(table.batches(BATCH_ROWS)):
+                if i == 0:  # like splunklib: no records, no header
+                    writer.add(table.header_line(self._names))
+                per_row = [self._values(table.values(r, self._decode_list)) for r in rows]
+                writer.add(table.lines(texts, self._tails(per_row)), len(rows))
             self._count("records", table.rows)
         finally:
             gc.enable()

@@ -304,9 +304,11 @@ def test_non_utf8_bytes_and_awkward_csv(built_app, splunkd, splunk_home):
     with harness_process(built_app, splunk_home) as cmd:
         info = cmd.getinfo(harness.searchinfo(["field=dest"], splunkd.uri, str(splunk_home)))
         assert info.metadata == {"type": "stateful"}
+        header_only = cmd.execute_raw(b"dest,__mv_dest\r\n")
         reply = cmd.execute_raw(body, finished=True)
     recs = reply.records
     assert len(recs) == 3
+    assert header_only.body == b"" and header_only.metadata.get("finished") is not True
     assert recs[0]["note"] == 'line one\r\nline \u201ctwo\u201d, with "quotes"'
     assert recs[0]["vt_verdict"] == "harmless"
     assert recs[1]["vt_verdict"] == "skipped"  # undecodable bytes: skipped, not a crash
