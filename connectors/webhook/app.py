@@ -28,6 +28,7 @@ JSON_TYPES = ("application/json", "application/x-ndjson", "text/plain", "applica
 ORDER = [Verdict.MALICIOUS, Verdict.SUSPICIOUS, Verdict.UNDETECTED, Verdict.HARMLESS,
          Verdict.NOT_FOUND]  # fmt: skip
 JOB_TRIES = 3  # unexpected errors before a job is marked failed
+PRUNE_EVERY = 3600.0  # seconds between clean-ups of old finished jobs (the first one at start)
 CREDENTIALS_RETRY = 30.0  # seconds between tries while VirusTotal rejects the API key
 CREDENTIALS_MESSAGE = (
     "VirusTotal rejected the API key; alerts sent without ?wait are kept and enriched once the "
@@ -52,6 +53,7 @@ class Receiver:
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()  # shutdown: finish the job in hand, claim no more
         self.last_request = 0.0  # monotonic time of the last alert request
+        self.last_prune = -PRUNE_EVERY  # the first idle moment cleans up
         self.job_failures: Dict[str, int] = {}  # unexpected errors per job, this process
         self.stats = Metrics()
 
@@ -205,11 +207,22 @@ class Receiver:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     # -- the worker ----------------------------------------------------------------------------
+    def _prune_now_and_then(self) -> None:
+        """When idle, at most hourly: finished jobs older than keep_days go."""
+        now = time.monotonic()
+        if now - self.last_prune < PRUNE_EVERY:
+            return
+        self.last_prune = now
+        gone = self.outbox.prune(time.time() - self.cfg.keep_days * 86400)
+        if gone:
+            log.info("event=jobs_pruned count=%d keep_days=%g", gone, self.cfg.keep_days)
+
     async def work(self) -> None:
         self.outbox.requeue_running()  # left running by a crash: do them again
         while not self.stopping.is_set():
             jobs = self.outbox.claim()
             if not jobs:
+                self._prune_now_and_then()
                 self.wake.clear()
                 try:
                     await asyncio.wait_for(self.wake.wait(), 1.0)

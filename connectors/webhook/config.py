@@ -41,6 +41,7 @@ class WebhookConfig:
     outbox: str = ""  # SQLite path; "" -> <state_dir>/webhook.db
     max_wait: float = 30.0  # seconds a synchronous caller may ask for
     shutdown_grace: float = 5.0  # seconds the job in hand may take to finish at shutdown
+    keep_days: float = 7.0  # finished jobs (and their idempotency keys) are dropped after this
     sources: Dict[str, Source] = field(default_factory=dict)
 
 
@@ -54,8 +55,14 @@ def load(raw: Mapping[str, Any]) -> WebhookConfig:
     grace = section.get("shutdown_grace", WebhookConfig.shutdown_grace)
     if isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace < 0:
         raise ConfigError("webhook.shutdown_grace must be a number of seconds, 0 or more")
+    keep = section.get("keep_days", WebhookConfig.keep_days)
+    if isinstance(keep, bool) or not isinstance(keep, (int, float)) or keep <= 0:
+        raise ConfigError("webhook.keep_days must be a number of days above 0")
     cfg = WebhookConfig(
-        outbox=str(section.get("outbox", "")), max_wait=float(max_wait), shutdown_grace=grace
+        outbox=str(section.get("outbox", "")),
+        max_wait=float(max_wait),
+        shutdown_grace=grace,
+        keep_days=float(keep),
     )
     for i, s in enumerate(section.get("sources", []) or []):
         where = f"webhook.sources[{i}]"

@@ -126,6 +126,25 @@ class Outbox:
         keys = ("id", "source", "attempts", "last_error", "updated")
         return [dict(zip(keys, r)) for r in rows]
 
+    def prune(self, before: float, batch: int = 1000) -> int:
+        """Drop finished jobs accepted before `before` whose callback is delivered or not
+        wanted (dead letters stay for `replay`); in short transactions, so accepting alerts
+        never waits long. Their idempotency keys go with them."""
+        total = 0
+        while True:
+            n = write(
+                self.db,
+                lambda db: db.execute(
+                    "DELETE FROM jobs WHERE rowid IN (SELECT rowid FROM jobs WHERE state IN "
+                    "('done', 'failed') AND created < ? AND delivery IN ('none', 'delivered') "
+                    "LIMIT ?)",
+                    (before, batch),
+                ).rowcount,
+            )
+            total += n
+            if n < batch:
+                return total
+
     def requeue_running(self) -> int:
         return write(
             self.db,

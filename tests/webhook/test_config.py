@@ -57,6 +57,10 @@ def test_good_values_and_section_keys():
     assert load({"webhook": {"max_wait": 5}}).max_wait == 5.0
     with pytest.raises(ConfigError, match="max_wait"):
         load({"webhook": {"max_wait": "soon"}})
+    assert load({}).keep_days == 7.0 and load({"webhook": {"keep_days": 1}}).keep_days == 1.0
+    for bad in (0, -1, True, "a week"):
+        with pytest.raises(ConfigError, match="keep_days"):
+            load({"webhook": {"keep_days": bad}})
     with pytest.raises(ConfigError, match="name is required"):
         load({"webhook": {"sources": [{"auth": "none"}]}})
     with pytest.raises(ConfigError, match="used twice"):

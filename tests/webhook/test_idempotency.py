@@ -81,3 +81,26 @@ async def test_standard_webhooks_retry_gets_the_first_job(receiver):
     # A forged retry (same id, other body) still fails the signature.
     status, _ = await post(url, "/v1/alerts/generic?source=std", body + b" ", headers)
     assert status == 401
+
+
+def test_old_finished_jobs_are_pruned_but_pending_work_stays(tmp_path):
+    from connectors.webhook.outbox import Outbox
+
+    box = Outbox(tmp_path / "jobs.db")
+    ids = {}
+    for name in ("done", "failed", "delivered", "pending", "dead", "queued", "recent"):
+        ids[name], _ = box.accept("src", "generic", b"{}", idem=f"key-{name}")
+    for name in ("done", "failed", "delivered", "pending", "dead", "recent"):
+        wants_callback = name in ("delivered", "pending", "dead", "recent")
+        box.finish(ids[name], "failed" if name == "failed" else "done", {}, deliver=wants_callback)
+    box.delivered(ids["delivered"], 1)
+    box.retry_later(ids["dead"], 5, 0, "gone", dead=True)
+    box.delivered(ids["recent"], 1)
+    box.db.execute("UPDATE jobs SET created = created - 8 * 86400 WHERE id != ?", (ids["recent"],))
+    assert box.prune(time.time() - 7 * 86400, batch=1) == 3  # small batches: loops until done
+    left = {name for name, jid in ids.items() if box.get(jid) is not None}
+    assert left == {"pending", "dead", "queued", "recent"}
+    # The idempotency key went with its job: the same alert is now new work.
+    assert box.accept("src", "generic", b"{}", idem="key-done")[1] is True
+    assert box.accept("src", "generic", b"{}", idem="key-pending")[1] is False
+    box.close()
