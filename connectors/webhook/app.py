@@ -28,6 +28,7 @@ JSON_TYPES = ("application/json", "application/x-ndjson", "text/plain", "applica
 ORDER = [Verdict.MALICIOUS, Verdict.SUSPICIOUS, Verdict.UNDETECTED, Verdict.HARMLESS,
          Verdict.NOT_FOUND]  # fmt: skip
 JOB_TRIES = 3  # unexpected errors before a job is marked failed
+BODY_TIMEOUT = 30.0  # seconds a request body may take to arrive
 PRUNE_EVERY = 3600.0  # seconds between clean-ups of old finished jobs (the first one at start)
 CREDENTIALS_RETRY = 30.0  # seconds between tries while VirusTotal rejects the API key
 CREDENTIALS_MESSAGE = (
@@ -54,6 +55,7 @@ class Receiver:
         self.stopping = asyncio.Event()  # shutdown: finish the job in hand, claim no more
         self.last_request = 0.0  # monotonic time of the last alert request
         self.last_prune = -PRUNE_EVERY  # the first idle moment cleans up
+        self.body_timeout = BODY_TIMEOUT
         self.job_failures: Dict[str, int] = {}  # unexpected errors per job, this process
         self.stats = Metrics()
 
@@ -103,12 +105,15 @@ class Receiver:
             return fail(415, "unsupported_media_type", "send JSON (application/json)")
         if (request.content_length or 0) > src.max_body_bytes:
             return fail(413, "too_large", f"at most {src.max_body_bytes} bytes")
-        raw = bytearray()
-        async for chunk in request.content.iter_chunked(1 << 16):
-            raw += chunk
-            if len(raw) > src.max_body_bytes:
-                return fail(413, "too_large", f"at most {src.max_body_bytes} bytes")
-        body = bytes(raw)
+        try:
+            body = await asyncio.wait_for(
+                _read_body(request, src.max_body_bytes), self.body_timeout
+            )
+        except asyncio.TimeoutError:  # a stalled or trickling sender must not hold a slot
+            # (aiohttp then reads what is left for at most its 10 s lingering time)
+            return fail(408, "timeout", f"the body did not arrive within {self.body_timeout:g} s")
+        if body is None:
+            return fail(413, "too_large", f"at most {src.max_body_bytes} bytes")
         try:
             auth.verify(
                 src.auth,
@@ -275,6 +280,16 @@ class Receiver:
                     self.outbox.requeue_running()
                     await asyncio.sleep(1.0)
                     break  # the rest of this batch is queued again too: claim afresh
+
+
+async def _read_body(request: web.Request, cap: int) -> Optional[bytes]:
+    """The body, or None as soon as it is longer than `cap`."""
+    raw = bytearray()
+    async for chunk in request.content.iter_chunked(1 << 16):
+        raw += chunk
+        if len(raw) > cap:
+            return None
+    return bytes(raw)
 
 
 async def deliver_loop(receiver: Receiver) -> None:

@@ -134,12 +134,14 @@ class Outbox:
         while True:
             n = write(
                 self.db,
-                lambda db: db.execute(
-                    "DELETE FROM jobs WHERE rowid IN (SELECT rowid FROM jobs WHERE state IN "
-                    "('done', 'failed') AND created < ? AND delivery IN ('none', 'delivered') "
-                    "LIMIT ?)",
-                    (before, batch),
-                ).rowcount,
+                lambda db: (
+                    db.execute(
+                        "DELETE FROM jobs WHERE rowid IN (SELECT rowid FROM jobs WHERE state IN "
+                        "('done', 'failed') AND created < ? AND delivery IN ('none', 'delivered') "
+                        "LIMIT ?)",
+                        (before, batch),
+                    ).rowcount
+                ),
             )
             total += n
             if n < batch:

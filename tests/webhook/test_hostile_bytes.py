@@ -142,3 +142,24 @@ async def test_chunked_body_over_the_limit_is_413_and_rate_limit_says_when(recei
         async with s.get(url + "/healthz") as r:
             # the 413s stored nothing; the three {} accepted are one body, so one job
             assert sum((await r.json())["jobs"].values()) == 1
+
+
+async def test_a_stalled_body_is_408_and_stores_nothing(receiver):
+    from connectors.webhook.app import RECEIVER
+
+    url, runner = await receiver()
+    runner.app[RECEIVER].body_timeout = 0.5
+    port = int(url.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"POST /v1/alerts/auto HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer " + SECRET.encode() + b"\r\n"
+        b'Content-Length: 1000\r\nConnection: close\r\n\r\n{"alert": '
+    )  # ... and nothing more: 990 bytes promised never come
+    await writer.drain()
+    started = time.monotonic()
+    data = await asyncio.wait_for(reader.read(4096), 10)  # answered while the rest never came
+    writer.close()
+    assert int(data.split()[1]) == 408 and b'"timeout"' in data
+    assert time.monotonic() - started < 5
+    assert runner.app[RECEIVER].outbox.counts() == {}
