@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import sys
 import time
 from typing import Any, Awaitable, Callable, Dict, List, Optional
 
@@ -106,9 +107,8 @@ class Receiver:
         if (request.content_length or 0) > src.max_body_bytes:
             return fail(413, "too_large", f"at most {src.max_body_bytes} bytes")
         try:
-            body = await asyncio.wait_for(
-                _read_body(request, src.max_body_bytes), self.body_timeout
-            )
+            async with _timeout(self.body_timeout):
+                body = await _read_body(request, src.max_body_bytes)
         except asyncio.TimeoutError:  # a stalled or trickling sender must not hold a slot
             # (aiohttp then reads what is left for at most its 10 s lingering time)
             return fail(408, "timeout", f"the body did not arrive within {self.body_timeout:g} s")
@@ -280,6 +280,12 @@ class Receiver:
                     self.outbox.requeue_running()
                     await asyncio.sleep(1.0)
                     break  # the rest of this batch is queued again too: claim afresh
+
+
+if sys.version_info >= (3, 11):
+    _timeout = asyncio.timeout  # a timer on the running task: no task per request
+else:  # pragma: no cover
+    from async_timeout import timeout as _timeout  # what aiohttp itself uses before 3.11
 
 
 async def _read_body(request: web.Request, cap: int) -> Optional[bytes]:
