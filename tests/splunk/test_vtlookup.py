@@ -347,6 +347,21 @@ def test_fifty_thousand_record_chunk(built_app, splunkd, splunk_home):
 
 
 @pytest.mark.parametrize("version", ["3.9", "3.13"])
+def test_nul_bytes_in_events_pass_through(built_app, splunkd, splunk_home, version):
+    body = (
+        b"dest,__mv_dest,_raw,__mv__raw\r\n"
+        + EICAR_MD5.encode() + b",,bin\x00ary,\r\n"
+        + b"exa\x00mple.com,,x,\r\n"
+    )  # fmt: skip
+    with harness_process(built_app, splunk_home, python=interpreter(version)) as cmd:
+        cmd.getinfo(harness.searchinfo(["field=dest"], splunkd.uri, str(splunk_home)))
+        reply = cmd.execute_raw(body, finished=True)
+    recs = reply.records
+    assert [r["vt_verdict"] for r in recs] == ["malicious", "skipped"]
+    assert recs[0]["_raw"] == "bin\x00ary" and recs[1]["dest"] == "exa\x00mple.com"
+
+
+@pytest.mark.parametrize("version", ["3.9", "3.13"])
 def test_splunk_interpreters(built_app, splunkd, splunk_home, version):
     python = interpreter(version)
     records = [{"dest": [EICAR_MD5, "example.com"]}, {"dest": "203.0.113.66"}]

@@ -70,8 +70,10 @@ class Table:
     def _lines(self, body: str) -> Iterator[str]:
         consumed = self._consumed
         for line in io.StringIO(body):
-            consumed.append(line)
-            yield line
+            consumed.append(line)  # copied out as it came, NUL bytes included
+            # Python 3.9's csv refuses a NUL anywhere ("line contains NUL"): one event with a
+            # binary field would fail the whole search.
+            yield line.replace("\x00", "\ufffd") if "\x00" in line else line
 
     def batches(self, size: int) -> Iterator[Tuple[List[List[str]], List[str]]]:
         """(rows as cells, each exactly as wide as the header; their text without line ends)."""
