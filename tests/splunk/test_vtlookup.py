@@ -361,6 +361,17 @@ def test_nul_bytes_in_events_pass_through(built_app, splunkd, splunk_home, versi
     assert recs[0]["_raw"] == "bin\x00ary" and recs[1]["dest"] == "exa\x00mple.com"
 
 
+def test_huge_event_passes_through(built_app, splunkd, splunk_home):
+    # Extraction reads the first 64 KB of a field; the rest still passes through unchanged.
+    raw = "callback to hxxp://malware.wicar[.]org/data/eicar.com " + "x" * 300_000
+    _, replies, rc = search(
+        built_app, splunkd, splunk_home, ["field=_raw", "extract=t"], [[{"_raw": raw}]]
+    )
+    assert rc == 0
+    (rec,) = replies[0].records
+    assert rec["_raw"] == raw and rec["vt_kind"] == "url"
+
+
 @pytest.mark.parametrize("version", ["3.9", "3.13"])
 def test_splunk_interpreters(built_app, splunkd, splunk_home, version):
     python = interpreter(version)
