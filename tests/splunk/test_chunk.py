@@ -4,6 +4,7 @@ records and answers, the reply must be what splunklib would have written."""
 from __future__ import annotations
 
 import io
+import json
 import sys
 from typing import Any, Dict, List
 
@@ -105,3 +106,24 @@ def test_encode_matches_splunklib_cells():
     writer.write_record(dict(zip(names, values)))
     head, line = writer._buffer.getvalue().split("\r\n", 1)
     assert chunk.encode(values) + "\r\n" == line
+
+
+def test_chunk_writer_frames_its_bytes_and_survives_lone_surrogates():
+    out = io.BytesIO()
+    writer = chunk.ChunkWriter(out)
+    writer.write_message("WARN", "one {}", "warning")
+    writer.add("dest,__mv_dest\r\n")
+    writer.add("caf\u00e9 \ud800,\r\n", records=1)  # a lone surrogate, as JSON can carry
+    writer.write_chunk(finished=True)
+    head, _, rest = out.getvalue().partition(b"\n")
+    meta_len, body_len = (int(x) for x in head.split(b",")[1:])
+    assert head.startswith(b"chunked 1.0,") and len(rest) == meta_len + body_len
+    assert json.loads(rest[:meta_len]) == {
+        "inspector": {"messages": [["WARN", "one warning"]]},
+        "finished": True,
+    }
+    assert rest[meta_len:] == "dest,__mv_dest\r\ncaf\u00e9 \\ud800,\r\n".encode()
+    assert writer.committed_record_count == 1
+    # The next chunk starts empty.
+    writer.write_chunk(finished=True)
+    assert out.getvalue().endswith(b'chunked 1.0,17,0\n{"finished":true}')

@@ -79,5 +79,5 @@ class Answers:
 
         try:
             write(self._db, save)
-        except sqlite3.Error:
+        except (sqlite3.Error, UnicodeError):  # busy, damaged, or text SQLite cannot hold
             pass  # not kept: the next search takes the slower path

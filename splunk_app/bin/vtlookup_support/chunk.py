@@ -18,8 +18,6 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 from splunklib.searchcommands.internals import CsvDialect, RecordWriterV2
 
 MV = "__mv_"
-
-
 END = CsvDialect.lineterminator
 
 
@@ -145,7 +143,9 @@ class ChunkWriter(RecordWriterV2):
         super().__init__(ofile, maxresultrows)
 
     def add(self, text: str, records: int = 0) -> None:
-        self._body.write(text.encode("utf-8"))
+        # backslashreplace: a lone surrogate (JSON allows "\\ud800" in an API answer) must not
+        # fail the search; it shows up escaped instead.
+        self._body.write(text.encode("utf-8", "backslashreplace"))
         self._pending_record_count += records
 
     def _write_chunk(self, metadata: Any, body: str) -> None:
