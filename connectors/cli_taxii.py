@@ -7,8 +7,9 @@ main group's context object (anything with a `.settings` property)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterator, Optional
 
 import click
 
@@ -47,6 +48,25 @@ def _credentials(user: Optional[str], password: Optional[str], token: Optional[s
     if user and not password:
         password = click.prompt(f"Password for {user}", hide_input=True)
     return {"user": user, "password": password, "token": token}
+
+
+@contextlib.contextmanager
+def _remote_errors(action: str, store: Any) -> Iterator[None]:
+    """A remote that is not what the command needs is a usage error; network, auth and server
+    errors from taxii2-client/requests are one line and exit 1. The store is closed either way."""
+    from taxii import client
+
+    try:
+        yield
+    except client.PullError as exc:
+        raise click.UsageError(str(exc)) from None
+    except click.ClickException:
+        raise
+    except Exception as exc:
+        click.echo(f"{action} failed: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    finally:
+        store.close()
 
 
 def _done(counts: Dict[str, int]) -> None:
@@ -109,7 +129,7 @@ def pull(
 
     creds = _credentials(user, password, token)
     cfg, store = _local(obj)
-    try:
+    with _remote_errors("pull", store):
         target = _local_collection(cfg, into, "--into")
 
         async def run() -> Dict[str, int]:
@@ -124,15 +144,6 @@ def pull(
                     enricher.close()
 
         counts = asyncio.run(run())
-    except client.PullError as exc:
-        raise click.UsageError(str(exc)) from None
-    except click.ClickException:
-        raise
-    except Exception as exc:  # network, auth and server errors from taxii2-client/requests
-        click.echo(f"pull failed: {exc}", err=True)
-        sys.exit(EXIT_FAILED)
-    finally:
-        store.close()
     _done(counts)
 
 
@@ -157,24 +168,9 @@ def push(
 
     creds = _credentials(user, password, token)
     cfg, store = _local(obj)
-    try:
-        counts = client.push(
-            store,
-            url,
-            collection,
-            _local_collection(cfg, source, "--from"),
-            resend=resend,
-            **creds,
-        )
-    except client.PullError as exc:
-        raise click.UsageError(str(exc)) from None
-    except click.ClickException:
-        raise
-    except Exception as exc:  # network, auth and server errors from taxii2-client/requests
-        click.echo(f"push failed: {exc}", err=True)
-        sys.exit(EXIT_FAILED)
-    finally:
-        store.close()
+    with _remote_errors("push", store):
+        target = _local_collection(cfg, source, "--from")
+        counts = client.push(store, url, collection, target, resend=resend, **creds)
     _done(counts)
     if counts["failed"]:
         sys.exit(EXIT_FAILED)
