@@ -256,7 +256,7 @@ class VTLookupCommand(StreamingCommand):
             answers = self._enrich(ask[i : i + ENRICH_AT_ONCE])
             for v, enr in answers.items():
                 d = fields.render(enr)
-                fresh[v] = chunk.encode([d[n] for n in fields.NAMES])
+                fresh[v] = _columns(d)
                 if v in multi:
                     rendered[v] = d
             self._keep(answers, fresh)
@@ -268,8 +268,7 @@ class VTLookupCommand(StreamingCommand):
             elif not vs:
                 tails.append(self._empty_tail)
             else:
-                both = fields.combine([rendered[v] for v in vs])
-                tails.append(chunk.encode([both[n] for n in fields.NAMES]))
+                tails.append(_columns(fields.combine([rendered[v] for v in vs])))
         return tails
 
     def _keep(self, answers: Dict[str, Enrichment], fresh: Dict[str, str]) -> None:
@@ -381,10 +380,14 @@ class VTLookupCommand(StreamingCommand):
             self._answers.close()
 
 
+def _columns(rendered: Dict[str, Any]) -> str:
+    """Rendered fields as the encoded output columns of a row (fields.NAMES order)."""
+    return chunk.encode([rendered[n] for n in fields.NAMES])
+
+
 def _as_cached(enr: Enrichment) -> str:
     """The columns a later answer from the cache shows: vt_cached=1."""
-    d = fields.render(replace(enr, cached=True))
-    return chunk.encode([d[n] for n in fields.NAMES])
+    return _columns(fields.render(replace(enr, cached=True)))
 
 
 def _version() -> str:
