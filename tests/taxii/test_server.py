@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
+from pathlib import Path
+from typing import Tuple
 
 import pytest
 import stix2
@@ -249,11 +254,27 @@ def test_flat_feeds(server):
     assert http(f"{server.url}/feeds/{INBOX}/hashes.xml")[0] == 404
 
 
+def serve_taxii(cfg: Path, emulator_url: str, tmp_path: Path) -> Tuple[subprocess.Popen, str]:
+    """`vtconnect serve --taxii` as a real process; (process, URL it says it listens on)."""
+    env = dict(
+        os.environ,
+        VTCONNECT_CONFIG=str(cfg),
+        VT_API_URL=emulator_url,
+        VT_API_KEY="k",
+        XDG_STATE_HOME=str(tmp_path),
+    )
+    exe = os.path.join(os.path.dirname(sys.executable), "vtconnect")
+    proc = subprocess.Popen([exe, "serve", "--taxii"], env=env, stderr=subprocess.PIPE, text=True)
+    line = ""
+    for _ in range(50):
+        line = proc.stderr.readline()
+        if "listening on" in line:
+            break
+    return proc, line.strip().rsplit(" ", 1)[-1]
+
+
 def test_serve_command_runs_and_stops_on_sigterm(tmp_path, emulator_url):
-    import os
     import signal
-    import subprocess
-    import sys
 
     from .conftest import taxii_doc
 
@@ -268,22 +289,8 @@ def test_serve_command_runs_and_stops_on_sigterm(tmp_path, emulator_url):
             f"public = {str(c.get('public', False)).lower()}",
         ]
     cfg.write_text("\n".join(lines) + "\n")
-    env = dict(
-        os.environ,
-        VTCONNECT_CONFIG=str(cfg),
-        VT_API_URL=emulator_url,
-        VT_API_KEY="k",
-        XDG_STATE_HOME=str(tmp_path),
-    )
-    exe = os.path.join(os.path.dirname(sys.executable), "vtconnect")
-    proc = subprocess.Popen([exe, "serve", "--taxii"], env=env, stderr=subprocess.PIPE, text=True)
+    proc, url = serve_taxii(cfg, emulator_url, tmp_path)
     try:
-        line = ""
-        for _ in range(50):
-            line = proc.stderr.readline()
-            if "listening on" in line:
-                break
-        url = line.strip().rsplit(" ", 1)[-1]
         status, _, body = http(url + "/taxii2/", user=None)
         assert status == 200 and json.loads(body)["default"].endswith("/api/")
         proc.send_signal(signal.SIGTERM)
@@ -335,11 +342,8 @@ def test_harmless_later_publishes_a_revoked_version(taxii_settings, tmp_path):
 
 
 def test_serve_with_tls(tmp_path, emulator_url):
-    import os
     import signal
     import ssl
-    import subprocess
-    import sys
 
     cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
     r = subprocess.run(
@@ -368,22 +372,8 @@ def test_serve_with_tls(tmp_path, emulator_url):
         f'[taxii]\nport = 0\ntls_cert = "{cert}"\ntls_key = "{key}"\n'
         f'store = "{tmp_path / "t.db"}"\n'
     )
-    env = dict(
-        os.environ,
-        VTCONNECT_CONFIG=str(cfg),
-        VT_API_URL=emulator_url,
-        VT_API_KEY="k",
-        XDG_STATE_HOME=str(tmp_path),
-    )
-    exe = os.path.join(os.path.dirname(sys.executable), "vtconnect")
-    proc = subprocess.Popen([exe, "serve", "--taxii"], env=env, stderr=subprocess.PIPE, text=True)
+    proc, url = serve_taxii(cfg, emulator_url, tmp_path)
     try:
-        line = ""
-        for _ in range(50):
-            line = proc.stderr.readline()
-            if "listening on" in line:
-                break
-        url = line.strip().rsplit(" ", 1)[-1]
         assert url.startswith("https://")
         ctx = ssl.create_default_context(cafile=str(cert))
         ctx.check_hostname = False
