@@ -91,7 +91,8 @@ class Guard:
 
     def factory(self, server: web.Server) -> Callable[[], asyncio.BaseProtocol]:
         def make() -> asyncio.BaseProtocol:
-            handlers = server.connections
+            # Those closing stay listed until their task ends: they do not count.
+            handlers = [h for h in server.connections if not h._force_close]
             if len(handlers) >= self.limits.max_connections and not _evict_idle(handlers):
                 self.clients.note("-", 503, "connection limit reached")
                 return Busy(self.busy)

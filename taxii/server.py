@@ -230,6 +230,10 @@ async def flat_feed(request: web.Request) -> web.Response:
     return feeds.render(items, ext)
 
 
+async def healthz(request: web.Request) -> web.Response:
+    return reply({"ok": True})
+
+
 def build_app(settings: Settings, enricher: Optional[Enricher]) -> web.Application:
     """The TAXII part of `vtconnect serve`. With an enricher, a background task publishes the
     core's verdict log and polls the configured VirusTotal sources; it stops on app cleanup."""
@@ -238,6 +242,7 @@ def build_app(settings: Settings, enricher: Optional[Enricher]) -> web.Applicati
     store = Store(cfg.store or settings.state_path / "taxii.db")
     app[CONFIG], app[STORE], app[AUTH] = cfg, store, auth.Authenticator(cfg)
     col = "/{root}/collections/{collection}"
+    app.router.add_get("/healthz", healthz)  # before /{root}, which would match it
     routes = [
         ("GET", "/taxii2", discovery),
         ("GET", "/{root}", api_root),
