@@ -16,6 +16,7 @@ import pytest
 from . import process
 
 PARTS = ("webhook", "taxii")
+HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 ERROR_KEYS = {"webhook": {"error", "message"}, "taxii": {"title", "description", "http_status"}}
 
 
@@ -85,9 +86,7 @@ def test_idle_and_slow_connections_are_closed(tmp_path, emulator_url):
         srv.stop()
 
 
-def test_connection_cap_answers_503_and_idle_sockets_never_lock_clients_out(
-    tmp_path, emulator_url
-):
+def test_connection_cap_answers_503_and_idle_sockets_never_lock_clients_out(tmp_path, emulator_url):
     srv = served_with(tmp_path, emulator_url, "max_connections = 20\nheader_timeout = 60")
     try:
         for part in PARTS:
@@ -113,9 +112,7 @@ def test_connection_cap_answers_503_and_idle_sockets_never_lock_clients_out(
                 s.close()
             deadline = time.monotonic() + 5
             while True:  # the server sees the closes a moment later
-                answer = process.raw_exchange(
-                    srv.address(part), b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-                )
+                answer = process.raw_exchange(srv.address(part), HEALTHZ)
                 if answer.startswith(b"HTTP/1.1 200") or time.monotonic() > deadline:
                     break
                 time.sleep(0.1)
