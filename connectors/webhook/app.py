@@ -99,13 +99,33 @@ class Receiver:
         )
         return response
 
+    async def expect(self, request: web.Request) -> Optional[web.Response]:
+        """`Expect: 100-continue`: what would be refused without reading the body is refused
+        before the body is invited."""
+        if request.headers.get("Expect", "").lower() != "100-continue":
+            return fail(417, "expectation_failed", "only Expect: 100-continue is understood")
+        fmt = request.match_info["format"]
+        src = self.source_for(fmt, request.query.get("source"))
+        refusal = (
+            fail(404, "unknown_format", f"formats: {', '.join(formats.FORMATS)}")
+            if fmt not in formats.FORMATS
+            else fail(404, "unknown_source", "no configured source for this format")
+            if src is None
+            else _refuse_unread(request, src)
+        )
+        if refusal is not None:
+            refusal.force_close()  # the body was never sent: the connection cannot be reused
+            return refusal
+        if request.version >= (1, 1):
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the interim answer is not the response
+        return None
+
     async def _post(self, request: web.Request, fmt: str, src: Source) -> web.Response:
         self.last_request = time.monotonic()
-        ctype = request.content_type.lower()
-        if ctype not in JSON_TYPES and not ctype.endswith("+json"):
-            return fail(415, "unsupported_media_type", "send JSON (application/json)")
-        if (request.content_length or 0) > src.max_body_bytes:
-            return fail(413, "too_large", f"at most {src.max_body_bytes} bytes")
+        refusal = _refuse_unread(request, src)
+        if refusal is not None:
+            return refusal
         try:
             async with _timeout(self.body_timeout):
                 body = await _read_body(request, src.max_body_bytes)
@@ -282,6 +302,16 @@ class Receiver:
                     break  # the rest of this batch is queued again too: claim afresh
 
 
+def _refuse_unread(request: web.Request, src: Source) -> Optional[web.Response]:
+    """The refusals that need no body: its media type and its announced length."""
+    ctype = request.content_type.lower()
+    if ctype not in JSON_TYPES and not ctype.endswith("+json"):
+        return fail(415, "unsupported_media_type", "send JSON (application/json)")
+    if (request.content_length or 0) > src.max_body_bytes:
+        return fail(413, "too_large", f"at most {src.max_body_bytes} bytes")
+    return None
+
+
 if sys.version_info >= (3, 11):
     _timeout = asyncio.timeout  # a timer on the running task: no task per request
 else:  # pragma: no cover
@@ -398,8 +428,10 @@ def build_app(settings: Settings, enricher: Enricher) -> web.Application:
     receiver = Receiver(settings, enricher)
     app = web.Application(middlewares=[errors])
     app[RECEIVER] = receiver
-    app.router.add_post("/v1/alerts/{format}", receiver.post_alert)
-    app.router.add_post("/v1/alerts/{format}/{token}", receiver.post_alert)
+    app.router.add_post("/v1/alerts/{format}", receiver.post_alert, expect_handler=receiver.expect)
+    app.router.add_post(
+        "/v1/alerts/{format}/{token}", receiver.post_alert, expect_handler=receiver.expect
+    )
     app.router.add_get("/v1/jobs/{id}", receiver.get_job)
     app.router.add_get("/healthz", receiver.healthz)
     app.router.add_get("/metrics", receiver.metrics)
