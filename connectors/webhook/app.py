@@ -4,7 +4,9 @@ asynchronous (202 + job), GET /v1/jobs/{id}, /healthz, /metrics."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import hmac
 import logging
 import sys
 import time
@@ -59,6 +61,7 @@ class Receiver:
         self.body_timeout = BODY_TIMEOUT
         self.job_failures: Dict[str, int] = {}  # unexpected errors per job, this process
         self.stats = Metrics()
+        self.job_key = self.outbox.job_key()
 
     # -- enrichment ----------------------------------------------------------------------------
     async def enrich_alert(
@@ -188,10 +191,17 @@ class Receiver:
         jid, new = self.outbox.accept(src.name, fmt, body, f"{src.name}/{idem}")
         if new:
             self.wake.set()
+        token = self.job_token(jid)
         return web.json_response(
-            {"job": jid, "status": f"/v1/jobs/{jid}", "duplicate": not new},
+            {"job": jid, "status": f"/v1/jobs/{jid}?token={token}", "token": token,
+             "duplicate": not new},
             status=202 if new else 200,
-        )
+        )  # fmt: skip
+
+    def job_token(self, jid: str) -> str:
+        """The capability to read one job: an HMAC of its id under the outbox's key."""
+        digest = hmac.new(self.job_key, jid.encode(), hashlib.sha256).digest()[:24]
+        return base64.urlsafe_b64encode(digest).decode()
 
     def source_for(self, fmt: str, name: Optional[str]) -> Optional[Source]:
         if name:
@@ -214,10 +224,35 @@ class Receiver:
         return 0
 
     async def get_job(self, request: web.Request) -> web.Response:
-        job = self.outbox.get(request.match_info["id"])
-        if job is None:
-            return fail(404, "unknown_job", "no such job")
-        return web.json_response(job)
+        """A job holds the whole enriched alert: only for its token (from the 202, as ?token=
+        or a bearer token) or its source's own credentials (bearer, header and basic)."""
+        jid = request.match_info["id"]
+        header = request.headers.get("Authorization", "")
+        given = request.query.get("token") or (
+            header[7:].strip() if header.lower().startswith("bearer ") else ""
+        )
+        expected = self.job_token(jid).encode()
+        if given and hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected):
+            job = self.outbox.get(jid)
+            if job is None:
+                return fail(404, "unknown_job", "no such job (finished jobs are kept keep_days)")
+            return web.json_response(job)
+        job = self.outbox.get(jid)
+        src = self.cfg.sources.get(job["source"]) if job else None
+        if job and src and src.auth in ("bearer", "header", "basic"):
+            try:
+                auth.verify(src.auth, src.secret, request.headers, b"", None, src.header,
+                            src.username)  # fmt: skip
+                return web.json_response(job)
+            except auth.AuthError:
+                pass
+        return fail(
+            401,
+            "unauthorized",
+            "pass the job's token from the 202 (?token= or Authorization: Bearer) or the "
+            "source's credentials",
+            {"WWW-Authenticate": 'Bearer realm="vtconnect jobs"'},
+        )
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "jobs": self.outbox.counts()})
