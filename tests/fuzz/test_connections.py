@@ -190,3 +190,23 @@ def test_malformed_requests_are_json_400s_and_one_log_line_per_client(tmp_path, 
             assert log.count(f"event=bad_request part={part} ") == 1, log
     finally:
         srv.stop()
+
+
+def test_example_server_section_is_the_defaults_and_bad_values_name_the_key():
+    from pathlib import Path
+
+    from connectors.connections import Limits, load_limits
+    from connectors.core import config
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "vtconnect.toml"
+    assert load_limits(config.load(str(example), env={}).raw) == Limits()
+    for section, key in [
+        ({"keepalive_timeout": 0}, "server.keepalive_timeout"),
+        ({"header_timeout": "10"}, "server.header_timeout"),
+        ({"max_connections": 1.5}, "server.max_connections"),
+        ({"max_connections": True}, "server.max_connections"),
+        ({"log_every": float("inf")}, "server.log_every"),
+        ({"max_conections": 5}, "server.max_conections"),
+    ]:
+        with pytest.raises(config.ConfigError, match=key.replace(".", r"\.")):
+            load_limits({"server": section})
