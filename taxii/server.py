@@ -9,6 +9,7 @@ import asyncio
 import datetime as _dt
 import json
 import logging
+from importlib import resources
 from typing import Any, Awaitable, Callable, Dict, List, Optional
 
 from aiohttp import web
@@ -251,6 +252,14 @@ async def healthz(request: web.Request) -> web.Response:
     return reply({"ok": True})
 
 
+OPENAPI = resources.files(__package__).joinpath("openapi.json").read_bytes()
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 description of these routes (shipped as package data)."""
+    return web.Response(body=OPENAPI, content_type="application/json")
+
+
 def build_app(settings: Settings, enricher: Optional[Enricher]) -> web.Application:
     """The TAXII part of `vtconnect serve`. With an enricher, a background task publishes the
     core's verdict log and polls the configured VirusTotal sources; it stops on app cleanup."""
@@ -259,7 +268,8 @@ def build_app(settings: Settings, enricher: Optional[Enricher]) -> web.Applicati
     store = Store(cfg.store or settings.state_path / "taxii.db")
     app[CONFIG], app[STORE], app[AUTH] = cfg, store, auth.Authenticator(cfg)
     col = "/{root}/collections/{collection}"
-    app.router.add_get("/healthz", healthz)  # before /{root}, which would match it
+    app.router.add_get("/healthz", healthz)  # before /{root}, which would match them
+    app.router.add_get("/openapi.json", openapi)
     routes = [
         ("GET", "/taxii2", discovery),
         ("GET", "/{root}", api_root),

@@ -10,6 +10,7 @@ import hmac
 import logging
 import sys
 import time
+from importlib import resources
 from typing import Any, Awaitable, Callable, Dict, List, Optional
 
 import aiohttp
@@ -459,6 +460,14 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return fail(500, "internal", "internal error")
 
 
+OPENAPI = resources.files(__package__).joinpath("openapi.json").read_bytes()
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 description of this API (shipped as package data)."""
+    return web.Response(body=OPENAPI, content_type="application/json")
+
+
 def build_app(settings: Settings, enricher: Enricher) -> web.Application:
     receiver = Receiver(settings, enricher)
     app = web.Application(middlewares=[errors])
@@ -469,6 +478,7 @@ def build_app(settings: Settings, enricher: Enricher) -> web.Application:
     )
     app.router.add_get("/v1/jobs/{id}", receiver.get_job)
     app.router.add_get("/healthz", receiver.healthz)
+    app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/metrics", receiver.metrics)
 
     async def worker(app: web.Application):  # type: ignore[no-untyped-def]
