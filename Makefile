@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test fuzz lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ demo: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/ruff check connectors taxii tests bench packaging
 	$(BIN)/python -m pytest -q
+
+# A longer fuzz campaign than `make test` runs (FUZZ_EXAMPLES per API and mode; raw requests x5).
+FUZZ_EXAMPLES ?= 1000
+fuzz: $(BIN)/.installed
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/fuzz -q
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/core.py
