@@ -36,7 +36,7 @@ def _runtime_deps() -> Path:
             capture_output=True, text=True, timeout=600,
         )  # fmt: skip
         if r.returncode != 0:
-            pytest.skip(f"cannot install the runtime dependencies for Python 3.9: {r.stderr[-500:]}")
+            pytest.skip(f"cannot install runtime dependencies for 3.9: {r.stderr[-500:]}")
         (lib / ".complete").write_text("ok")
     return lib
 
