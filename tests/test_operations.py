@@ -82,3 +82,13 @@ def test_licence_file_matches_the_metadata():
     assert meta["license"] == "Apache-2.0" and meta["license-files"] == ["LICENSE"]
     text = (ROOT / "LICENSE").read_text()
     assert "Apache License" in text and "Version 2.0, January 2004" in text
+
+
+def test_shell_completion_completes_sub_commands():
+    import os
+
+    exe = str(Path(sys.executable).with_name("vtconnect"))
+    env = dict(os.environ, _VTCONNECT_COMPLETE="bash_complete", COMP_WORDS="vtconnect loo",
+               COMP_CWORD="1")  # fmt: skip
+    r = subprocess.run([exe], env=env, capture_output=True, text=True, timeout=60)
+    assert "plain,lookup" in r.stdout.split(), r.stdout + r.stderr
