@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from connectors.core.config import ConfigError
+from connectors.core.config import ConfigError, check_known
 
 PBKDF2_ITERATIONS = 200_000
 PUBLISHABLE_ORDER = ("malicious", "suspicious", "harmless", "undetected")
@@ -105,9 +105,7 @@ KEYS = {  # a misspelt key is an error, not a silently ignored setting
 
 
 def _known(table: Mapping[str, Any], keys: Tuple[str, ...], where: str) -> None:
-    unknown = sorted(str(k) for k in table if k not in keys)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(keys)})")
+    check_known(table, keys, where)
 
 
 def _verdicts(values: Tuple[str, ...], where: str) -> None:
