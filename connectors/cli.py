@@ -42,7 +42,38 @@ class Ctx:
         return self._settings
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Root(click.Group):
+    """`--config PATH` and `-v` may come after the sub-command too (`vtconnect lookup X --config
+    c.toml`): they are moved in front of it before click parses, up to a `--`."""
+
+    def parse_args(self, ctx: click.Context, args: List[str]) -> List[str]:
+        front: List[str] = []
+        rest: List[str] = []
+        i = 0
+        while i < len(args):
+            a = args[i]
+            if a == "--":
+                rest += args[i:]
+                break
+            if a == "--config":
+                if i + 1 == len(args):
+                    raise click.BadOptionUsage(
+                        "config", "Option '--config' requires an argument.", ctx
+                    )
+                front += args[i : i + 2]
+                i += 2
+                continue
+            if a.startswith("--config=") or a == "--verbose" or (
+                a.startswith("-v") and set(a[1:]) == {"v"}
+            ):
+                front.append(a)
+            else:
+                rest.append(a)
+            i += 1
+        return super().parse_args(ctx, front + rest)
+
+
+@click.group(cls=Root, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_path",

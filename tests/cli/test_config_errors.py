@@ -33,3 +33,17 @@ def test_misspelt_sections_and_keys_are_errors_with_a_suggestion(tmp_path, text,
                        env=env, timeout=60)  # fmt: skip
     assert r.returncode == 2, r.stderr
     assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_config_option_after_the_sub_command(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[quota]\ntier = 'premium'\nper_minute = 77\n")
+    exe = str(Path(sys.executable).with_name("vtconnect"))
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path))
+    env.pop("VTCONNECT_CONFIG", None)
+    for args in (["--config", str(cfg), "quota"], ["quota", "--config", str(cfg)],
+                 ["quota", f"--config={cfg}", "-v"]):  # fmt: skip
+        r = subprocess.run([exe, *args], capture_output=True, text=True, env=env, timeout=60)
+        assert r.returncode == 0 and "tier premium" in r.stdout, (args, r.stderr)
+    r = subprocess.run([exe, "quota", "--config"], capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and "'--config' requires an argument" in r.stderr
