@@ -417,10 +417,13 @@ def serve(obj: Ctx, parts: Sequence[str]) -> None:
 
 
 def _register_connectors() -> None:
+    from .cli_config import config_group, init
     from .cli_splunk import splunk
     from .cli_taxii import taxii
     from .cli_webhook import webhook
 
+    main.add_command(config_group)
+    main.add_command(init)
     main.add_command(splunk)
     main.add_command(taxii)
     main.add_command(webhook)
