@@ -7,6 +7,7 @@ Exit codes: 0 done; 1 some lookups failed (verdict error) or VirusTotal could no
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
 from pathlib import Path
@@ -236,41 +237,78 @@ def scan() -> None:
     """Submit a URL or a file to VirusTotal for analysis."""
 
 
-def _run_scan(settings: config_mod.Settings, submit, wait: bool, timeout: float) -> None:
-    async def run() -> None:
+def _run_scan(
+    settings: config_mod.Settings, submit, wait: bool, timeout: float, fmt: str
+) -> None:
+    async def run() -> dict:
         gw = Gateway(settings.virustotal)
         try:
             analysis_id = await submit(gw)
-            click.echo(f"analysis {analysis_id}")
             if not wait:
-                return
+                return {"analysis_id": analysis_id, "status": "queued"}
             from .core.analysis import wait_for_analysis
 
             doc = await wait_for_analysis(gw, analysis_id, timeout=timeout)
-            attrs = doc["data"]["attributes"]
-            stats = attrs.get("stats", {})
-            click.echo(
-                f"status {attrs.get('status')}: "
-                + ", ".join(f"{k} {v}" for k, v in stats.items() if v)
-            )
+            return scan_result(analysis_id, doc, settings)
         finally:
             await gw.aclose()
 
     try:
-        asyncio.run(run())
+        out = asyncio.run(run())
     except CredentialsRejected as exc:
         _credentials_exit(exc)
     except GatewayError as exc:
         click.echo(f"scan failed: {exc}", err=True)
         sys.exit(EXIT_FAILED)
+    if fmt == "json":
+        click.echo(json.dumps(out, indent=2))
+        return
+    click.echo(f"analysis {out['analysis_id']}: {out['status']}")
+    if "verdict" in out:
+        click.echo(f"verdict  {out['verdict']} ({out['score']}): {out['reason']}")
+        click.echo(f"link     {out['link']}")
+    else:
+        click.echo("(add --wait to poll until the analysis completes and see the verdict)")
+
+
+def scan_result(analysis_id: str, doc: dict, settings: config_mod.Settings) -> dict:
+    """The verdict from the completed analysis itself (its stats and engine results), so seeing
+    it costs no further API call."""
+    from .core.enricher import from_report
+    from .core.observable import parse
+    from .core.report import parse_report
+
+    attrs = doc["data"]["attributes"]
+    meta = doc.get("meta") or {}
+    out = {"analysis_id": analysis_id, "status": attrs.get("status"),
+           "stats": attrs.get("stats", {})}  # fmt: skip
+    info = meta.get("file_info") or meta.get("url_info") or {}
+    value = info.get("sha256") or info.get("url")
+    if not value:
+        return out
+    kind = "file" if "sha256" in info else "url"
+    obs = parse(value, kind)
+    vt_type = "file" if kind == "file" else "url"
+    analysed = {
+        "last_analysis_stats": attrs.get("stats", {}),
+        "last_analysis_results": attrs.get("results", {}),
+        "last_analysis_date": attrs.get("date"),
+    }
+    oid = info.get("sha256") or info.get("id")
+    report = parse_report({"data": {"type": vt_type, "id": oid, "attributes": analysed}})
+    enr = from_report(obs, report, settings.policy)
+    out.update(value=obs.value, verdict=enr.verdict.value, score=enr.score, reason=enr.reason,
+               link=enr.link)  # fmt: skip
+    return out
 
 
 @scan.command("url")
 @click.argument("url")
 @click.option("--wait/--no-wait", default=False, help="Poll until the analysis completes.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=300, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @click.pass_obj
-def scan_url(obj: Ctx, url: str, wait: bool, timeout: float) -> None:
+def scan_url(obj: Ctx, url: str, wait: bool, timeout: float, fmt: str) -> None:
     """Submit URL for analysis."""
     from .core.observable import InvalidObservable, parse
 
@@ -278,17 +316,18 @@ def scan_url(obj: Ctx, url: str, wait: bool, timeout: float) -> None:
         obs = parse(url, "url")
     except InvalidObservable as exc:
         raise click.BadParameter(str(exc), param_hint="URL") from None
-    _run_scan(obj.settings, lambda gw: gw.scan_url(obs.value), wait, timeout)
+    _run_scan(obj.settings, lambda gw: gw.scan_url(obs.value), wait, timeout, fmt)
 
 
 @scan.command("file")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, readable=True))
 @click.option("--wait/--no-wait", default=False, help="Poll until the analysis completes.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @click.pass_obj
-def scan_file(obj: Ctx, path: str, wait: bool, timeout: float) -> None:
+def scan_file(obj: Ctx, path: str, wait: bool, timeout: float, fmt: str) -> None:
     """Upload PATH (up to 650 MB) for analysis."""
-    _run_scan(obj.settings, lambda gw: gw.scan_file(path), wait, timeout)
+    _run_scan(obj.settings, lambda gw: gw.scan_file(path), wait, timeout, fmt)
 
 
 # -- emulator --------------------------------------------------------------------------------
@@ -333,8 +372,10 @@ def cache() -> None:
 
 
 @cache.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
 @click.pass_obj
-def cache_stats(obj: Ctx) -> None:
+def cache_stats(obj: Ctx, as_json: bool) -> None:
+    """Entries by verdict, hit rate, verdict log size."""
     from .core.cache import Cache
 
     c = Cache(obj.settings.cache_path, obj.settings.cache)
@@ -342,9 +383,18 @@ def cache_stats(obj: Ctx) -> None:
         stats = c.stats()
     finally:
         c.close()
-    click.echo(f"cache {obj.settings.cache_path}")
-    for k, v in stats.items():
-        click.echo(f"  {k}: {v}")
+    stats.pop("memory_entries", None)  # this process's own memory: always empty here
+    if as_json:
+        click.echo(json.dumps(dict(stats, path=str(obj.settings.cache_path))))
+        return
+    verdicts = ", ".join(f"{k} {v}" for k, v in sorted(stats["by_verdict"].items())) or "none"
+    looked = stats["hits_total"] + stats["misses_total"]
+    click.echo(f"cache        {obj.settings.cache_path} ({stats['db_bytes'] / 1024:.0f} KiB)")
+    click.echo(f"entries      {stats['entries']} live ({verdicts}); {stats['expired']} expired; "
+               f"{stats['aliases']} hash aliases")  # fmt: skip
+    click.echo(f"hit rate     {100 * stats['hit_rate']:.1f}% of {looked} lookups; today "
+               f"{stats['hits_today']} hits, {stats['misses_today']} misses")  # fmt: skip
+    click.echo(f"verdict log  {stats['log_rows']} rows (kept 30 days)")
 
 
 @cache.command("purge")
