@@ -23,7 +23,7 @@ from .core.gateway import CredentialsRejected, Gateway, GatewayError
 from .core.quota import Priority
 from .core.verdict import Enrichment, Verdict
 
-EXIT_FAILED, EXIT_USAGE, EXIT_CREDENTIALS = 1, 2, 3
+EXIT_FAILED, EXIT_USAGE, EXIT_CREDENTIALS, EXIT_INTERRUPTED = 1, 2, 3, 130
 MAX_LINE = 8192  # longer input lines come back skipped, shortened in the output
 
 
@@ -118,9 +118,16 @@ def _read_values(source: str) -> List[str]:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["table", "json", "csv", "stix"]),
+    type=click.Choice(["table", "json", "jsonl", "csv", "stix"]),
     default="table",
     show_default=True,
+    help="csv, json and jsonl stream rows as they complete; table and stix print at the end.",
+)
+@click.option(
+    "--extract",
+    is_flag=True,
+    help="Find the indicators in free text (log lines, CSV, an e-mail) given as arguments or "
+    "with -f, instead of one indicator per line.",
 )
 @click.option(
     "--type",
@@ -163,6 +170,7 @@ def lookup(
     values: Sequence[str],
     source: Optional[str],
     fmt: str,
+    extract: bool,
     kind: str,
     no_cache: bool,
     rescan_after_days: Optional[int],
@@ -171,8 +179,14 @@ def lookup(
     priority: str,
 ) -> None:
     """Enrich indicators (hashes, URLs, domains, IPs) with VirusTotal verdicts."""
-    items = list(values) + (_read_values(source) if source else [])
+    if extract:
+        items = _extracted(values, source, kind)
+    else:
+        items = list(values) + (_read_values(source) if source else [])
     if not items:
+        if extract:
+            click.echo("no indicators found in the text", err=True)
+            return
         raise click.UsageError("give indicators as arguments or with -f FILE (- for stdin)")
     settings = obj.settings
     console = Console(stderr=True)
@@ -181,26 +195,119 @@ def lookup(
         kind=kind,
         use_cache=not no_cache,
         rescan_after_days=rescan_after_days,
-        max_lookups=max_lookups,
-        deadline=deadline,
         priority=Priority[priority.upper()],
     )
+    writer = formats.RowWriter(fmt, sys.stdout, Console())
+    run = LookupRun(enricher, items, kwargs, deadline, max_lookups, writer)
+    interrupted = False
     try:
-        results = asyncio.run(_lookup(enricher, items, kwargs, console))
+        asyncio.run(run.go(console))
+    except KeyboardInterrupt:
+        interrupted = True
     except CredentialsRejected as exc:
+        writer.close()
         _credentials_exit(exc)
     finally:
         enricher.close()
-    if fmt == "json":
-        click.echo(formats.to_json(results))
-    elif fmt == "stix":
-        click.echo(formats.to_stix(results))
-    elif fmt == "csv":
-        click.echo(formats.to_csv(results), nl=False)
-    else:
-        formats.print_table(results, Console())
-    if any(r.verdict == Verdict.ERROR for r in results):
+    writer.close()
+    _say_unreachable(run.results, settings)
+    if interrupted:
+        click.echo(f"interrupted: {writer.count} of {len(items)} values done", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    if any(r.verdict == Verdict.ERROR for r in run.results):
         sys.exit(EXIT_FAILED)
+
+
+def _extracted(values: Sequence[str], source: Optional[str], kind: str) -> List[str]:
+    """Indicators found in the text, as the Splunk command and the webhook find them."""
+    from .core.extract import extract
+    from .core.observable import Kind
+
+    if source == "-":
+        text = sys.stdin.buffer.read().decode("utf-8", "replace")
+    elif source:
+        try:
+            text = Path(source).read_bytes().decode("utf-8", "replace")
+        except OSError as exc:
+            msg = f"cannot read {source}: {exc.strerror}"
+            raise click.BadParameter(msg, param_hint="-f") from None
+    else:
+        text = ""
+    text = "\n".join([*values, text])
+    kinds = {"file": ("md5", "sha1", "sha256"), "hash": ("md5", "sha1", "sha256"),
+             "ip": ("ipv4", "ipv6")}.get(kind, (kind,)) if kind != "auto" else None  # fmt: skip
+    found = extract(text, max_chars=len(text), kinds=[Kind(k) for k in kinds] if kinds else None)
+    return [o.value for o in found]
+
+
+class LookupRun:
+    """Enriches the values a few at a time, so that rows stream out as they complete and a
+    Ctrl-C keeps (and prints) what was already answered. --deadline and --max-lookups hold for
+    the whole run, not per batch."""
+
+    def __init__(self, enricher: Enricher, items: List[str], kwargs: dict,
+                 deadline: Optional[float], max_lookups: Optional[int],
+                 writer: formats.RowWriter) -> None:  # fmt: skip
+        self.enricher, self.kwargs, self.writer = enricher, kwargs, writer
+        self.items = [v if len(v) <= MAX_LINE else v[:64] + "…(truncated)" for v in items]
+        self.deadline, self.max_lookups = deadline, max_lookups
+        self.results: List[Enrichment] = []
+
+    def _batch_size(self) -> int:
+        # Enough to keep every request slot busy; at the public tier's 4/min, a few values.
+        per_minute, _ = self.enricher.settings.quota.limits()
+        size = self.enricher.settings.virustotal.max_concurrency * 2
+        return max(1, min(size, per_minute)) if per_minute else size
+
+    async def go(self, console: Console) -> None:
+        loop = asyncio.get_running_loop()
+        end = None if self.deadline is None else loop.time() + self.deadline
+        size = self._batch_size()
+        progress = None
+        if len(self.items) >= 50 and console.is_terminal and self.writer.fmt in ("table", "stix"):
+            from rich.progress import Progress
+
+            progress = Progress(console=console, transient=True)
+            progress.start()
+            task = progress.add_task("enriching", total=len(self.items))
+        try:
+            for i in range(0, len(self.items), size):
+                chunk = self.items[i : i + size]
+                left = None if end is None else max(0.001, end - loop.time())
+                lookups = None
+                if self.max_lookups is not None:
+                    lookups = max(0, self.max_lookups - self._asked())
+                out = await self.enricher.enrich(
+                    chunk, deadline=left, max_lookups=lookups, **self.kwargs
+                )
+                self.results += out
+                self.writer.write(out)
+                if progress is not None:
+                    progress.update(task, advance=len(chunk))
+        finally:
+            if progress is not None:
+                progress.stop()
+            await self.enricher.aclose()
+
+    def _asked(self) -> int:
+        """API lookups made so far: answers that did not come from the cache."""
+        asked = {Verdict.SKIPPED, Verdict.QUOTA}
+        return sum(1 for r in self.results if not r.cached and r.verdict not in asked)
+
+
+def _say_unreachable(results: Sequence[Enrichment], settings: config_mod.Settings) -> None:
+    """One line, not one per row, when VirusTotal (or the emulator) could not be reached."""
+    if not any(r.error == "ConnectionError" for r in results):
+        return
+    url = settings.virustotal.api_url
+    local = "127.0.0.1" in url or "localhost" in url
+    hint = "is `vtconnect emulator` running there? " if local else ""
+    proxy = f"the proxy {settings.virustotal.proxy}" if settings.virustotal.proxy else "a proxy"
+    click.echo(
+        f"error: cannot reach VirusTotal at {url}: {hint}check VT_API_URL (or [virustotal] "
+        f"api_url) and whether {proxy} is needed ([virustotal] proxy)",
+        err=True,
+    )
 
 
 def _credentials_exit(exc: CredentialsRejected) -> None:
@@ -209,26 +316,6 @@ def _credentials_exit(exc: CredentialsRejected) -> None:
         sys.exit(EXIT_USAGE)
     click.echo(f"error: VirusTotal rejected the API key ({exc.code}): {exc.message}", err=True)
     sys.exit(EXIT_CREDENTIALS)
-
-
-async def _lookup(
-    enricher: Enricher, items: List[str], kwargs: dict, console: Console
-) -> List[Enrichment]:
-    items = [v if len(v) <= MAX_LINE else v[:64] + "…(truncated)" for v in items]
-    try:
-        if len(items) < 50 or not console.is_terminal:
-            return await enricher.enrich(items, **kwargs)
-        from rich.progress import Progress
-
-        results: List[Enrichment] = []
-        with Progress(console=console, transient=True) as progress:
-            task = progress.add_task("enriching", total=len(items))
-            for i in range(0, len(items), 100):
-                results += await enricher.enrich(items[i : i + 100], **kwargs)
-                progress.update(task, advance=len(items[i : i + 100]))
-        return results
-    finally:
-        await enricher.aclose()
 
 
 # -- scan ------------------------------------------------------------------------------------
