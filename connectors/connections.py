@@ -113,13 +113,26 @@ def _evict_idle(handlers: List[RequestHandler]) -> bool:
 
 class GuardedHandler(RequestHandler):
     """aiohttp's request handler with a header timeout and JSON answers for malformed requests.
-    aiohttp's own keep-alive timer (started at connection_made and after each response) closes
-    idle connections; bytes that trickle in without completing the headers start ours."""
+    aiohttp's own keep-alive timer closes connections left idle after a response; a connection
+    that never sends a byte is closed by ours (aiohttp 3.13 has none for it), and bytes that
+    trickle in without completing the headers start the header timer."""
 
     def __init__(self, manager: web.Server, guard: Guard, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._guard = guard
         self._header_timer: Optional[asyncio.TimerHandle] = None
+        self._silent_timer: Optional[asyncio.TimerHandle] = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._silent_timer = self._loop.call_later(
+            self._guard.limits.keepalive_timeout, self._silent_too_long
+        )
+
+    def _silent_too_long(self) -> None:
+        self._silent_timer = None
+        if self.idle():
+            self.force_close()
 
     def _between_requests(self) -> bool:
         return self._current_request is None and not self._messages
@@ -129,6 +142,9 @@ class GuardedHandler(RequestHandler):
         return self._between_requests() and self._header_timer is None and not self._force_close
 
     def data_received(self, data: bytes) -> None:
+        if self._silent_timer is not None:
+            self._silent_timer.cancel()
+            self._silent_timer = None
         waiting = self._between_requests()
         super().data_received(data)
         if not waiting:
@@ -154,6 +170,8 @@ class GuardedHandler(RequestHandler):
 
     def connection_lost(self, exc: Optional[BaseException]) -> None:
         self._stop_header_timer()
+        if self._silent_timer is not None:
+            self._silent_timer.cancel()
         super().connection_lost(exc)
 
     def handle_error(
