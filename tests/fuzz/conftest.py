@@ -28,7 +28,17 @@ class Target:
             doc = json.loads(body)
             assert isinstance(doc, dict) and set(doc) == ERROR_KEYS[part], f"{what}: {doc}"
         self.check_log(what)
-        assert process.healthz_ms(self.served, part) < 100, f"{what}: /healthz slow"
+        self.check_alive(part, what)
+
+    def check_alive(self, part: str, what: str) -> None:
+        """/healthz within 100 ms: the liveness bound. Best of three tries, so that a moment
+        of scheduling noise on a shared machine is not taken for a stuck server."""
+        took = []
+        for _ in range(3):
+            took.append(process.healthz_ms(self.served, part))
+            if took[-1] < 100:
+                return
+        raise AssertionError(f"{what}: /healthz took {took} ms")
 
     def check_log(self, what: str) -> None:
         log = self.served.log()
