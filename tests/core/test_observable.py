@@ -85,7 +85,7 @@ def test_parse_raises_only_invalid_observable(text: str, kind: str) -> None:
         assert str(exc)
     else:
         assert isinstance(obs, Observable)
-        assert parse(obs.value) == obs
+        assert parse(obs.value, obs.kind.value) == obs
 
 
 @settings(max_examples=200, deadline=None)
@@ -199,7 +199,9 @@ def test_defanged_ip() -> None:
         ("пример.рф", "xn--e1afmkfd.xn--p1ai"),
         ("example\u3002com", "example.com"),  # ideographic full stop
         ("<example.org>", "example.org"),
-        ("readme.md", "readme.md"),  # .md is a TLD; extraction, not parse, filters file names
+        ("straße.de", "xn--strae-oqa.de"),  # IDNA 2008: "ß" is kept, not mapped to "ss"
+        ("xn--strae-oqa.de", "xn--strae-oqa.de"),
+        ("STRASSE.de", "strasse.de"),
     ],
 )
 def test_domains(raw: str, value: str) -> None:
@@ -276,8 +278,8 @@ def test_bad_ips(raw: str) -> None:
 @pytest.mark.parametrize(
     ("raw", "value"),
     [
-        ("HTTP://Example.COM:80/Path?Q=1#F", "http://example.com/Path?Q=1#F"),
-        ("https://example.com:443", "https://example.com"),
+        ("HTTP://Example.COM:80/Path?Q=1#F", "http://example.com/Path?Q=1"),
+        ("https://example.com:443", "https://example.com/"),
         ("https://example.com:8443/", "https://example.com:8443/"),
         ("https://example.com:/", "https://example.com/"),
         ("ftp://files.example.org:21/a", "ftp://files.example.org/a"),
@@ -286,7 +288,7 @@ def test_bad_ips(raw: str) -> None:
         ("http://bücher.de/ä", "http://xn--bcher-kva.de/ä"),
         ("http://[2001:DB8::1]:8080/", "http://[2001:db8::1]:8080/"),
         ("http://[::ffff:8.8.8.8]/", "http://8.8.8.8/"),
-        ("http://user:pw@Example.com/", "http://user:pw@example.com/"),
+        ("http://user:pw@Example.com/", "http://example.com/"),
         ("  <https://example.com/a>  ", "https://example.com/a"),
         ("hxxp://intranet/", "http://intranet/"),  # a URL; privacy decides whether to send it
     ],
@@ -299,7 +301,7 @@ def test_urls(raw: str, value: str) -> None:
 
 
 def test_url_kind_adds_scheme() -> None:
-    assert parse("example.com", "url").value == "http://example.com"
+    assert parse("example.com", "url").value == "http://example.com/"
     for url in ("www.evil.com/x?y", "http://evil.com/"):
         with pytest.raises(InvalidObservable, match="not a domain"):
             parse(url, "domain")
