@@ -1,6 +1,8 @@
 """Republishes the core's verdicts as STIX Indicators: a malicious or suspicious verdict from any
 connector (a Splunk search, a webhook alert, the CLI) reaches the firewalls polling TAXII; a later
-harmless verdict for a published indicator publishes a revoked version."""
+harmless verdict for a published indicator publishes a revoked version. The [lists] section
+decides first: an ignored value is never published (a live indicator for it is revoked), a
+forced verdict replaces the logged one."""
 
 from __future__ import annotations
 
@@ -9,10 +11,12 @@ import hashlib
 import json
 import logging
 import time
+from dataclasses import replace
 from typing import Any, AsyncIterator, Callable, Dict, List
 
 from connectors.core import stix
 from connectors.core.enricher import Enricher
+from connectors.core.lists import Lists
 from connectors.core.report import Report
 from connectors.core.verdict import Enrichment, Verdict
 
@@ -43,7 +47,7 @@ async def poll_sources(
             return await enricher.governor.acquire(Priority.BACKGROUND, time.time() + 5)
 
         objects = await sources.poll(
-            enricher.gateway, acquire, src, enricher.settings.policy, cfg.tlp
+            enricher.gateway, acquire, src, enricher.settings.policy, cfg.tlp, enricher.lists
         )
         if objects:
             stored += sum(
@@ -64,7 +68,9 @@ def publish_once(enricher: Enricher, store: Store, cfg: TaxiiConfig, batch: int 
     latest = {
         rec.key: rec for _, rec in rows if rec.kind in stix.PATTERN_PATH and rec.verdict in VERDICTS
     }
-    enrichments = {key: _enrichment(enricher, rec) for key, rec in latest.items()}
+    enrichments = {
+        key: _listed(enricher.lists, _enrichment(enricher, rec)) for key, rec in latest.items()
+    }
     batches: Dict[str, List[Dict[str, Any]]] = {}
     for coll in cfg.collections:
         wanted = set(coll.publish)
@@ -75,10 +81,13 @@ def publish_once(enricher: Enricher, store: Store, cfg: TaxiiConfig, batch: int 
             if coll.kinds and GROUP.get(rec.kind, rec.kind) not in coll.kinds:
                 continue
             enr = enrichments[key]
-            if rec.verdict in wanted:
+            verdict = enr.verdict.value
+            if verdict in wanted and verdict != "skipped":
                 made = stix.objects_for([enr], now, cfg.tlp, [enr.verdict])
                 objects += [o for o in made if o["type"] not in SHARED]
-            elif rec.verdict == "harmless" and _published(store, coll.id, rec.kind, rec.value):
+            elif verdict in ("harmless", "skipped") and _published(
+                store, coll.id, rec.kind, rec.value
+            ):
                 objects.append(stix.indicator(enr, now, cfg.tlp, revoked=True))
         if objects:
             batches[coll.id] = [stix.PRODUCER, stix.marking(cfg.tlp), *objects]
@@ -110,6 +119,14 @@ def _enrichment(enricher: Enricher, rec: Any) -> Enrichment:
         link=_link(rec.kind, rec.key, rec.value),
         report=report,
     )
+
+
+def _listed(lists: Lists, enr: Enrichment) -> Enrichment:
+    """The enrichment with the verdict a [lists] rule gives the value, if one matches."""
+    rule = lists.match_value(enr.kind, enr.value, enr.report) if lists else None
+    if rule is None:
+        return enr
+    return replace(enr, verdict=rule.verdict, score=rule.score, reason=rule.reason)
 
 
 def _published(store: Store, collection: str, kind: str, value: str) -> bool:

@@ -59,13 +59,12 @@ class Rule:
 
     @property
     def reason(self) -> str:
-        where = f"[lists] {self.list} entry {self.entry!r}"
+        """The verdict's reason, naming the rule."""
         if self.list == "ignore":
-            return f"on the ignore list ({where}): never looked up or published"
-        return f"forced {self.verdict.value} by {where} (analyst decision); not looked up"
-
-    def describe(self) -> str:
-        return f"{self.list} entry {self.entry!r} ({self.verdict.value})"
+            effect = "on the ignore list, never looked up or published"
+        else:
+            effect = f"forced {self.verdict.value} (analyst decision), not looked up"
+        return f"[lists] {self.list} entry {self.entry!r}: {effect}"
 
 
 class Lists:
@@ -137,6 +136,22 @@ class Lists:
             if rule is not None:
                 return rule
         return None
+
+    def match_value(self, kind: str, value: str, report: Any = None) -> Optional[Rule]:
+        """The rule for a normalised value of a kind ("md5", "url", ...); a file's other
+        hashes from its report (when given) are tried too."""
+        if self._empty:
+            return None
+        spellings = [(value, kind)]
+        if report is not None and getattr(report, "kind", "") == "file":
+            spellings += [(h, None) for h in (report.sha256, report.sha1, report.md5) if h]
+        observables = []
+        for text, of_kind in spellings:
+            try:
+                observables.append(parse(text, of_kind))
+            except InvalidObservable:
+                continue
+        return self.match_any(observables)
 
     def _by_suffix(self, name: str, ignore_only: bool) -> Optional[Rule]:
         if not self._suffixes:
