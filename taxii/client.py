@@ -19,8 +19,8 @@ from taxii2client.v21 import ApiRoot, Collection, Server, as_pages
 
 from connectors.core import stix
 from connectors.core.enricher import Enricher
-from connectors.core.quota import Priority
 from connectors.core.observable import InvalidObservable, parse
+from connectors.core.quota import Priority
 from connectors.core.verdict import Enrichment, Verdict
 
 from .errors import TaxiiError
