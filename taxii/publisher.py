@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from dataclasses import replace
-from typing import Any, AsyncIterator, Callable, Dict, List
+from typing import Any, AsyncIterator, Callable, Dict, List, Optional
 
 from connectors.core import stix
 from connectors.core.enricher import Enricher
@@ -68,9 +68,8 @@ def publish_once(enricher: Enricher, store: Store, cfg: TaxiiConfig, batch: int 
     latest = {
         rec.key: rec for _, rec in rows if rec.kind in stix.PATTERN_PATH and rec.verdict in VERDICTS
     }
-    enrichments = {
-        key: _listed(enricher.lists, _enrichment(enricher, rec)) for key, rec in latest.items()
-    }
+    lists = getattr(enricher, "lists", None)  # the core's [lists]: they decide first
+    enrichments = {key: _listed(lists, _enrichment(enricher, rec)) for key, rec in latest.items()}
     batches: Dict[str, List[Dict[str, Any]]] = {}
     for coll in cfg.collections:
         wanted = set(coll.publish)
@@ -121,7 +120,7 @@ def _enrichment(enricher: Enricher, rec: Any) -> Enrichment:
     )
 
 
-def _listed(lists: Lists, enr: Enrichment) -> Enrichment:
+def _listed(lists: Optional[Lists], enr: Enrichment) -> Enrichment:
     """The enrichment with the verdict a [lists] rule gives the value, if one matches."""
     rule = lists.match_value(enr.kind, enr.value, enr.report) if lists else None
     if rule is None:
