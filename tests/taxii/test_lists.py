@@ -104,3 +104,34 @@ def test_pull_never_stores_ignored_values(taxii_settings, server):
     )
     patterns = [o["pattern"] for o in stored(taxii_settings, INBOX) if o["type"] == "indicator"]
     assert patterns == ["[domain-name:value = 't1.example.net']"]
+
+
+async def test_vt_sources_leave_ignored_values_out(taxii_settings, tmp_path):
+    from connectors.core.enricher import Enricher
+    from taxii.publisher import poll_sources
+
+    raw = dict(taxii_settings.raw)
+    raw["taxii"] = dict(raw["taxii"], sources=[
+        {"type": "collection", "id": "demo-apt-campaign", "collection": FEED, "every": 60},
+    ])  # fmt: skip
+    settings = with_lists(
+        replace(taxii_settings, raw=raw),
+        ignore=("malware.wicar.org", "203.0.113.0/24"),
+        force_harmless=("275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f",),
+    )
+    store = Store(tmp_path / "sources.db")
+    e = Enricher(settings, connector="taxii")
+    try:
+        await poll_sources(e, store, taxii_config.load(settings.raw), {})
+    finally:
+        await e.aclose()
+        e.close()
+    patterns = [
+        json.loads(o["body"])["pattern"]
+        for o in store.query(FEED, limit=1000, types=["indicator"]).objects
+    ]
+    store.close()
+    assert "[domain-name:value = 'update-check.net']" in patterns  # not listed
+    # The ignored host's URLs go too; the forced-harmless file is not risky any more.
+    for gone in ("malware.wicar.org", "203.0.113.", "275a021bbfb6489e"):
+        assert not any(gone in p for p in patterns), (gone, patterns)
