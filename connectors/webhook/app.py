@@ -65,7 +65,7 @@ class Receiver:
         self, fmt: str, doc: Dict[str, Any], deadline: Optional[float], output: str = "vtconnect"
     ) -> Dict[str, Any]:
         started = time.monotonic()
-        emails = self.settings.privacy.extract_email_domains
+        emails = self.enricher.settings.privacy.extract_email_domains
         used, values = formats.indicators(fmt, doc, emails)
         results = (
             await self.enricher.enrich(
