@@ -89,8 +89,12 @@ def test_pull_never_stores_ignored_values(taxii_settings, server):
     from .conftest import TOKEN
     from .test_server import MEDIA, http
 
-    objs = [indicator("domain", "own.example.org"), indicator("domain", "t1.example.net"),
-            indicator("ipv4", "10.1.2.3"), indicator("url", "http://www.example.org/x")]  # fmt: skip
+    objs = [
+        indicator("domain", "own.example.org"),
+        indicator("domain", "t1.example.net"),
+        indicator("ipv4", "10.1.2.3"),
+        indicator("url", "http://www.example.org/x"),
+    ]
     body = json.dumps({"objects": objs}).encode()
     status, _, _ = http(
         f"{server.url}/api/collections/{FEED}/objects/", "POST", body, {"Content-Type": MEDIA}
