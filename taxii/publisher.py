@@ -59,16 +59,17 @@ async def poll_sources(
 def publish_once(enricher: Enricher, store: Store, cfg: TaxiiConfig, batch: int = 1000) -> int:
     """One pass over new verdict log rows; returns how many objects were stored. The cached
     report (when the cache still has it) adds labels, first_seen and the Malware SDO."""
+    lists = getattr(enricher, "lists", None)  # the core's [lists]: they decide first
+    revoked = revoke_listed(lists, store, cfg) if lists is not None else 0
     seen = store.get_state(CURSOR, "")
     rows = enricher.cache.log_after(int(seen or 0), limit=batch)
     if not rows:
-        return 0
+        return revoked
     now = time.time()
     # A later verdict for a value supersedes; rows we cannot express as a pattern are skipped.
     latest = {
         rec.key: rec for _, rec in rows if rec.kind in stix.PATTERN_PATH and rec.verdict in VERDICTS
     }
-    lists = getattr(enricher, "lists", None)  # the core's [lists]: they decide first
     enrichments = {key: _listed(lists, _enrichment(enricher, rec)) for key, rec in latest.items()}
     batches: Dict[str, List[Dict[str, Any]]] = {}
     for coll in cfg.collections:
@@ -92,7 +93,51 @@ def publish_once(enricher: Enricher, store: Store, cfg: TaxiiConfig, batch: int 
             batches[coll.id] = [stix.PRODUCER, stix.marking(cfg.tlp), *objects]
     # Objects and cursor in one transaction: a crash never loses or repeats a verdict, and a
     # second server process that got here first makes this pass a no-op.
-    return store.publish(batches, CURSOR, seen, str(rows[-1][0])) or 0
+    return (store.publish(batches, CURSOR, seen, str(rows[-1][0])) or 0) + revoked
+
+
+LISTS_STATE = "publisher:lists"
+
+
+def revoke_listed(lists: Lists, store: Store, cfg: TaxiiConfig, page: int = 500) -> int:
+    """When the [lists] changed since the last pass: revoke the live indicators this publisher
+    put out for values now ignored or forced harmless. Returns the versions stored."""
+    from .client import observables
+
+    stamp = hashlib.sha256(repr(lists.settings).encode()).hexdigest()
+    if store.get_state(LISTS_STATE, "") == stamp:
+        return 0
+    stored = 0
+    now = stix.timestamp(time.time())
+    for coll in cfg.collections:
+        if not coll.publish:
+            continue
+        revoke: List[Dict[str, Any]] = []
+        token = None
+        while True:
+            got = store.query(coll.id, limit=page, types=["indicator"], next_token=token)
+            for row in got.objects:
+                body = json.loads(row["body"])
+                if body.get("revoked") or body.get("created_by_ref") != stix.PRODUCER["id"]:
+                    continue
+                rule = _rule_for(lists, observables(body))
+                if rule is not None and rule.verdict in (Verdict.SKIPPED, Verdict.HARMLESS):
+                    revoke.append(dict(body, revoked=True, modified=now, description=rule.reason))
+            if not got.more:
+                break
+            token = got.next
+        if revoke:
+            stored += sum(store.add(coll.id, revoke))
+    store.set_state(LISTS_STATE, stamp)
+    return stored
+
+
+def _rule_for(lists: Lists, pairs: List[Any]) -> Any:
+    for kind, value in pairs:
+        rule = lists.match_value(kind, value)
+        if rule is not None:
+            return rule
+    return None
 
 
 SHARED = ("identity", "marking-definition")

@@ -71,6 +71,7 @@ class Lists:
     """The compiled lists; `match` answers the rule that decides for an observable, or None."""
 
     def __init__(self, settings: ListsSettings) -> None:
+        self.settings = settings
         self._exact: Dict[Tuple[str, str], Rule] = {}  # (kind group, value)
         self._suffixes: Dict[str, Rule] = {}  # "example.org" for ".example.org"
         # (IP version, prefix length) -> network address >> host bits -> rule, longest first

@@ -64,6 +64,10 @@ def test_publisher_never_publishes_ignored_and_obeys_forced_verdicts(taxii_setti
             )
         )
         holder = Holder(cache, lists)
+        # Listing them revokes what is live, without waiting for a new verdict.
+        assert publish_once(holder, store, cfg) == 2
+        assert live(store, "") == {"own.example.org": True, "fp.example.com": True}
+        assert publish_once(holder, store, cfg) == 0  # once per change of the lists
         log(cache, "own.example.org", "malicious")  # e.g. logged by a host without the lists
         log(cache, "new.example.org", "malicious")
         log(cache, "fp.example.com", "malicious")
