@@ -274,3 +274,15 @@ def test_cli_lookup_skips_bare_file_names_unless_a_kind_is_given(tmp_path, emula
     (row,) = json.loads(r.output)
     assert row["verdict"] != "skipped", row
     assert asyncio.run(counters(emulator_url))["requests"] == before + 1
+
+
+@pytest.mark.parametrize("emails", [False, True])
+def test_cli_extract_skips_email_domains_unless_asked(tmp_path, emulator_url, emails):
+    cfg = write_config(tmp_path, emulator_url, {})
+    with open(cfg, "a") as fh:  # [privacy] after [lists] is fine in TOML
+        fh.write(f"[privacy]\nextract_email_domains = {'true' if emails else 'false'}\n")
+    text = "mail for alice@corp.example.com about evil.example.net"
+    r = run("--config", cfg, "lookup", "--extract", "--format", "json", text)
+    assert r.exit_code == 0, r.output
+    values = {row["value"] for row in json.loads(r.output)}
+    assert values == ({"corp.example.com", "evil.example.net"} if emails else {"evil.example.net"})
