@@ -148,7 +148,7 @@ _ALLOWED = {
     "domain": frozenset((Kind.DOMAIN,)),
     "ip": IP_KINDS,
     "ipv4": frozenset((Kind.IPV4,)),
-    # An IPv4-mapped IPv6 address is the IPv4 address; asking for ipv6 still accepts it.
+    # An IPv4-mapped (or -compatible) IPv6 address is the IPv4 address; ipv6 still accepts it.
     "ipv6": IP_KINDS,
 }
 
@@ -508,8 +508,9 @@ def _percent_octet(match: re.Match[str]) -> str:
 
 def _percent_normalise(text: str) -> str:
     """Upper-case hex in percent-encodings and decode those of unreserved characters (RFC 3986
-    6.2.2.1-2). Repeated until nothing changes: decoding "%%34%31" makes a new "%41"; each pass
-    shortens the text, so crafted input costs a few passes at most."""
+    6.2.2.1-2). Repeated until nothing changes, so the result is a fixed point: decoding
+    "%%34%31" makes a new "%41". A pass that decodes shortens the text by two thirds of what it
+    decodes, so crafted input costs a few passes at most."""
     while True:
         done = _PERCENT.sub(_percent_octet, text)
         if done == text:
