@@ -29,13 +29,26 @@ function chart(history, perDay) {
   const top = Math.max(perDay || 0, ...history.map((h) => h[1]), 1);
   const x = (t) => (600 * (Date.parse(t) - day0)) / 86400000;
   const y = (u) => 115 - (110 * u) / top;
+  for (let h = 6; h < 24; h += 6) {  // hour ticks
+    const tick = document.createElementNS(ns, "line");
+    tick.setAttribute("x1", h * 25); tick.setAttribute("x2", h * 25);
+    tick.setAttribute("y1", "0"); tick.setAttribute("y2", "120");
+    tick.setAttribute("class", "tick");
+    svg.appendChild(tick);
+  }
+  const points = history.map((h) => [x(h[0]), y(h[1])]);
   const line = document.createElementNS(ns, "polyline");
-  line.setAttribute("points", history.map((h) => `${x(h[0]).toFixed(1)},${y(h[1]).toFixed(1)}`).join(" "));
+  line.setAttribute("points", points.map((p) => `${p[0].toFixed(1)},${p[1].toFixed(1)}`).join(" "));
   svg.appendChild(line);
+  const [lx, ly] = points[points.length - 1];
+  const dot = document.createElementNS(ns, "circle");
+  dot.setAttribute("cx", lx.toFixed(1)); dot.setAttribute("cy", ly.toFixed(1)); dot.setAttribute("r", "3");
+  svg.appendChild(dot);
   if (perDay) {
     const cap = document.createElementNS(ns, "line");
     cap.setAttribute("x1", "0"); cap.setAttribute("x2", "600");
     cap.setAttribute("y1", y(perDay)); cap.setAttribute("y2", y(perDay));
+    cap.setAttribute("class", "cap");
     svg.appendChild(cap);
   }
 }
@@ -57,7 +70,8 @@ function render(s) {
     [r.verdict, r.verdict], [r.score], [r.connector], [r.reason]]);
   document.getElementById("webhook").hidden = !s.webhook;
   if (s.webhook) {
-    rows("job-rows", Object.entries(s.webhook.jobs), ([state, n]) => [[state], [n]]);
+    const jobs = Object.assign({ queued: 0, running: 0, done: 0, failed: 0 }, s.webhook.jobs);
+    rows("job-rows", Object.entries(jobs), ([state, n]) => [[state], [n]]);
     set("dead", s.webhook.dead_letters);
   }
   document.getElementById("taxii").hidden = !s.taxii;
