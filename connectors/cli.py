@@ -532,9 +532,18 @@ def demo(obj: Ctx) -> None:
     "--taxii", "parts", flag_value="taxii", multiple=True, help="Run the TAXII 2.1 server."
 )
 @click.option("--webhook", "parts", flag_value="webhook", multiple=True, help="Run the receiver.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per log line (access lines carry their fields as keys).",
+)
 @click.pass_obj
-def serve(obj: Ctx, parts: Sequence[str]) -> None:
-    """Run the server parts in one process (127.0.0.1 unless configured); stop with SIGTERM."""
+def serve(obj: Ctx, parts: Sequence[str], log_format: str) -> None:
+    """Run the server parts in one process (127.0.0.1 unless configured); stop with SIGTERM.
+    /healthz, /metrics and (with [status] credentials) /status on every part."""
+    from .observe import configure_logging
     from .serve import plan
     from .serve import serve as run
 
@@ -549,6 +558,8 @@ def serve(obj: Ctx, parts: Sequence[str]) -> None:
         parts_plan = plan(obj.settings, chosen)
     except config_mod.ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+
+    configure_logging(log_format)
 
     def ready(urls: dict) -> None:
         for name, url in urls.items():

@@ -30,7 +30,7 @@ class ConfigError(ValueError):
 # Top-level sections of vtconnect.toml: the core's own, then the ones other parts read from
 # `Settings.raw` (each part checks its own keys). Anything else is a typo, not a new feature.
 CORE_SECTIONS = ("core", "virustotal", "privacy", "policy", "cache", "quota", "lists")
-PART_SECTIONS = ("taxii", "webhook")
+PART_SECTIONS = ("taxii", "webhook", "status")
 
 
 def check_known(table: Mapping[str, Any], known: Any, where: str) -> None:
