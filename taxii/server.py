@@ -249,10 +249,6 @@ async def flat_feed(request: web.Request) -> web.Response:
     return feeds.render(items, ext)
 
 
-async def healthz(request: web.Request) -> web.Response:
-    return reply({"ok": True})
-
-
 OPENAPI = resources.files(__package__).joinpath("openapi.json").read_bytes()
 
 
@@ -269,8 +265,7 @@ def build_app(settings: Settings, enricher: Optional[Enricher]) -> web.Applicati
     store = Store(cfg.store or settings.state_path / "taxii.db")
     app[CONFIG], app[STORE], app[AUTH] = cfg, store, auth.Authenticator(cfg)
     col = "/{root}/collections/{collection}"
-    app.router.add_get("/healthz", healthz)  # before /{root}, which would match them
-    app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/openapi.json", openapi)  # before /{root}, which would match it
     routes = [
         ("GET", "/taxii2", discovery),
         ("GET", "/{root}", api_root),

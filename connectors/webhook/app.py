@@ -73,8 +73,11 @@ class Receiver:
         self, fmt: str, doc: Dict[str, Any], deadline: Optional[float], output: str = "vtconnect"
     ) -> Dict[str, Any]:
         started = time.monotonic()
+        emails = self.enricher.settings.privacy.extract_email_domains
         loop = asyncio.get_running_loop()
-        used, values = await loop.run_in_executor(self.extractor, formats.indicators, fmt, doc)
+        used, values = await loop.run_in_executor(
+            self.extractor, formats.indicators, fmt, doc, emails
+        )
         results = (
             await self.enricher.enrich(
                 values, priority=Priority.ALERT, deadline=deadline, connector="webhook"

@@ -14,9 +14,9 @@ from .test_receiver import BEARER, post
 async def test_extraction_runs_off_the_event_loop(receiver, monkeypatch):
     real, seen = formats.indicators, []
 
-    def spy(fmt, doc):
+    def spy(*args):
         seen.append(threading.get_ident())
-        return real(fmt, doc)
+        return real(*args)
 
     monkeypatch.setattr(formats, "indicators", spy)
     url, _ = await receiver()
