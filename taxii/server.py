@@ -12,6 +12,7 @@ import logging
 from typing import Any, Awaitable, Callable, Dict, List, Optional
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from connectors.core.config import Settings
 from connectors.core.enricher import Enricher
@@ -22,7 +23,7 @@ from .errors import MEDIA, STIX_MEDIA, TaxiiError, error, reply
 from .pagination import BadToken, date_headers, envelope, us_to_rfc3339
 from .publisher import publisher_task
 from .store import Page, Store, new_status_id
-from .validate import envelope_objects, problem
+from .validate import envelope_objects, problem, stored_body_ok
 
 log = logging.getLogger(__name__)
 STORE = web.AppKey("store", Store)
@@ -137,7 +138,12 @@ async def get_objects(request: web.Request) -> web.Response:
     # Stored bodies are JSON already: splice them into the envelope instead of re-encoding.
     head = json.dumps(envelope(page.more, page.next, [], "objects"))[:-1]
     bodies = ",".join(r["body"] for r in page.objects)
-    tail = f', "objects": [{bodies}]}}' if page.objects else "}"
+    if not stored_body_ok(bodies):  # stored before ingest refused NaN and lone surrogates
+        good = [r["body"] for r in page.objects if stored_body_ok(r["body"])]
+        log.warning("collection %s: %d stored object(s) are not strict JSON; left out",
+                    coll.id, len(page.objects) - len(good))  # fmt: skip
+        bodies = ",".join(good)
+    tail = f', "objects": [{bodies}]}}' if bodies else "}"
     return web.Response(
         body=(head + tail).encode(),
         headers={"Content-Type": MEDIA, **date_headers(page.objects)},
@@ -175,10 +181,13 @@ async def _body(request: web.Request, cap: int) -> bytes:
     if (request.content_length or 0) > cap:
         raise TaxiiError(413, f"at most {cap} bytes")
     raw = bytearray()
-    async for chunk in request.content.iter_chunked(1 << 16):  # read() may return less
-        raw += chunk
-        if len(raw) > cap:
-            raise TaxiiError(413, f"at most {cap} bytes")
+    try:
+        async for chunk in request.content.iter_chunked(1 << 16):  # read() may return less
+            raw += chunk
+            if len(raw) > cap:  # counted after decompression: a gzip bomb stops here too
+                raise TaxiiError(413, f"at most {cap} bytes")
+    except BadHttpMessage as exc:  # Content-Encoding gzip/deflate with data that is not
+        raise TaxiiError(400, f"the body cannot be read: {exc.message}") from None
     return bytes(raw)
 
 

@@ -4,7 +4,8 @@ Each invalid object is reported in the status resource; the valid ones are store
 from __future__ import annotations
 
 import json
-from typing import Any, List
+import math
+from typing import Any, List, Optional
 
 import stix2
 
@@ -24,10 +25,53 @@ def envelope_objects(raw: bytes) -> List[Any]:
     return objects
 
 
+def unwritable(value: Any) -> Optional[str]:
+    """Why `value` cannot be written out as strict JSON in UTF-8, or None: Python's json reads
+    NaN, Infinity and 1e999 (as inf) and lone surrogates ("\\ud800"), and what is stored is served
+    to every consumer of the collection. Walked without recursion."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, float):
+            if not math.isfinite(v):
+                return "numbers must be finite (NaN, Infinity and 1e999 are not JSON)"
+        elif isinstance(v, str):
+            if not v.isascii() and not _encodes(v):
+                return "text must be valid Unicode (a lone surrogate such as \\ud800 is not)"
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def stored_body_ok(body: str) -> bool:
+    """Whether a stored body (json.dumps output: ASCII, surrogates escaped) is strict JSON in
+    valid Unicode; bodies stored before ingest refused such values may hold them."""
+    if "NaN" not in body and "Infinity" not in body and "\\ud" not in body:
+        return True  # the fast path: none of the spellings can be there
+    try:
+        return unwritable(json.loads(body)) is None
+    except (ValueError, RecursionError):
+        return False
+
+
 def problem(obj: Any) -> str:
     """Why an object is not stored, or "" when it is fine."""
     if not isinstance(obj, dict):
         return "not a JSON object"
+    bad = unwritable(obj)
+    if bad:
+        return bad
     oid, otype = obj.get("id"), obj.get("type")
     if (
         not isinstance(otype, str)

@@ -13,6 +13,7 @@ import logging
 from typing import Awaitable, Callable, Optional
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from . import api, sources
 from .faults import Faults
@@ -88,6 +89,8 @@ async def _api(emu: Emulator, request: web.Request, handler: Handler, key: str):
         return coded("NotFoundError", str(exc.args[0]) if exc.args else "Not found")
     except web.HTTPException:
         raise
+    except BadHttpMessage as exc:  # a body that cannot be read (bad gzip/deflate data)
+        return coded("InvalidArgumentError", f"the request body cannot be read: {exc.message}")
     except Exception as exc:  # answer like VirusTotal's 500, keep serving, leave a trace
         LOG.exception("emulator handler failed")
         return coded("ServerError", f"{type(exc).__name__}")
@@ -102,6 +105,8 @@ def _middleware(emu: Emulator):
             resp = await (_api(emu, request, handler, key) if api_call else handler(request))
         except web.HTTPException as exc:
             resp = _http_error(exc)
+        except BadHttpMessage as exc:  # control endpoints: a body that cannot be read
+            resp = error(400, "InvalidArgumentError", f"the body cannot be read: {exc.message}")
         if api_call:
             info = request.match_info.route.resource
             endpoint = info.canonical if info is not None else request.path

@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import sqlite3
 import sys
 import time
 from typing import Any, Awaitable, Callable, Dict, List, Optional
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from connectors.core.config import Settings
 from connectors.core.enricher import Enricher
@@ -28,7 +30,11 @@ log = logging.getLogger(__name__)
 JSON_TYPES = ("application/json", "application/x-ndjson", "text/plain", "application/jsonl")
 ORDER = [Verdict.MALICIOUS, Verdict.SUSPICIOUS, Verdict.UNDETECTED, Verdict.HARMLESS,
          Verdict.NOT_FOUND]  # fmt: skip
-JOB_TRIES = 3  # unexpected errors before a job is marked failed
+JOB_TRIES = 3  # transient errors (disk, database) before a job is marked failed
+JOB_RETRY = 2.0  # seconds before such a job is tried again, times the tries so far
+# What may pass: anything else a job raises is a bug its alert triggers, which fails alike on
+# every try, so the job is marked failed at once instead of holding the queue.
+TRANSIENT = (OSError, sqlite3.OperationalError, asyncio.TimeoutError, MemoryError)
 BODY_TIMEOUT = 30.0  # seconds a request body may take to arrive
 PRUNE_EVERY = 3600.0  # seconds between clean-ups of old finished jobs (the first one at start)
 CREDENTIALS_RETRY = 30.0  # seconds between tries while VirusTotal rejects the API key
@@ -112,6 +118,8 @@ class Receiver:
         except asyncio.TimeoutError:  # a stalled or trickling sender must not hold a slot
             # (aiohttp then reads what is left for at most its 10 s lingering time)
             return fail(408, "timeout", f"the body did not arrive within {self.body_timeout:g} s")
+        except BadHttpMessage as exc:  # Content-Encoding gzip/deflate with data that is not
+            return fail(400, "bad_body", f"the body cannot be read: {exc.message}")
         if body is None:
             return fail(413, "too_large", f"at most {src.max_body_bytes} bytes")
         try:
@@ -269,17 +277,18 @@ class Receiver:
                     except asyncio.TimeoutError:
                         pass
                     break
-                except Exception:  # a bug: keep the worker alive, keep the job for a retry
+                except TRANSIENT as exc:  # the disk or the database: the job may succeed later
                     tries = self.job_failures[job["id"]] = self.job_failures.get(job["id"], 0) + 1
-                    if tries >= JOB_TRIES:  # a poison job must not be retried forever
+                    if tries >= JOB_TRIES:  # ... but is not retried forever
                         log.exception("job %s failed %d times; giving up", job["id"], tries)
                         self.outbox.finish(job["id"], "failed", {"error": "internal error"})
                         del self.job_failures[job["id"]]
-                    else:
-                        log.exception("job %s failed; it is queued again", job["id"])
-                    self.outbox.requeue_running()
-                    await asyncio.sleep(1.0)
-                    break  # the rest of this batch is queued again too: claim afresh
+                    else:  # later, behind the jobs queued after it: never a blocked queue head
+                        log.warning("job %s failed (%r); retried later", job["id"], exc)
+                        self.outbox.retry_job(job["id"], time.time() + JOB_RETRY * tries)
+                except Exception:  # a bug this alert triggers: it fails alike on every try
+                    log.exception("job %s failed; marked failed", job["id"])
+                    self.outbox.finish(job["id"], "failed", {"error": "internal error"})
 
 
 if sys.version_info >= (3, 11):
