@@ -45,7 +45,10 @@ async def taxii_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except TaxiiError as exc:
         headers = {"WWW-Authenticate": f'Basic realm="{REALM}"'} if exc.status == 401 else None
-        return error(exc.status, exc.title, exc.description, headers)
+        response = error(exc.status, exc.title, exc.description, headers)
+        if isinstance(exc, UnreadableBody):
+            return await _answer_and_close(request, response)
+        return response
     except web.HTTPException as exc:  # routing: unknown path, wrong method
         return error(exc.status, exc.reason, "", {"Allow": exc.headers["Allow"]}
                      if "Allow" in exc.headers else None)  # fmt: skip
@@ -186,9 +189,26 @@ async def _body(request: web.Request, cap: int) -> bytes:
             raw += chunk
             if len(raw) > cap:  # counted after decompression: a gzip bomb stops here too
                 raise TaxiiError(413, f"at most {cap} bytes")
-    except BadHttpMessage as exc:  # Content-Encoding gzip/deflate with data that is not
-        raise TaxiiError(400, f"the body cannot be read: {exc.message}") from None
+    except (web.RequestPayloadError, BadHttpMessage) as exc:  # e.g. gzip data that is not
+        raise UnreadableBody(400, f"the body cannot be read: {_last_line(exc)}") from None
     return bytes(raw)
+
+
+class UnreadableBody(TaxiiError):
+    """The body cannot be read to its end (Content-Encoding gzip/deflate with data that does not
+    decompress): answer, then close the connection, which aiohttp would otherwise try to drain,
+    logging a traceback."""
+
+
+def _last_line(exc: Exception) -> str:
+    return ([x.strip() for x in str(exc).splitlines() if x.strip()] or [type(exc).__name__])[-1]
+
+
+async def _answer_and_close(request: web.Request, response: web.Response) -> web.Response:
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()  # after the answer is written: nothing is left to drain
+    return response
 
 
 async def add_objects(request: web.Request) -> web.Response:

@@ -89,11 +89,22 @@ async def _api(emu: Emulator, request: web.Request, handler: Handler, key: str):
         return coded("NotFoundError", str(exc.args[0]) if exc.args else "Not found")
     except web.HTTPException:
         raise
-    except BadHttpMessage as exc:  # a body that cannot be read (bad gzip/deflate data)
-        return coded("InvalidArgumentError", f"the request body cannot be read: {exc.message}")
+    except (web.RequestPayloadError, BadHttpMessage):  # a body that cannot be read (bad gzip)
+        return await _answer_and_close(
+            request, coded("InvalidArgumentError", "the request body cannot be read")
+        )
     except Exception as exc:  # answer like VirusTotal's 500, keep serving, leave a trace
         LOG.exception("emulator handler failed")
         return coded("ServerError", f"{type(exc).__name__}")
+
+
+async def _answer_and_close(request: web.Request, response: web.Response) -> web.Response:
+    """Answer, then close: aiohttp would drain a body that cannot be read and log a traceback."""
+    response.headers["X-VT-Emulator"] = "1"
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()
+    return response
 
 
 def _middleware(emu: Emulator):
@@ -105,8 +116,9 @@ def _middleware(emu: Emulator):
             resp = await (_api(emu, request, handler, key) if api_call else handler(request))
         except web.HTTPException as exc:
             resp = _http_error(exc)
-        except BadHttpMessage as exc:  # control endpoints: a body that cannot be read
-            resp = error(400, "InvalidArgumentError", f"the body cannot be read: {exc.message}")
+        except (web.RequestPayloadError, BadHttpMessage):  # control endpoints: the same
+            resp = error(400, "InvalidArgumentError", "the request body cannot be read")
+            await _answer_and_close(request, resp)
         if api_call:
             info = request.match_info.route.resource
             endpoint = info.canonical if info is not None else request.path

@@ -118,8 +118,10 @@ class Receiver:
         except asyncio.TimeoutError:  # a stalled or trickling sender must not hold a slot
             # (aiohttp then reads what is left for at most its 10 s lingering time)
             return fail(408, "timeout", f"the body did not arrive within {self.body_timeout:g} s")
-        except BadHttpMessage as exc:  # Content-Encoding gzip/deflate with data that is not
-            return fail(400, "bad_body", f"the body cannot be read: {exc.message}")
+        except (web.RequestPayloadError, BadHttpMessage) as exc:  # e.g. gzip that is not
+            return await _answer_and_close(
+                request, fail(400, "bad_body", f"the body cannot be read: {_last_line(exc)}")
+            )
         if body is None:
             return fail(413, "too_large", f"at most {src.max_body_bytes} bytes")
         try:
@@ -295,6 +297,19 @@ if sys.version_info >= (3, 11):
     _timeout = asyncio.timeout  # a timer on the running task: no task per request
 else:  # pragma: no cover
     from async_timeout import timeout as _timeout  # what aiohttp itself uses before 3.11
+
+
+def _last_line(exc: Exception) -> str:
+    return ([x.strip() for x in str(exc).splitlines() if x.strip()] or [type(exc).__name__])[-1]
+
+
+async def _answer_and_close(request: web.Request, response: web.Response) -> web.Response:
+    """Answer, then close the connection: a body that cannot be read to its end (gzip data that
+    does not decompress) would otherwise be drained by aiohttp, which logs a traceback."""
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()
+    return response
 
 
 async def _read_body(request: web.Request, cap: int) -> Optional[bytes]:
