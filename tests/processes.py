@@ -25,11 +25,14 @@ def env_for(cfg: Path, emulator_url: str, state: Path, key: str = "k") -> Dict[s
     )
 
 
-def run(args: Sequence[str], env: Dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
+def run(
+    args: Sequence[str], env: Dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess:
     """A `vtconnect` command to its end: (returncode, stdout, stderr)."""
     return subprocess.run(
-        [EXE, *args], env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-    )
+        [EXE, *args], env=env, capture_output=True, text=True, timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
 
 
 class Served:
