@@ -4,13 +4,16 @@ Each invalid object is reported in the status resource; the valid ones are store
 from __future__ import annotations
 
 import json
+import logging
 import math
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 import stix2
 
 from .errors import TaxiiError
 from .filters import ID_RE, TS_RE
+
+log = logging.getLogger(__name__)
 
 
 def envelope_objects(raw: bytes) -> List[Any]:
@@ -63,6 +66,23 @@ def stored_body_ok(body: str) -> bool:
         return unwritable(json.loads(body)) is None
     except (ValueError, RecursionError):
         return False
+
+
+def repaired(objects: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Objects we build from VirusTotal answers, made storable: a lone surrogate in a threat
+    name becomes "?" (the indicator is kept); an object with a non-finite number is left out and
+    logged. (What others POST is refused instead, see problem().)"""
+    out = []
+    for obj in objects:
+        if unwritable(obj) is not None:
+            text = json.dumps(obj, ensure_ascii=False).encode("utf-8", "replace").decode()
+            obj = json.loads(text)
+            why = unwritable(obj)
+            if why:
+                log.warning("object %s not stored: %s", obj.get("id"), why)
+                continue
+        out.append(obj)
+    return out
 
 
 def problem(obj: Any) -> str:

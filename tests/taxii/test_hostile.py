@@ -212,3 +212,30 @@ def test_basic_credentials_decoding_never_raises(value, code):
     with pytest.raises(TaxiiError) as info:
         asyncio.run(auth.user("Basic " + value))
     assert info.value.status == code
+
+
+def test_a_lone_surrogate_in_a_virustotal_answer_is_published_repaired(taxii_settings, tmp_path):
+    """VirusTotal answers have carried lone surrogates in threat names: the indicator is
+    published with "?" in their place, never stored as text no consumer can decode."""
+    import time
+
+    from connectors.core.cache import Cache, CacheEntry, LogRecord
+    from connectors.core.report import Report
+    from taxii import config as taxii_config
+    from taxii.publisher import publish_once
+    from taxii.store import Store
+
+    class Holder:  # publish_once reads only the enricher's cache
+        cache = Cache(tmp_path / "log.db", taxii_settings.cache)
+
+    now = time.time()
+    report = Report(kind="domain", id="bad.example.com", threat_label="trojan.\ud800x",
+                    tags=("ok", "odd\udfff"), stats={"malicious": 9})  # fmt: skip
+    Holder.cache.put(CacheEntry("domain:bad.example.com", "malicious", report.to_dict(), now))
+    Holder.cache.log([LogRecord("domain:bad.example.com", "domain", "bad.example.com",
+                                "malicious", 90, "cli", now)])  # fmt: skip
+    store = Store(tmp_path / "pub.db")
+    assert publish_once(Holder, store, taxii_config.load(taxii_settings.raw)) >= 3
+    (row,) = store.query(FEED, limit=10, types=["indicator"]).objects
+    assert "\\ud8" not in row["body"] and "\\udf" not in row["body"]
+    assert json.loads(row["body"])["labels"][:1] == ["trojan.?x"]
