@@ -42,21 +42,50 @@ async def taxii_middleware(request: web.Request, handler: Handler) -> web.Stream
         user = await request.app[AUTH].user(request.headers.get("Authorization", ""))
         if user is not None:
             request[USER] = user
-        return await handler(request)
+        return await _settled(request, await handler(request))
     except TaxiiError as exc:
         headers = {"WWW-Authenticate": f'Basic realm="{REALM}"'} if exc.status == 401 else None
-        response = error(exc.status, exc.title, exc.description, headers)
-        if isinstance(exc, UnreadableBody):
-            return await _answer_and_close(request, response)
-        return response
+        return await _settled(request, error(exc.status, exc.title, exc.description, headers))
     except web.HTTPException as exc:  # routing: unknown path, wrong method
-        return error(exc.status, exc.reason, "", {"Allow": exc.headers["Allow"]}
-                     if "Allow" in exc.headers else None)  # fmt: skip
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return await _settled(request, error(exc.status, exc.reason, "", allow))
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:  # a bug, never bad input: log it, answer as TAXII does
         log.exception("TAXII request failed: %s %s", request.method, request.path)
         return error(500, "Internal Server Error")
+
+
+def _last_line(exc: Exception) -> str:
+    return ([x.strip() for x in str(exc).splitlines() if x.strip()] or [type(exc).__name__])[-1]
+
+
+LINGER = 10.0  # seconds a body left unread may take to drain, as aiohttp's own lingering read
+
+
+async def _settled(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    """Answer a request whose compressed body was not read to its end, then drain that body
+    here as aiohttp would, but close the connection when it cannot be decoded (gzip or deflate
+    data that does not decompress) instead of letting aiohttp log a traceback."""
+    if (
+        "Content-Encoding" not in request.headers
+        or not request.body_exists
+        or request.content.is_eof()
+        or response.prepared
+    ):
+        return response
+    await response.prepare(request)
+    await response.write_eof()
+
+    async def drain() -> None:
+        while await request.content.readany():
+            pass
+
+    try:
+        await asyncio.wait_for(drain(), LINGER)
+    except (web.RequestPayloadError, BadHttpMessage, asyncio.TimeoutError):
+        request.protocol.force_close()
+    return response
 
 
 def _cfg(request: web.Request) -> taxii_config.TaxiiConfig:
@@ -190,25 +219,9 @@ async def _body(request: web.Request, cap: int) -> bytes:
             if len(raw) > cap:  # counted after decompression: a gzip bomb stops here too
                 raise TaxiiError(413, f"at most {cap} bytes")
     except (web.RequestPayloadError, BadHttpMessage) as exc:  # e.g. gzip data that is not
-        raise UnreadableBody(400, f"the body cannot be read: {_last_line(exc)}") from None
+        raise TaxiiError(400, f"the body cannot be read: {_last_line(exc)}") from None
     return bytes(raw)
 
-
-class UnreadableBody(TaxiiError):
-    """The body cannot be read to its end (Content-Encoding gzip/deflate with data that does not
-    decompress): answer, then close the connection, which aiohttp would otherwise try to drain,
-    logging a traceback."""
-
-
-def _last_line(exc: Exception) -> str:
-    return ([x.strip() for x in str(exc).splitlines() if x.strip()] or [type(exc).__name__])[-1]
-
-
-async def _answer_and_close(request: web.Request, response: web.Response) -> web.Response:
-    await response.prepare(request)
-    await response.write_eof()
-    request.protocol.force_close()  # after the answer is written: nothing is left to drain
-    return response
 
 
 async def add_objects(request: web.Request) -> web.Response:

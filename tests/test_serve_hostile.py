@@ -162,6 +162,17 @@ def test_compressed_bodies_that_do_not_decompress_are_400(served, encoding):
         )  # fmt: skip
         assert status == 400 and headers["content-type"].startswith("application/json"), body
         assert json.loads(body)["error"] == "bad_body"
+    # Answered before the body is read (no credentials, unknown format, wrong type): the body is
+    # still drained or the connection closed without a traceback (checked at the end).
+    head = f"POST /api/collections/{COLL}/objects/ HTTP/1.1\r\n".encode() + TAXII_JSON + header
+    taxii_error(*raw_request(served.urls["taxii"], head, junk), 401)
+    for path, ctype, code in ((b"/v1/alerts/nope", b"application/json", 404),
+                              (b"/v1/alerts/generic", b"image/png", 415)):  # fmt: skip
+        status, _, body = raw_request(
+            served.urls["webhook"],
+            b"POST " + path + b" HTTP/1.1\r\nContent-Type: " + ctype + b"\r\n" + header, junk,
+        )  # fmt: skip
+        assert status == code, body
 
 
 def test_compressed_bodies_that_decompress_still_work(served):

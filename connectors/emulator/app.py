@@ -90,20 +90,37 @@ async def _api(emu: Emulator, request: web.Request, handler: Handler, key: str):
     except web.HTTPException:
         raise
     except (web.RequestPayloadError, BadHttpMessage):  # a body that cannot be read (bad gzip)
-        return await _answer_and_close(
-            request, coded("InvalidArgumentError", "the request body cannot be read")
-        )
+        return coded("InvalidArgumentError", "the request body cannot be read")
     except Exception as exc:  # answer like VirusTotal's 500, keep serving, leave a trace
         LOG.exception("emulator handler failed")
         return coded("ServerError", f"{type(exc).__name__}")
 
 
-async def _answer_and_close(request: web.Request, response: web.Response) -> web.Response:
-    """Answer, then close: aiohttp would drain a body that cannot be read and log a traceback."""
-    response.headers["X-VT-Emulator"] = "1"
+LINGER = 10.0  # seconds a body left unread may take to drain, as aiohttp's own lingering read
+
+
+async def _settled(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    """Answer a request whose compressed body was not read to its end, then drain that body
+    here as aiohttp would, but close the connection when it cannot be decoded (gzip or deflate
+    data that does not decompress) instead of letting aiohttp log a traceback."""
+    if (
+        "Content-Encoding" not in request.headers
+        or not request.body_exists
+        or request.content.is_eof()
+        or response.prepared
+    ):
+        return response
     await response.prepare(request)
     await response.write_eof()
-    request.protocol.force_close()
+
+    async def drain() -> None:
+        while await request.content.readany():
+            pass
+
+    try:
+        await asyncio.wait_for(drain(), LINGER)
+    except (web.RequestPayloadError, BadHttpMessage, asyncio.TimeoutError):
+        request.protocol.force_close()
     return response
 
 
@@ -118,14 +135,13 @@ def _middleware(emu: Emulator):
             resp = _http_error(exc)
         except (web.RequestPayloadError, BadHttpMessage):  # control endpoints: the same
             resp = error(400, "InvalidArgumentError", "the request body cannot be read")
-            await _answer_and_close(request, resp)
         if api_call:
             info = request.match_info.route.resource
             endpoint = info.canonical if info is not None else request.path
             gone = request.transport is None or request.transport.is_closing()
             emu.count(f"{request.method} {endpoint}", "dropped" if gone else str(resp.status), key)
         resp.headers["X-VT-Emulator"] = "1"
-        return resp
+        return await _settled(request, resp)
 
     return middleware
 

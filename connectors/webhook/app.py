@@ -119,9 +119,7 @@ class Receiver:
             # (aiohttp then reads what is left for at most its 10 s lingering time)
             return fail(408, "timeout", f"the body did not arrive within {self.body_timeout:g} s")
         except (web.RequestPayloadError, BadHttpMessage) as exc:  # e.g. gzip that is not
-            return await _answer_and_close(
-                request, fail(400, "bad_body", f"the body cannot be read: {_last_line(exc)}")
-            )
+            return fail(400, "bad_body", f"the body cannot be read: {_last_line(exc)}")
         if body is None:
             return fail(413, "too_large", f"at most {src.max_body_bytes} bytes")
         try:
@@ -303,12 +301,31 @@ def _last_line(exc: Exception) -> str:
     return ([x.strip() for x in str(exc).splitlines() if x.strip()] or [type(exc).__name__])[-1]
 
 
-async def _answer_and_close(request: web.Request, response: web.Response) -> web.Response:
-    """Answer, then close the connection: a body that cannot be read to its end (gzip data that
-    does not decompress) would otherwise be drained by aiohttp, which logs a traceback."""
+LINGER = 10.0  # seconds a body left unread may take to drain, as aiohttp's own lingering read
+
+
+async def _settled(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    """Answer a request whose compressed body was not read to its end, then drain that body
+    here as aiohttp would, but close the connection when it cannot be decoded (gzip or deflate
+    data that does not decompress) instead of letting aiohttp log a traceback."""
+    if (
+        "Content-Encoding" not in request.headers
+        or not request.body_exists
+        or request.content.is_eof()
+        or response.prepared
+    ):
+        return response
     await response.prepare(request)
     await response.write_eof()
-    request.protocol.force_close()
+
+    async def drain() -> None:
+        while await request.content.readany():
+            pass
+
+    try:
+        await asyncio.wait_for(drain(), LINGER)
+    except (web.RequestPayloadError, BadHttpMessage, asyncio.TimeoutError):
+        request.protocol.force_close()
     return response
 
 
@@ -410,12 +427,13 @@ def block(fmt: str, results: List[Enrichment]) -> Dict[str, Any]:
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        return await handler(request)
+        response = await handler(request)
     except web.HTTPException as exc:
-        return fail(exc.status, "http", exc.reason)
+        response = fail(exc.status, "http", exc.reason)
     except Exception:  # a bug, never bad input (the tests show bad input stays 4xx)
         log.exception("webhook request failed")
-        return fail(500, "internal", "internal error")
+        response = fail(500, "internal", "internal error")
+    return await _settled(request, response)
 
 
 def build_app(settings: Settings, enricher: Enricher) -> web.Application:
