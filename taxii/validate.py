@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from typing import Any, Dict, List, Optional
 
 import stix2
@@ -14,6 +15,10 @@ from .errors import TaxiiError
 from .filters import ID_RE, TS_RE
 
 log = logging.getLogger(__name__)
+# json.dumps spells a lone surrogate as an escape without its pair (emoji are escaped pairs)
+LONE_ESCAPE = re.compile(
+    r"\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f][0-9a-f]{2})|(?<!\\ud[89ab][0-9a-f]{2})\\ud[c-f][0-9a-f]{2}"
+)
 
 
 def envelope_objects(raw: bytes) -> List[Any]:
@@ -60,7 +65,7 @@ def _encodes(text: str) -> bool:
 def stored_body_ok(body: str) -> bool:
     """Whether a stored body (json.dumps output: ASCII, surrogates escaped) is strict JSON in
     valid Unicode; bodies stored before ingest refused such values may hold them."""
-    if "NaN" not in body and "Infinity" not in body and "\\ud" not in body:
+    if "NaN" not in body and "Infinity" not in body and not LONE_ESCAPE.search(body):
         return True  # the fast path: none of the spellings can be there
     try:
         return unwritable(json.loads(body)) is None
