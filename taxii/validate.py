@@ -17,7 +17,7 @@ from .filters import ID_RE, TS_RE
 log = logging.getLogger(__name__)
 # json.dumps spells a lone surrogate as an escape without its pair (emoji are escaped pairs)
 LONE_ESCAPE = re.compile(
-    r"\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f][0-9a-f]{2})|(?<!\\ud[89ab][0-9a-f]{2})\\ud[c-f][0-9a-f]{2}"
+    r"\\ud(?:[89ab][0-9a-f]{2}(?!\\ud[c-f][0-9a-f]{2})|(?<!\\ud[89ab][0-9a-f]{2}\\ud)[c-f][0-9a-f]{2})"
 )
 
 
@@ -65,7 +65,8 @@ def _encodes(text: str) -> bool:
 def stored_body_ok(body: str) -> bool:
     """Whether a stored body (json.dumps output: ASCII, surrogates escaped) is strict JSON in
     valid Unicode; bodies stored before ingest refused such values may hold them."""
-    if "NaN" not in body and "Infinity" not in body and not LONE_ESCAPE.search(body):
+    lone = "\\ud" in body and LONE_ESCAPE.search(body)
+    if "NaN" not in body and "Infinity" not in body and not lone:
         return True  # the fast path: none of the spellings can be there
     try:
         return unwritable(json.loads(body)) is None
