@@ -206,3 +206,19 @@ def test_pull_enriched_with_a_rejected_key_is_exit_3_and_one_line(taxii_settings
     assert r.output.splitlines() == [
         "error: VirusTotal rejected the API key (WrongCredentialsError): Wrong API key"
     ]
+
+
+def test_push_never_sends_rows_that_are_not_strict_json(taxii_settings, peer):
+    """Rows an older version stored with NaN or a lone surrogate stay home: medallion would
+    take them and serve invalid JSON to its own consumers."""
+    discovery, _ = peer
+    good, nan, lone = (indicator("domain", f"p{i}.example.org") for i in range(3))
+    nan["x_score"] = float("nan")
+    lone["x_note"] = "a\ud800"
+    local = Store(taxii_settings.raw["taxii"]["store"])
+    local.add(INBOX, [good, nan, lone])
+    local.close()
+    creds = ["--user", USER, "--password", PASSWORD]
+    r = cli(taxii_settings, "push", discovery, "--collection", "peer", *creds, "--from", "Inbox")
+    assert r.exit_code == 0, r.output
+    assert "sent=1 succeeded=1 failed=0" in r.output
