@@ -83,6 +83,9 @@ def plan(settings: Settings, parts: List[str]) -> List[Part]:
             except (OSError, ssl.SSLError) as exc:
                 raise ConfigError(f"{name}: cannot load TLS certificate/key: {exc}") from None
         out.append(Part(name, host, port, ctx, _factory(name)))
+    from .status import load_users
+
+    load_users(settings.raw)  # a bad [status] is an error before anything binds
     return out
 
 
@@ -93,10 +96,14 @@ async def serve(
     stop: Optional[asyncio.Event] = None,
 ) -> None:
     """Run until SIGTERM/SIGINT (or `stop` is set). `ready` gets {part: base URL} once listening."""
+    from . import observe
+    from .status import StatusPage, load_users
+
     try:
         enricher = Enricher(settings, connector="serve")
     except (OSError, sqlite3.Error) as exc:  # the cache and quota files
         raise ConfigError(f"core.state_dir: cannot open the cache: {exc}") from None
+    status_page = StatusPage(settings, enricher) if load_users(settings.raw) else None
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -114,6 +121,7 @@ async def serve(
                 app = part.factory(settings, enricher)
             except (OSError, sqlite3.Error) as exc:  # its database cannot be opened
                 raise ConfigError(f"{STORE_KEYS[part.name]}: cannot open it: {exc}") from None
+            observe.install(app, part.name, enricher, status_page.paths() if status_page else None)
             runner = web.AppRunner(
                 app, handle_signals=False, access_log=None, shutdown_timeout=10.0
             )
@@ -133,7 +141,7 @@ async def serve(
             scheme = "https" if part.ssl_context else "http"
             urls[part.name] = f"{scheme}://{part.host}:{port}"
         for name, url in urls.items():
-            log.warning("%s listening on %s", name, url)
+            log.info("%s listening on %s", name, url)
         if ready:
             ready(urls)
         await stop.wait()

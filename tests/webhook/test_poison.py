@@ -29,11 +29,11 @@ async def test_a_job_that_always_fails_is_marked_failed(receiver, monkeypatch):
 
     calls = []
 
-    def buggy(fmt, doc):  # stands in for a bug that only this alert triggers
+    def buggy(fmt, doc, *args):  # stands in for a bug that only this alert triggers
         if doc.get("poison"):
             calls.append(1)
             raise RuntimeError("a bug")
-        return real(fmt, doc)
+        return real(fmt, doc, *args)
 
     monkeypatch.setattr(formats, "indicators", buggy)
     url, _ = await receiver()
@@ -77,11 +77,11 @@ async def test_a_job_that_fails_for_a_while_is_retried_behind_the_queue(receiver
     real = formats.indicators
     failures = []
 
-    def flaky(fmt, doc):  # a full disk or a locked database, once
+    def flaky(fmt, doc, *args):  # a full disk or a locked database, once
         if doc.get("flaky") and not failures:
             failures.append(1)
             raise OSError(28, "No space left on device")
-        return real(fmt, doc)
+        return real(fmt, doc, *args)
 
     monkeypatch.setattr(formats, "indicators", flaky)
     monkeypatch.setattr(webhook_app, "JOB_RETRY", 0.5, raising=False)
