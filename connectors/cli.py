@@ -27,6 +27,13 @@ EXIT_FAILED, EXIT_USAGE, EXIT_CREDENTIALS, EXIT_INTERRUPTED = 1, 2, 3, 130
 MAX_LINE = 8192  # longer input lines come back skipped, shortened in the output
 
 
+class ConfigProblem(click.ClickException):
+    """A configuration error: one line (`Error: <key> ...`) and exit 2, no usage text (the
+    command line was fine; the file or the environment is not)."""
+
+    exit_code = EXIT_USAGE
+
+
 class Ctx:
     def __init__(self, config_path: Optional[str], verbose: int) -> None:
         self.config_path = config_path
@@ -39,7 +46,7 @@ class Ctx:
             try:
                 self._settings = config_mod.load(self.config_path)
             except config_mod.ConfigError as exc:
-                raise click.UsageError(str(exc)) from None
+                raise ConfigProblem(str(exc)) from None
         return self._settings
 
 
@@ -453,7 +460,10 @@ def emulator(
         config = build_config(tier=tier, keys=keys, strict_keys=strict_keys, faults=faults)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    serve(host, port, config)
+    try:
+        serve(host, port, config)
+    except OSError as exc:  # the port is in use, the address is not ours
+        raise ConfigProblem(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 # -- cache and quota -------------------------------------------------------------------------
@@ -554,10 +564,10 @@ def serve(obj: Ctx, parts: Sequence[str], log_format: str) -> None:
         raise click.UsageError(
             "nothing to serve: pass --taxii/--webhook or configure [taxii] or [webhook]"
         )
-    try:
+    try:  # the whole configuration is checked before anything is bound
         parts_plan = plan(obj.settings, chosen)
     except config_mod.ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise ConfigProblem(str(exc)) from None
 
     configure_logging(log_format)
 
@@ -565,7 +575,10 @@ def serve(obj: Ctx, parts: Sequence[str], log_format: str) -> None:
         for name, url in urls.items():
             click.echo(f"{name} listening on {url}", err=True)
 
-    asyncio.run(run(obj.settings, parts_plan, ready))
+    try:
+        asyncio.run(run(obj.settings, parts_plan, ready))
+    except config_mod.ConfigError as exc:  # a store that cannot be opened, a port in use
+        raise ConfigProblem(str(exc)) from None
 
 
 def _register_connectors() -> None:

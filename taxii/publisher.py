@@ -22,6 +22,7 @@ from connectors.core.verdict import Enrichment, Verdict
 
 from .config import TaxiiConfig
 from .store import Store
+from .validate import repaired
 
 log = logging.getLogger(__name__)
 CURSOR = "publisher:verdict_log"
@@ -50,9 +51,8 @@ async def poll_sources(
             enricher.gateway, acquire, src, enricher.settings.policy, cfg.tlp, enricher.lists
         )
         if objects:
-            stored += sum(
-                store.add(src["collection"], [stix.PRODUCER, stix.marking(cfg.tlp), *objects])
-            )
+            objs = repaired([stix.PRODUCER, stix.marking(cfg.tlp), *objects])
+            stored += sum(store.add(src["collection"], objs))
     return stored
 
 
@@ -90,7 +90,7 @@ def publish_once(enricher: Enricher, store: Store, cfg: TaxiiConfig, batch: int 
             ):
                 objects.append(stix.indicator(enr, now, cfg.tlp, revoked=True))
         if objects:
-            batches[coll.id] = [stix.PRODUCER, stix.marking(cfg.tlp), *objects]
+            batches[coll.id] = repaired([stix.PRODUCER, stix.marking(cfg.tlp), *objects])
     # Objects and cursor in one transaction: a crash never loses or repeats a verdict, and a
     # second server process that got here first makes this pass a no-op.
     return (store.publish(batches, CURSOR, seen, str(rows[-1][0])) or 0) + revoked

@@ -260,12 +260,14 @@ class Enricher:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
-        for task in done:
-            exc = task.exception()
-            if exc is not None and not isinstance(exc, asyncio.CancelledError):
-                raise exc
+        # Every task's exception is retrieved (else asyncio logs "Task exception was never
+        # retrieved" with a traceback for each), then a rejected key wins over the rest.
+        failures = [t.exception() for t in done if not t.cancelled()]
         if fatal:
             raise fatal[0]
+        for exc in failures:
+            if exc is not None:
+                raise exc
         for obs in observables[:limit]:
             if obs.cache_key not in results:
                 results[obs.cache_key] = _from_obs(

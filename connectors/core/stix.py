@@ -64,8 +64,9 @@ def timestamp(ts: float) -> str:
 
 
 def uuid5(name: str) -> str:
-    """uuid.uuid5(NAMESPACE, name) as a string, without building UUID objects (hot path)."""
-    b = bytearray(hashlib.sha1(_NS + name.encode("utf-8")).digest()[:16])
+    """uuid.uuid5(NAMESPACE, name) as a string, without building UUID objects (hot path).
+    surrogatepass: VirusTotal answers have carried lone surrogates in threat names."""
+    b = bytearray(hashlib.sha1(_NS + name.encode("utf-8", "surrogatepass")).digest()[:16])
     b[6] = (b[6] & 0x0F) | 0x50
     b[8] = (b[8] & 0x3F) | 0x80
     x = b.hex()

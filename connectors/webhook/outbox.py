@@ -67,8 +67,8 @@ class Outbox:
         def txn(db: sqlite3.Connection) -> List[Dict[str, Any]]:
             rows = db.execute(
                 "SELECT id, source, format, body FROM jobs WHERE state = 'queued' "
-                "ORDER BY created LIMIT ?",
-                (limit,),
+                "AND next_attempt <= ? ORDER BY created LIMIT ?",
+                (time.time(), limit),
             ).fetchall()
             db.executemany(
                 "UPDATE jobs SET state = 'running', updated = ? WHERE id = ?",
@@ -83,8 +83,20 @@ class Outbox:
         write(
             self.db,
             lambda db: db.execute(
-                "UPDATE jobs SET state = ?, result = ?, updated = ?, delivery = ? WHERE id = ?",
+                "UPDATE jobs SET state = ?, result = ?, updated = ?, delivery = ?, "
+                "next_attempt = 0 WHERE id = ?",
                 (state, json.dumps(result), time.time(), delivery, jid),
+            ),
+        )
+
+    def retry_job(self, jid: str, when: float) -> None:
+        """Queue a job again, not to be claimed before `when` (next_attempt schedules the job
+        until it is finished, then its callback)."""
+        write(
+            self.db,
+            lambda db: db.execute(
+                "UPDATE jobs SET state = 'queued', next_attempt = ?, updated = ? WHERE id = ?",
+                (when, time.time(), jid),
             ),
         )
 
