@@ -45,7 +45,7 @@ async def test_a_job_that_always_fails_is_marked_failed(receiver, monkeypatch):
     async with aiohttp.ClientSession() as s:
         for _ in range(100):
             for name, job in (("poison", poison), ("fine", fine)):
-                async with s.get(url + job["status"]) as r:
+                async with s.get(url + job["status"], headers=BEARER) as r:  # the source may read
                     states[name] = await r.json()
             if states["poison"]["state"] == "failed" and states["fine"]["state"] == "done":
                 break
@@ -63,7 +63,7 @@ async def _states(url, jobs, until):
     async with aiohttp.ClientSession() as s:
         for _ in range(150):
             for name, job in jobs.items():
-                async with s.get(url + job["status"]) as r:
+                async with s.get(url + job["status"], headers=BEARER) as r:  # the source may read
                     states[name] = await r.json()
             if until(states):
                 break
