@@ -19,6 +19,8 @@ else:  # Python 3.9/3.10 (Splunk 9.x)
 
 DEFAULT_API_URL = "https://www.virustotal.com"
 DEFAULT_INTERNAL_SUFFIXES = (".local", ".internal", ".lan", ".corp", ".home.arpa", ".localhost")
+# The names connectors give the Enricher (Enricher(connector=...)): the keys [quota.shares] knows.
+CONNECTORS = ("cli", "demo", "serve", "splunk", "taxii", "taxii-pull", "webhook")
 
 
 class ConfigError(ValueError):
@@ -112,6 +114,8 @@ class QuotaSettings:
     per_minute: int = 0  # 0: the tier's default
     per_day: int = 0
     path: str = ""  # SQLite file shared by every process on the host; "" -> <state_dir>/quota.db
+    # [quota.shares]: part of the daily budget reserved per connector, e.g. (("webhook", 0.4),)
+    shares: Tuple[Tuple[str, float], ...] = ()
 
     def limits(self) -> Tuple[int, int]:
         """(per minute, per day); (0, 0) means no local limit."""
@@ -204,7 +208,11 @@ def from_mapping(
     vt = replace(vt, api_url=normalize_api_url(vt.api_url))
     if vt.max_concurrency < 1:
         raise ConfigError("virustotal.max_concurrency must be at least 1")
-    quota = _section(QuotaSettings, doc.get("quota", {}), "quota")
+    quota_doc = doc.get("quota", {})
+    shares = _shares(quota_doc.get("shares", {}) if isinstance(quota_doc, Mapping) else {})
+    if isinstance(quota_doc, Mapping):
+        quota_doc = {k: v for k, v in quota_doc.items() if k != "shares"}
+    quota = replace(_section(QuotaSettings, quota_doc, "quota"), shares=shares)
     if quota.tier not in ("public", "premium", "unlimited"):
         raise ConfigError("quota.tier must be 'public', 'premium' or 'unlimited'")
     core = doc.get("core", {})
@@ -230,6 +238,28 @@ def from_mapping(
         source=source,
         raw=doc,
     )
+
+
+def _shares(data: Any) -> Tuple[Tuple[str, float], ...]:
+    """[quota.shares]: connector name -> part of the day (0..1), together at most 1."""
+    if not isinstance(data, Mapping):
+        raise ConfigError("[quota.shares] must be a table of connector = share")
+    out = []
+    for name, value in data.items():
+        if name not in CONNECTORS:
+            raise ConfigError(
+                f"unknown connector quota.shares.{name} (known: {', '.join(CONNECTORS)})"
+            )
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ConfigError(f"quota.shares.{name} must be a number from 0 to 1")
+        out.append((name, float(value)))
+    total = sum(v for _, v in out)
+    if total > 1 + 1e-9:
+        biggest = max(out, key=lambda item: item[1])[0]
+        raise ConfigError(
+            f"quota.shares add up to {total:g}, more than 1 (largest: quota.shares.{biggest})"
+        )
+    return tuple(out)
 
 
 def normalize_api_url(url: str) -> str:
