@@ -122,6 +122,12 @@ class Gateway:
                 proxy=s.proxy,
                 verify_ssl=s.verify_tls,
             )
+            # aiohttp silently sends an idempotent request again when the server drops a
+            # kept-alive connection; the server may have counted the first one, the governor
+            # would see neither. Our own retries take a slot each, so switch its off.
+            session = self._client._get_session()
+            if hasattr(session, "_retry_connection"):
+                session._retry_connection = False
             self._loop = loop
         return self._client
 
