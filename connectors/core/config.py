@@ -109,8 +109,9 @@ class CacheSettings:
 @dataclass(frozen=True)
 class QuotaSettings:
     # public: 4/min and 500/day; premium: the two numbers below; unlimited: no local limit
-    # (VirusTotal still answers 429 when a contract's real limit is reached, and we back off)
-    tier: str = "public"
+    # (VirusTotal still answers 429 when a contract's real limit is reached, and we back off);
+    # auto: public, except against a local emulator, which says which tier it enforces
+    tier: str = "auto"
     per_minute: int = 0  # 0: the tier's default
     per_day: int = 0
     path: str = ""  # SQLite file shared by every process on the host; "" -> <state_dir>/quota.db
@@ -119,7 +120,7 @@ class QuotaSettings:
 
     def limits(self) -> Tuple[int, int]:
         """(per minute, per day); (0, 0) means no local limit."""
-        if self.tier == "public":
+        if self.tier in ("public", "auto"):
             return (self.per_minute or 4, self.per_day or 500)
         if self.tier == "unlimited":
             return (0, 0)
@@ -213,8 +214,8 @@ def from_mapping(
     if isinstance(quota_doc, Mapping):
         quota_doc = {k: v for k, v in quota_doc.items() if k != "shares"}
     quota = replace(_section(QuotaSettings, quota_doc, "quota"), shares=shares)
-    if quota.tier not in ("public", "premium", "unlimited"):
-        raise ConfigError("quota.tier must be 'public', 'premium' or 'unlimited'")
+    if quota.tier not in ("auto", "public", "premium", "unlimited"):
+        raise ConfigError("quota.tier must be 'auto', 'public', 'premium' or 'unlimited'")
     core = doc.get("core", {})
     if not isinstance(core, Mapping):
         raise ConfigError("[core] must be a table")

@@ -14,12 +14,14 @@ and a caller whose deadline comes first gets BudgetSpent.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import os
 import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
+from urllib.parse import urlsplit
 
 from .config import VirusTotalSettings
 from .observable import Kind, Observable
@@ -104,6 +106,7 @@ class Gateway:
         self.governor = governor
         self._client: Optional[vt.Client] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._tier_probe: Optional[asyncio.Future[None]] = None
 
     def _vt(self) -> vt.Client:
         # Imported here: vt-py and aiohttp cost ~0.2 s to import, which answers from the cache
@@ -246,12 +249,38 @@ class Gateway:
         after a 429 (the caller answers quota), else the error the retry was meant to fix."""
         if self.governor is None:
             return 0
+        if self.governor.tier == "auto" and _is_loopback(self.settings.api_url):
+            if self._tier_probe is None or self._tier_probe.get_loop() is not _running():
+                self._tier_probe = asyncio.ensure_future(self._probe_emulator_tier())
+            await asyncio.shield(self._tier_probe)
         try:
             return await self.governor.take(slot.priority, slot.until, slot.connector)
         except Refused as exc:
             if last is None or isinstance(last, RateLimited):
                 raise BudgetSpent("BudgetSpent", str(exc)) from None
             raise last from None
+
+    async def _probe_emulator_tier(self) -> None:
+        """Tier "auto" against a loopback API: a local emulator says which tier it enforces for
+        our key (/_emulator/health, no API call); adopt it. Anything else keeps public limits."""
+        import aiohttp
+
+        governor = self.governor
+        if governor is None or governor.tier != "auto":
+            return
+        try:
+            session = self._vt()._get_session()  # sends our X-Apikey
+            timeout = aiohttp.ClientTimeout(total=min(5.0, self.settings.timeout))
+            url = self.settings.api_url + "/_emulator/health"
+            async with session.get(url, timeout=timeout) as resp:
+                info = await resp.json(content_type=None) if resp.status == 200 else {}
+            if resp.headers.get("X-VT-Emulator") != "1" or not isinstance(info, dict):
+                return
+            tier, per_minute, per_day = info["tier"], int(info["per_minute"]), int(info["per_day"])
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError, TypeError):
+            return
+        governor.adopt(str(tier), per_minute, per_day)
+        log.info("local emulator enforces the %s tier: %s/min, %s/day", tier, per_minute, per_day)
 
     async def _once(
         self,
@@ -313,6 +342,20 @@ async def _error_of(client: vt.Client, resp: vt.ClientResponse) -> Tuple[str, st
     if error is None:
         return "ServerError", f"HTTP {status}"
     return str(error.code), str(error.message)
+
+
+def _running() -> asyncio.AbstractEventLoop:
+    return asyncio.get_running_loop()
+
+
+def _is_loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _retry_after(value: Optional[str]) -> Optional[float]:

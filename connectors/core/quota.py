@@ -117,6 +117,15 @@ class QuotaGovernor:
         self._waiting: Dict[int, int] = {}  # priority -> callers of this process waiting
         self._said_until = 0.0  # the wait we last told the user about ends then
 
+    def adopt(self, tier: str, per_minute: int, per_day: int) -> None:
+        """Budget for the limits the API itself announced (a local emulator does)."""
+        self.tier = tier
+        self.per_minute = max(0, int(per_minute))
+        self.per_day = max(0, int(per_day))
+        self.unlimited = self.per_minute == 0 and self.per_day == 0
+        if not self.per_day:
+            self.shares = {}
+
     @property
     def db(self) -> sqlite3.Connection:
         if self._db is None:
@@ -151,6 +160,7 @@ class QuotaGovernor:
         """Take one request slot and return its ticket for `sent`. Raises Refused when the day's
         budget for this priority or connector is spent or the next slot (or the end of a
         cooldown) comes after `deadline` (absolute, clock time); never sleeps past it."""
+        said = False
         while True:
             now = self.clock.now()
             if any(n for p, n in self._waiting.items() if p < priority):
@@ -164,7 +174,8 @@ class QuotaGovernor:
                     raise Refused(why)
             if deadline is not None and now + wait > deadline:
                 raise Refused(f"{why}: next slot in {math.ceil(wait)} s, after the deadline")
-            self._say_wait(now, wait, why)
+            if not said:
+                said = self._say_wait(now, wait, why)
             self._waiting[priority] = self._waiting.get(priority, 0) + 1
             try:
                 await self.clock.sleep(wait)
@@ -254,12 +265,16 @@ class QuotaGovernor:
         over = sum(max(0.0, n - self.shares.get(c, 0.0) * self.per_day) for c, n in used.items())
         return over + 1 <= pool + 1e-9
 
-    def _say_wait(self, now: float, wait: float, why: str) -> None:
-        """One line on stderr per wait period, so a CLI user knows why nothing happens."""
-        if wait < SAY_WAIT_FROM or now < self._said_until:
-            return
+    def _say_wait(self, now: float, wait: float, why: str) -> bool:
+        """One line on stderr per wait period (however many callers wait in it, and however
+        often one of them wakes up to a slot that is not free yet), so a CLI user knows why
+        nothing happens. True when the wait was said (or falls in one that was)."""
+        if now < self._said_until:
+            return True
+        if wait < SAY_WAIT_FROM:
+            return False
         self._said_until = now + wait
-        tier = f"{self.tier} tier " if self.tier else ""
+        tier = f"{'public' if self.tier == 'auto' else self.tier} tier " if self.tier else ""
         rate = f"{self.per_minute}/min" if self.per_minute else "no local limit"
         left = ""
         if self.per_day:
@@ -270,6 +285,7 @@ class QuotaGovernor:
         log.warning(
             "rate-limited: %s%s, next slot in %d s%s (%s)", tier, rate, math.ceil(wait), left, why
         )
+        return True
 
     # -- what a 429 teaches ----------------------------------------------------------------
     def _floor(self) -> int:

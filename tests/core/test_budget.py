@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -223,3 +224,54 @@ async def test_public_tier_never_answers_429_when_the_first_request_leaves_late(
     assert c["by_status"].get("429", 0) == 0
     assert c["requests"] == 6
     assert not [r for r in out if r.verdict in (Verdict.ERROR, Verdict.QUOTA)]
+
+
+# -- the emulator says its tier --------------------------------------------------------------
+def auto_settings(url, tmp_path):
+    s = config.for_emulator(config.from_mapping({}, env={}), url, str(tmp_path))
+    assert s.quota.tier == "auto"  # the default
+    return s
+
+
+async def test_auto_tier_uses_the_local_emulators_tier(tmp_path):
+    async with running_emulator() as emu:  # enforces no quota ("unlimited")
+        e = Enricher(auto_settings(emu.url, tmp_path), connector="cli")
+        out = await e.enrich(hashes(10), deadline=1)  # public limits would answer 6 quota
+        await e.aclose()
+        e.close()
+        c = await counters(emu.url)
+    assert not [r for r in out if r.verdict == Verdict.QUOTA]
+    assert e.governor.tier == "unlimited" and e.governor.unlimited
+    assert c["requests"] == 10  # asking for the tier is not an API call
+
+
+async def test_auto_tier_adopts_an_emulator_tiers_numbers(tmp_path):
+    config_ = EmulatorConfig(default_tier="premium", tier_limits={"premium": (7, 300)})
+    async with running_emulator(config_) as emu:
+        e = Enricher(auto_settings(emu.url, tmp_path), connector="cli")
+        out = await e.enrich(hashes(9), deadline=1)
+        await e.aclose()
+        status = e.governor.status()
+        e.close()
+        c = await counters(emu.url)
+    assert [r.verdict == Verdict.QUOTA for r in out].count(True) == 2
+    assert status["per_minute"] == 7 and status["per_day"] == 300 and status["used_today"] == 7
+    assert c["by_status"] == {"200": 7}
+
+
+async def test_a_wait_is_said_once_on_stderr(tmp_path, caplog):
+    clock = ScaledClock(60)  # the public tier's minute passes in one real second
+    async with running_emulator(EmulatorConfig(default_tier="public")) as emu:
+        emu.emulator.quotas["demo-key"] = TierQuota(4, 500, clock=clock.now)
+        e = Enricher(auto_settings(emu.url, tmp_path), connector="cli", clock=clock)
+        with caplog.at_level(logging.WARNING, logger="connectors.core.quota"):
+            out = await e.enrich(hashes(7))
+        await e.aclose()
+        e.close()
+        c = await counters(emu.url)
+    assert not [r for r in out if r.verdict == Verdict.QUOTA] and c["requests"] == 7
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("rate-limited")]
+    assert len(said) == 1, said
+    assert re.match(
+        r"rate-limited: public tier 4/min, next slot in (59|60) s, 496 left today", said[0]
+    )
