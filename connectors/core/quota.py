@@ -39,6 +39,10 @@ QUIET = 300.0
 # after we gave up on it.
 NO_ANSWER_MARGIN = 1.0
 SAY_WAIT_FROM = 1.0  # waits shorter than this are not worth a line on stderr
+# A caller without a deadline still does not sit out a Retry-After longer than this (a daily
+# quota answers "until midnight"): it gets Refused, as with a deadline.
+LONGEST_COOLDOWN_WAIT = 300.0
+COOLDOWN = "VirusTotal asked to wait (Retry-After)"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (key TEXT NOT NULL, at REAL NOT NULL);
@@ -174,6 +178,8 @@ class QuotaGovernor:
                     raise Refused(why)
             if deadline is not None and now + wait > deadline:
                 raise Refused(f"{why}: next slot in {math.ceil(wait)} s, after the deadline")
+            if why is COOLDOWN and wait > LONGEST_COOLDOWN_WAIT:
+                raise Refused(f"{why}: next slot in {math.ceil(wait)} s")
             if not said:
                 said = self._say_wait(now, wait, why)
             self._waiting[priority] = self._waiting.get(priority, 0) + 1
@@ -203,13 +209,13 @@ class QuotaGovernor:
                 "SELECT cooldown_until FROM state WHERE key = ?", (self.key,)
             ).fetchone()
             if row is not None and now < row[0]:
-                return None, row[0] - now, "VirusTotal asked to wait (Retry-After)"
+                return None, row[0] - now, COOLDOWN
             return 0, 0.0, ""
 
         def txn(db: sqlite3.Connection) -> Tuple[Optional[int], float, str]:
             cooldown, rate = self._state(db, now)
             if now < cooldown:
-                return None, cooldown - now, "VirusTotal asked to wait (Retry-After)"
+                return None, cooldown - now, COOLDOWN
             day = _day(now)
             if self.per_day:
                 row = db.execute(

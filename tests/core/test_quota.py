@@ -204,3 +204,16 @@ async def test_waiting_is_said_once_per_wait_period(tmp_path, caplog):
     assert said == [
         "rate-limited: public tier 4/min, next slot in 60 s, 496 left today (4/min in use)"
     ]
+
+
+async def test_a_long_retry_after_refuses_even_without_a_deadline(tmp_path):
+    clock = FakeClock()
+    g = gov(tmp_path, per_minute=0, per_day=0, clock=clock)
+    g.learn_429(retry_after=6 * 3600)  # a daily quota: "come back after midnight"
+    with pytest.raises(Refused, match="Retry-After"):
+        await g.take()
+    assert clock.now() == 1_767_225_600.0  # did not sit it out
+    short = QuotaGovernor(tmp_path / "other.db", "k", 0, 0, clock)
+    short.learn_429(retry_after=None)  # absent: 60 s, sat out by a caller without a deadline
+    assert await short.take() == 0
+    assert clock.now() == 1_767_225_600.0 + 60
