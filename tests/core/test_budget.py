@@ -203,18 +203,24 @@ async def slow_connect_proxy(target_port: int, delay: float):
     return await asyncio.start_server(handle, "127.0.0.1", 0)
 
 
-async def test_public_tier_never_answers_429_when_the_first_request_leaves_late(tmp_path):
-    clock = ScaledClock(30)  # public tier: 4 per 60 s window = per 2 real seconds
+@pytest.mark.parametrize("together, n", [(False, 6), (True, 10)])
+async def test_public_tier_never_answers_429_when_requests_leave_late(tmp_path, together, n):
+    # Every new connection takes 15 s (scaled) to set up. One at a time: slots 5 and 6 come one
+    # window after the 4th arrived. Together: 4 slow connections at once, then reuse.
+    clock = ScaledClock(60)  # public tier: 4 per 60 s window = per real second
     async with running_emulator(EmulatorConfig(default_tier="public")) as emu:
         emu.emulator.quotas["demo-key"] = TierQuota(4, 500, clock=clock.now)
         port = int(emu.url.rsplit(":", 1)[1])
-        proxy = await slow_connect_proxy(port, delay=0.5)  # 15 s on the scaled clock
+        proxy = await slow_connect_proxy(port, delay=0.25)
         url = f"http://127.0.0.1:{proxy.sockets[0].getsockname()[1]}"
         try:
             e = Enricher(make_settings(url, tmp_path, tier="public"), connector="cli", clock=clock)
             out = []
-            for value in hashes(6):  # slot 5 and 6 come one window after the 4th arrived
-                out += await e.enrich([value])
+            if together:
+                out = await e.enrich(hashes(n))
+            else:
+                for value in hashes(n):
+                    out += await e.enrich([value])
             await e.aclose()
             e.close()
         finally:
@@ -222,7 +228,7 @@ async def test_public_tier_never_answers_429_when_the_first_request_leaves_late(
             await proxy.wait_closed()
         c = await counters(emu.url)
     assert c["by_status"].get("429", 0) == 0
-    assert c["requests"] == 6
+    assert c["requests"] == n
     assert not [r for r in out if r.verdict in (Verdict.ERROR, Verdict.QUOTA)]
 
 
@@ -275,3 +281,26 @@ async def test_a_wait_is_said_once_on_stderr(tmp_path, caplog):
     assert re.match(
         r"rate-limited: public tier 4/min, next slot in (59|60) s, 496 left today", said[0]
     )
+
+
+def test_cli_lookup_under_a_429_storm_ends_as_quota(tmp_path):
+    # The reproduction: every answer a 429, `vtconnect lookup X --deadline 5`.
+    from click.testing import CliRunner
+
+    from connectors.cli import main
+    from connectors.emulator.server import EmulatorThread
+
+    emu = EmulatorThread(EmulatorConfig(faults={"error_rates": {"QuotaExceededError": 1.0}}))
+    url = emu.start()
+    try:
+        conf = tmp_path / "c.toml"
+        conf.write_text(f'[core]\nstate_dir = "{tmp_path}"\n[quota]\ntier = "unlimited"\n')
+        env = {"VT_API_URL": url, "VT_API_KEY": "demo-key", "VTCONNECT_CONFIG": str(conf)}
+        args = ["lookup", "--format", "csv", "--deadline", "5", hashes(1)[0]]
+        r = CliRunner().invoke(main, args, env=env, catch_exceptions=False)
+        c = asyncio.run(counters(url))
+    finally:
+        emu.stop()
+    assert r.exit_code == 0, r.output
+    assert ",quota," in r.stdout
+    assert c["requests"] == 3
