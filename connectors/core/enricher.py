@@ -253,8 +253,8 @@ class Enricher:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
-        for task in done:
-            exc = task.exception()
+        failures = [task.exception() for task in done]  # every one retrieved, the first raised
+        for exc in failures:
             if exc is not None and not isinstance(exc, asyncio.CancelledError):
                 raise exc
         if fatal:

@@ -206,12 +206,15 @@ class Gateway:
         last: Optional[GatewayError] = None
         while True:
             ticket = await self._take(slot, last)
-            answered = True
+            answered = False  # no answer (timeout, broken, cancelled): it may still arrive
             try:
-                return await asyncio.wait_for(
+                result = await asyncio.wait_for(
                     self._once(method, path, params, form, file_path), self.settings.timeout
                 )
+                answered = True
+                return result
             except RateLimited as exc:
+                answered = True
                 # Never again at once: the governor holds every process on the host until
                 # Retry-After; a few 429s in a row and this call gives up (the caller: quota).
                 rate_limited += 1
@@ -223,12 +226,11 @@ class Gateway:
                 last = exc
                 continue
             except asyncio.TimeoutError:
-                answered = False
                 last = Unavailable("Timeout", f"no answer within {self.settings.timeout:g} s")
             except (aiohttp.ClientError, ConnectionError) as exc:
-                answered = False
                 last = Unavailable("ConnectionError", type(exc).__name__)
             except GatewayError as exc:
+                answered = True
                 if exc.code not in RETRYABLE:
                     raise
                 last = Unavailable(exc.code, exc.message)
