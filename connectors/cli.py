@@ -343,7 +343,10 @@ def quota(obj: Ctx) -> None:
         status = gov.status()
     finally:
         gov.close()
-    click.echo(f"tier {obj.settings.quota.tier}")
+    tier = obj.settings.quota.tier
+    if tier == "auto":
+        tier += " (public limits; a local emulator's own tier when the API URL is loopback)"
+    click.echo(f"tier {tier}")
     shares = status.pop("shares", {})
     for k, v in status.items():
         click.echo(f"  {k}: {v}")
