@@ -322,7 +322,7 @@ class QuotaGovernor:
         wait = retry_after if retry_after and retry_after > 0 else DEFAULT_COOLDOWN
         until = now + wait
 
-        def txn(db: sqlite3.Connection) -> Tuple[int, int]:
+        def txn(db: sqlite3.Connection) -> Tuple[int, int, bool]:
             row = db.execute(
                 "SELECT cooldown_until, learned_rate, learned_at FROM state WHERE key = ?",
                 (self.key,),
@@ -340,9 +340,9 @@ class QuotaGovernor:
                 "learned_rate = excluded.learned_rate, learned_at = excluded.learned_at",
                 (self.key, until, learned if self.per_minute else 0, learned_at),
             )
-            return before, after
+            return before, after, now < cooldown
 
-        before, after = write(self.db, txn)
+        before, after, cooling = write(self.db, txn)
         why = f"VirusTotal answered 429 {code}".rstrip()
         if after < before:
             log.warning(
@@ -355,8 +355,9 @@ class QuotaGovernor:
                 max(1, self.per_minute // 10),
                 int(QUIET // 60),
             )
-        else:
-            log.warning("%s: every process on this host waits %d s (Retry-After)", why, wait)
+        else:  # said once per cooldown: a burst of 429s is one event
+            say = log.info if cooling else log.warning
+            say("%s: every process on this host waits %d s (Retry-After)", why, math.ceil(wait))
 
     # -- reporting -------------------------------------------------------------------------
     def status(self) -> Dict[str, Any]:

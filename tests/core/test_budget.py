@@ -278,9 +278,8 @@ async def test_a_wait_is_said_once_on_stderr(tmp_path, caplog):
     assert not [r for r in out if r.verdict == Verdict.QUOTA] and c["requests"] == 7
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("rate-limited")]
     assert len(said) == 1, said
-    assert re.match(
-        r"rate-limited: public tier 4/min, next slot in (59|60) s, 496 left today", said[0]
-    )
+    m = re.match(r"rate-limited: public tier 4/min, next slot in (\d+) s, 496 left today", said[0])
+    assert m and 45 <= int(m.group(1)) <= 60, said  # scaled time: 10 ms real are 0.6 s here
 
 
 def test_cli_lookup_under_a_429_storm_ends_as_quota(tmp_path):
