@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import replace
 
 import pytest
@@ -83,13 +84,16 @@ async def test_shares_hold_across_processes_and_show_in_quota(emulator_url, tmp_
 
 
 def test_config_check_shows_shares_as_a_table_that_loads_again(tmp_path):
-    import tomli
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
 
     cfg = tmp_path / "c.toml"
     cfg.write_text("[quota.shares]\nwebhook = 0.4\nsplunk = 0.3\n")
     r = CliRunner().invoke(main, ["config", "check", "--config", str(cfg)], env={})
     assert r.exit_code == 0, r.output
-    shown = tomli.loads(r.stdout)
+    shown = tomllib.loads(r.stdout)
     assert shown["quota"]["shares"] == {"webhook": 0.4, "splunk": 0.3}
     again = config.from_mapping(shown, env={})
     assert dict(again.quota.shares) == {"webhook": 0.4, "splunk": 0.3}
