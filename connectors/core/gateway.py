@@ -127,7 +127,7 @@ class Gateway:
             )
             # aiohttp silently sends an idempotent request again when the server drops a
             # kept-alive connection; the server may have counted the first one, the governor
-            # would see neither. Our own retries take a slot each, so switch its off.
+            # would see neither. Our own retries take a slot each, so switch it off.
             session = self._client._get_session()
             if hasattr(session, "_retry_connection"):
                 session._retry_connection = False
@@ -218,11 +218,10 @@ class Gateway:
                 # Never again at once: the governor holds every process on the host until
                 # Retry-After; a few 429s in a row and this call gives up (the caller: quota).
                 rate_limited += 1
+                if self.governor is not None:
+                    self.governor.learn_429(exc.retry_after, exc.code)
                 if self.governor is None or rate_limited >= MAX_RATE_LIMITED:
-                    if self.governor is not None:
-                        self.governor.learn_429(exc.retry_after, exc.code)
                     raise
-                self.governor.learn_429(exc.retry_after, exc.code)
                 last = exc
                 continue
             except asyncio.TimeoutError:
@@ -252,7 +251,10 @@ class Gateway:
         if self.governor is None:
             return 0
         if self.governor.tier == "auto" and _is_loopback(self.settings.api_url):
-            if self._tier_probe is None or self._tier_probe.get_loop() is not _running():
+            if (
+                self._tier_probe is None
+                or self._tier_probe.get_loop() is not asyncio.get_running_loop()
+            ):
                 self._tier_probe = asyncio.ensure_future(self._probe_emulator_tier())
             await asyncio.shield(self._tier_probe)
         try:
@@ -344,10 +346,6 @@ async def _error_of(client: vt.Client, resp: vt.ClientResponse) -> Tuple[str, st
     if error is None:
         return "ServerError", f"HTTP {status}"
     return str(error.code), str(error.message)
-
-
-def _running() -> asyncio.AbstractEventLoop:
-    return asyncio.get_running_loop()
 
 
 def _is_loopback(url: str) -> bool:
