@@ -47,7 +47,7 @@ def effective(settings: config_mod.Settings) -> Dict[str, Any]:
         if dataclasses.is_dataclass(value):
             doc[f.name] = {k: v for k, v in _plain(value).items() if v is not None}
     doc["quota"]["shares"] = dict(settings.quota.shares)  # a table in TOML, not pairs
-    for name in config_mod.PART_SECTIONS:
+    for name in (*config_mod.PART_SECTIONS, config_mod.SERVER_SECTION):
         if name in settings.raw:
             doc[name] = _plain(settings.raw[name])
     return doc
