@@ -20,7 +20,7 @@ from . import formats
 from .core import config as config_mod
 from .core.enricher import Enricher
 from .core.gateway import CredentialsRejected, Gateway, GatewayError
-from .core.quota import Priority
+from .core.quota import Priority, QuotaGovernor
 from .core.verdict import Enrichment, Verdict
 
 EXIT_FAILED, EXIT_USAGE, EXIT_CREDENTIALS, EXIT_INTERRUPTED = 1, 2, 3, 130
@@ -339,7 +339,8 @@ def _run_scan(
     settings: config_mod.Settings, submit, wait: bool, timeout: float, fmt: str
 ) -> None:
     async def run() -> dict:
-        gw = Gateway(settings.virustotal)
+        gov = _governor(settings)
+        gw = Gateway(settings.virustotal, gov)  # submissions and polls take slots too
         try:
             analysis_id = await submit(gw)
             if not wait:
@@ -350,6 +351,7 @@ def _run_scan(
             return scan_result(analysis_id, doc, settings)
         finally:
             await gw.aclose()
+            gov.close()
 
     try:
         out = asyncio.run(run())
@@ -518,14 +520,37 @@ def cache_purge(obj: Ctx, everything: bool) -> None:
 @click.pass_obj
 def quota(obj: Ctx) -> None:
     """Show the API budget used and left for the configured key."""
-    from .core.quota import QuotaGovernor
-
-    s = obj.settings
-    per_minute, per_day = s.quota.limits()
-    gov = QuotaGovernor(s.quota_path, s.virustotal.api_key.get(), per_minute, per_day)
-    click.echo(f"tier {s.quota.tier}")
-    for k, v in gov.status().items():
+    gov = _governor(obj.settings)
+    try:
+        status = gov.status()
+    finally:
+        gov.close()
+    tier = obj.settings.quota.tier
+    if tier == "auto":
+        tier += " (public limits; a local emulator's own tier when the API URL is loopback)"
+    click.echo(f"tier {tier}")
+    shares = status.pop("shares", {})
+    for k, v in status.items():
         click.echo(f"  {k}: {v}")
+    if shares:
+        click.echo("  shares (reserved per connector today):")
+        for name, share in shares.items():
+            click.echo(
+                f"    {name}: {share['share']:g} = {share['reserved']} reserved, "
+                f"{share['used']} used"
+            )
+
+
+def _governor(settings: config_mod.Settings) -> QuotaGovernor:
+    per_minute, per_day = settings.quota.limits()
+    return QuotaGovernor(
+        settings.quota_path,
+        settings.virustotal.api_key.get(),
+        per_minute,
+        per_day,
+        shares=dict(settings.quota.shares),
+        tier=settings.quota.tier,
+    )
 
 
 @main.command()

@@ -33,6 +33,7 @@ async def poll_sources(
     enricher: Enricher, store: Store, cfg: TaxiiConfig, due: Dict[int, float]
 ) -> int:
     """Poll the VirusTotal sources whose time has come; returns objects stored."""
+    from connectors.core.gateway import Slot
     from connectors.core.quota import Priority
 
     from . import sources
@@ -44,11 +45,11 @@ async def poll_sources(
             continue
         due[i] = now + src["every"]
 
-        async def acquire() -> bool:  # background work: never waits long for the budget
-            return await enricher.governor.acquire(Priority.BACKGROUND, time.time() + 5)
+        def slot() -> Slot:  # background work: never waits long for the budget
+            return Slot(Priority.BACKGROUND, time.time() + 5, "taxii")
 
         objects = await sources.poll(
-            enricher.gateway, acquire, src, enricher.settings.policy, cfg.tlp, enricher.lists
+            enricher.gateway, slot, src, enricher.settings.policy, cfg.tlp, enricher.lists
         )
         if objects:
             objs = repaired([stix.PRODUCER, stix.marking(cfg.tlp), *objects])

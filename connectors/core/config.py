@@ -21,6 +21,8 @@ else:  # Python 3.9/3.10 (Splunk 9.x)
 
 DEFAULT_API_URL = "https://www.virustotal.com"
 DEFAULT_INTERNAL_SUFFIXES = (".local", ".internal", ".lan", ".corp", ".home.arpa", ".localhost")
+# The names connectors give the Enricher (Enricher(connector=...)): the keys [quota.shares] knows.
+CONNECTORS = ("cli", "demo", "serve", "splunk", "taxii", "taxii-pull", "webhook")
 
 
 class ConfigError(ValueError):
@@ -142,15 +144,18 @@ class CacheSettings:
 @dataclass(frozen=True)
 class QuotaSettings:
     # public: 4/min and 500/day; premium: the two numbers below; unlimited: no local limit
-    # (VirusTotal still answers 429 when a contract's real limit is reached, and we back off)
-    tier: str = "public"
+    # (VirusTotal still answers 429 when a contract's real limit is reached, and we back off);
+    # auto: public, except against a local emulator, which says which tier it enforces
+    tier: str = "auto"
     per_minute: int = 0  # 0: the tier's default
     per_day: int = 0
     path: str = ""  # SQLite file shared by every process on the host; "" -> <state_dir>/quota.db
+    # [quota.shares]: part of the daily budget reserved per connector, e.g. (("webhook", 0.4),)
+    shares: Tuple[Tuple[str, float], ...] = ()
 
     def limits(self) -> Tuple[int, int]:
         """(per minute, per day); (0, 0) means no local limit."""
-        if self.tier == "public":
+        if self.tier in ("public", "auto"):
             return (self.per_minute or 4, self.per_day or 500)
         if self.tier == "unlimited":
             return (0, 0)
@@ -240,9 +245,13 @@ def from_mapping(
     vt = replace(vt, api_url=normalize_api_url(vt.api_url))
     if vt.max_concurrency < 1:
         raise ConfigError("virustotal.max_concurrency must be at least 1")
-    quota = _section(QuotaSettings, doc.get("quota", {}), "quota")
-    if quota.tier not in ("public", "premium", "unlimited"):
-        raise ConfigError("quota.tier must be 'public', 'premium' or 'unlimited'")
+    quota_doc = doc.get("quota", {})
+    shares = _shares(quota_doc.get("shares", {}) if isinstance(quota_doc, Mapping) else {})
+    if isinstance(quota_doc, Mapping):
+        quota_doc = {k: v for k, v in quota_doc.items() if k != "shares"}
+    quota = replace(_section(QuotaSettings, quota_doc, "quota"), shares=shares)
+    if quota.tier not in ("auto", "public", "premium", "unlimited"):
+        raise ConfigError("quota.tier must be 'auto', 'public', 'premium' or 'unlimited'")
     core = doc.get("core", {})
     if not isinstance(core, Mapping):
         raise ConfigError("[core] must be a table")
@@ -269,6 +278,28 @@ def from_mapping(
         source=source,
         raw=doc,
     )
+
+
+def _shares(data: Any) -> Tuple[Tuple[str, float], ...]:
+    """[quota.shares]: connector name -> part of the day (0..1), together at most 1."""
+    if not isinstance(data, Mapping):
+        raise ConfigError("[quota.shares] must be a table of connector = share")
+    out = []
+    for name, value in data.items():
+        if name not in CONNECTORS:
+            raise ConfigError(
+                f"unknown connector quota.shares.{name} (known: {', '.join(CONNECTORS)})"
+            )
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ConfigError(f"quota.shares.{name} must be a number from 0 to 1")
+        out.append((name, float(value)))
+    total = sum(v for _, v in out)
+    if total > 1 + 1e-9:
+        biggest = max(out, key=lambda item: item[1])[0]
+        raise ConfigError(
+            f"quota.shares add up to {total:g}, more than 1 (largest: quota.shares.{biggest})"
+        )
+    return tuple(out)
 
 
 def normalize_api_url(url: str) -> str:

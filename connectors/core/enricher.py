@@ -18,11 +18,13 @@ from .clock import Clock
 from .config import PolicySettings, Settings
 from .gateway import (
     BadAnswer,
+    BudgetSpent,
     CredentialsRejected,
     Gateway,
     GatewayError,
     NotFound,
     RateLimited,
+    Slot,
 )
 from .lists import matcher as lists_matcher
 from .observable import InvalidObservable, Kind, Observable, parse
@@ -59,7 +61,13 @@ class Enricher:
         self.cache = cache or Cache(settings.cache_path, settings.cache, self.clock)
         per_minute, per_day = settings.quota.limits()
         self.governor = governor or QuotaGovernor(
-            settings.quota_path, settings.virustotal.api_key.get(), per_minute, per_day, self.clock
+            settings.quota_path,
+            settings.virustotal.api_key.get(),
+            per_minute,
+            per_day,
+            self.clock,
+            shares=dict(settings.quota.shares),
+            tier=settings.quota.tier,
         )
         self._gateway = gateway
         self.lists = lists_matcher(settings.lists)
@@ -69,7 +77,7 @@ class Enricher:
     @property
     def gateway(self) -> Gateway:
         if self._gateway is None:
-            self._gateway = Gateway(self.settings.virustotal)
+            self._gateway = Gateway(self.settings.virustotal, self.governor)
         return self._gateway
 
     async def aclose(self) -> None:
@@ -201,11 +209,16 @@ class Enricher:
         hits = len(answers)
 
         missing = [by_key[k][0] for k in by_key if k not in answers]
-        fetched = await self._fetch_all(missing, priority, deadline, max_lookups)
+        fetched = await self._fetch_all(missing, priority, deadline, max_lookups, connector)
         answers.update(fetched)
         if stale:
             await self._rescan(
-                stale, priority, deadline, fetched_count=len(fetched), max_lookups=max_lookups
+                stale,
+                priority,
+                deadline,
+                fetched_count=len(fetched),
+                max_lookups=max_lookups,
+                connector=connector,
             )
 
         self._store(by_key, fetched, answers, connector, now)
@@ -228,6 +241,7 @@ class Enricher:
         priority: Priority,
         deadline: Optional[float],
         max_lookups: Optional[int],
+        connector: str = "",
     ) -> Dict[str, Enrichment]:
         if not observables:
             return {}
@@ -245,7 +259,9 @@ class Enricher:
             async with sem:
                 if fatal:
                     return
-                results[obs.cache_key] = await self._fetch_one(obs, priority, until, fatal)
+                results[obs.cache_key] = await self._fetch_one(
+                    obs, Slot(priority, until, connector), fatal
+                )
 
         tasks = [asyncio.ensure_future(one(o)) for o in observables[:limit]]
         timeout = None if until is None else max(0.0, until - self.clock.now())
@@ -282,42 +298,37 @@ class Enricher:
     async def _fetch_one(
         self,
         obs: Observable,
-        priority: Priority,
-        until: Optional[float],
+        slot: Slot,
         fatal: List[CredentialsRejected],
     ) -> Enrichment:
-        while True:
-            if not await self.governor.acquire(priority, until):
-                return _from_obs(
-                    obs.value,
-                    obs,
-                    Verdict.QUOTA,
-                    reason="VirusTotal API budget spent; not looked up",
-                )
-            try:
-                report = await self.gateway.fetch(obs, self.settings.virustotal.relationships)
-            except NotFound:
-                return _from_obs(
-                    obs.value, obs, Verdict.NOT_FOUND, score=0, reason=policy.NOT_FOUND.reason
-                )
-            except RateLimited as exc:
-                # Never retry at once: the governor holds every caller until the cooldown ends,
-                # or answers quota when that is past the deadline.
-                self.governor.learn_429(exc.retry_after)
-                log.warning("VirusTotal rate limit (%s); backing off", exc.code)
-                continue
-            except CredentialsRejected as exc:
-                fatal.append(exc)
-                raise
-            except (BadAnswer, GatewayError) as exc:
-                return _from_obs(
-                    obs.value,
-                    obs,
-                    Verdict.ERROR,
-                    reason=f"VirusTotal lookup failed: {exc}",
-                    error=exc.code,
-                )
-            return self._from_report(obs, report, cached=False)
+        # The gateway asks the governor before every attempt and honours 429s host-wide.
+        try:
+            report = await self.gateway.fetch(obs, self.settings.virustotal.relationships, slot)
+        except NotFound:
+            return _from_obs(
+                obs.value, obs, Verdict.NOT_FOUND, score=0, reason=policy.NOT_FOUND.reason
+            )
+        except BudgetSpent as exc:
+            return _from_obs(obs.value, obs, Verdict.QUOTA, reason=f"not looked up: {exc.message}")
+        except RateLimited as exc:
+            return _from_obs(
+                obs.value,
+                obs,
+                Verdict.QUOTA,
+                reason=f"VirusTotal kept answering 429 ({exc.code}); not looked up",
+            )
+        except CredentialsRejected as exc:
+            fatal.append(exc)
+            raise
+        except (BadAnswer, GatewayError) as exc:
+            return _from_obs(
+                obs.value,
+                obs,
+                Verdict.ERROR,
+                reason=f"VirusTotal lookup failed: {exc}",
+                error=exc.code,
+            )
+        return self._from_report(obs, report, cached=False)
 
     async def _rescan(
         self,
@@ -326,15 +337,16 @@ class Enricher:
         deadline: Optional[float],
         fetched_count: int,
         max_lookups: Optional[int],
+        connector: str = "",
     ) -> None:
         """Ask for reanalysis of reports older than rescan_after_days (one API call each)."""
         budget = len(stale) if max_lookups is None else max(0, max_lookups - fetched_count)
         until = None if deadline is None else self.clock.now() + deadline
         for obs in stale[:budget]:
-            if not await self.governor.acquire(priority, until):
-                return
             try:
-                await self.gateway.reanalyse(obs)
+                await self.gateway.reanalyse(obs, Slot(priority, until, connector))
+            except (BudgetSpent, RateLimited):
+                return
             except CredentialsRejected:
                 raise
             except GatewayError as exc:

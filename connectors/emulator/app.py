@@ -19,6 +19,7 @@ from . import api, sources
 from .faults import Faults
 from .objects import InvalidArgument, NotFound
 from .paging import BadPage
+from .quota import TIERS
 from .responses import coded, error
 from .state import EMULATOR, Emulator, EmulatorConfig
 
@@ -170,7 +171,13 @@ async def set_faults(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"ok": True, "emulator": True})
+    """Also says which quota the key asking (X-Apikey) gets, so a client can budget for it."""
+    cfg = request.app[EMULATOR].config
+    tier = cfg.keys.get(request.headers.get("X-Apikey", ""), cfg.default_tier)
+    per_minute, per_day = {**TIERS, **cfg.tier_limits}[tier]
+    return web.json_response(
+        {"ok": True, "emulator": True, "tier": tier, "per_minute": per_minute, "per_day": per_day}
+    )
 
 
 async def no_endpoint(request: web.Request) -> web.Response:
