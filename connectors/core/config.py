@@ -72,19 +72,55 @@ class PrivacySettings:
     allow_documentation_ranges: bool = False
 
 
+# Detection names that say "a model or a heuristic thinks so" rather than naming a family
+# (case-insensitive substrings; see README "Verdicts" for the evidence behind each default).
+DEFAULT_WEAK_NAMES = (
+    "aidetect", "ml.score", "!ml", "susgen", "generic", "heur", "sabsik", "gen:nn", "ai score",
+    "static ai", "confidence", "unsafe", "real protect", "malicious.", "malware.ai", "detected",
+)  # fmt: skip
+# Engines whose lone detections on known-good software are the ones seen in real reports
+# (tests/fixtures/vt: a Chocolatey shim and a setuptools launcher): "engine=weight".
+DEFAULT_ENGINE_WEIGHTS = ("Bkav=0.5", "MaxSecure=0.5", "Trapmine=0.5", "Gridinsoft=0.5")
+DEFAULT_TRUSTED_PUBLISHERS = (
+    "Microsoft Corporation", "Microsoft Windows", "Google LLC", "Apple Inc.",
+    "Mozilla Corporation", "Adobe Inc.", "Oracle America, Inc.", "Intel Corporation",
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class PolicySettings:
-    malicious_min: int = 3  # engines saying malicious
-    malicious_percent: float = 3.0  # ... or this share of engines that gave an answer
+    malicious_min: int = 3  # weighted engines saying malicious
+    malicious_percent: float = 3.0  # ... and this share of the engines that gave an answer
     suspicious_min: int = 1
     suspicious_percent: float = 0.0
     min_engines: int = 5  # fewer answering engines than this: at most suspicious
     trusted_engines: Tuple[str, ...] = ()  # any of these saying malicious makes it malicious
-    use_yara: bool = False  # crowdsourced YARA hits raise to suspicious
-    use_sigma: bool = False  # high/critical Sigma hits raise to suspicious
-    use_ids: bool = False  # high-severity IDS alerts raise to suspicious
-    use_sandbox: bool = False  # a sandbox saying malicious raises to suspicious
+    preferred_engines: Tuple[str, ...] = ()  # preferred_min of these saying malicious: malicious
+    preferred_min: int = 2
+    weak_names: Tuple[str, ...] = DEFAULT_WEAK_NAMES  # heuristic/ML/generic detection names
+    weak_name_weight: float = 0.25  # what one such detection counts for
+    engine_weights: Tuple[str, ...] = DEFAULT_ENGINE_WEIGHTS  # "engine=weight", default 1
+    trusted_publishers: Tuple[str, ...] = DEFAULT_TRUSTED_PUBLISHERS  # verified signers
+    use_virustotal_verdicts: bool = True  # GTI assessment, threat severity, known distributors
+    use_yara: bool = False  # crowdsourced YARA hits raise to suspicious (many rules are generic)
+    use_sigma: bool = True  # critical/high Sigma hits raise to suspicious
+    use_ids: bool = True  # high-severity IDS alerts raise to suspicious
+    use_sandbox: bool = True  # a sandbox saying malicious raises to suspicious
+    use_reputation: bool = True  # community reputation <= -bad_reputation raises to suspicious
+    bad_reputation: int = 20
     rescan_after_days: int = 0  # 0: never request a reanalysis
+
+    def __post_init__(self) -> None:
+        for item in self.engine_weights:
+            name, sep, weight = item.rpartition("=")
+            try:
+                ok = bool(sep and name.strip()) and float(weight) >= 0
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ConfigError(
+                    f"policy.engine_weights: {item!r} is not 'engine=weight' (weight >= 0)"
+                )
 
 
 @dataclass(frozen=True)
