@@ -12,6 +12,13 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+from .weights import (
+    DEFAULT_ENGINE_WEIGHTS,
+    DEFAULT_TRUSTED_PUBLISHERS,
+    DEFAULT_WEAK_NAME_WEIGHT,
+    DEFAULT_WEAK_NAMES,
+)
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # Python 3.9/3.10 (Splunk 9.x)
@@ -72,21 +79,6 @@ class PrivacySettings:
     allow_documentation_ranges: bool = False
 
 
-# Detection names that say "a model or a heuristic thinks so" rather than naming a family
-# (case-insensitive substrings; see README "Verdicts" for the evidence behind each default).
-DEFAULT_WEAK_NAMES = (
-    "aidetect", "ml.score", "!ml", "susgen", "generic", "heur", "sabsik", "gen:nn", "ai score",
-    "static ai", "confidence", "unsafe", "real protect", "malicious.", "malware.ai", "detected",
-)  # fmt: skip
-# Engines whose lone detections on known-good software are the ones seen in real reports
-# (tests/fixtures/vt: a Chocolatey shim and a setuptools launcher): "engine=weight".
-DEFAULT_ENGINE_WEIGHTS = ("Bkav=0.5", "MaxSecure=0.5", "Trapmine=0.5", "Gridinsoft=0.5")
-DEFAULT_TRUSTED_PUBLISHERS = (
-    "Microsoft Corporation", "Microsoft Windows", "Google LLC", "Apple Inc.",
-    "Mozilla Corporation", "Adobe Inc.", "Oracle America, Inc.", "Intel Corporation",
-)  # fmt: skip
-
-
 @dataclass(frozen=True)
 class PolicySettings:
     malicious_min: int = 3  # weighted engines saying malicious
@@ -98,7 +90,7 @@ class PolicySettings:
     preferred_engines: Tuple[str, ...] = ()  # preferred_min of these saying malicious: malicious
     preferred_min: int = 2
     weak_names: Tuple[str, ...] = DEFAULT_WEAK_NAMES  # heuristic/ML/generic detection names
-    weak_name_weight: float = 0.25  # what one such detection counts for
+    weak_name_weight: float = DEFAULT_WEAK_NAME_WEIGHT  # what one such detection counts for
     engine_weights: Tuple[str, ...] = DEFAULT_ENGINE_WEIGHTS  # "engine=weight", default 1
     trusted_publishers: Tuple[str, ...] = DEFAULT_TRUSTED_PUBLISHERS  # verified signers
     use_virustotal_verdicts: bool = True  # GTI assessment, threat severity, known distributors

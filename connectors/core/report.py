@@ -182,6 +182,7 @@ class Report:
                 "categories": list(self.categories),
                 "final_url": self.final_url,
                 "title": self.title,
+                "redirection_chain": list(self.redirection_chain),
             }
         return {}
 

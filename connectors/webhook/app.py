@@ -13,6 +13,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional
 import aiohttp
 from aiohttp import web
 
+from connectors.core import evidence
 from connectors.core.config import Settings
 from connectors.core.enricher import Enricher
 from connectors.core.gateway import CredentialsRejected
@@ -361,9 +362,10 @@ def block(fmt: str, results: List[Enrichment]) -> Dict[str, Any]:
                     "harmless",
                     "undetected",
                     "link",
+                    "threat_label",
                 )
             }
-            | {"pending": pending}
+            | {"pending": pending, "evidence": {k: d[k] for k in evidence.FIELDS}}
         )
     known = [r.verdict for r in results if r.verdict in ORDER]
     overall = min(known, key=ORDER.index).value if known else "none"
