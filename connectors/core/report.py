@@ -225,6 +225,8 @@ def parse_report(doc: Any) -> Report:
         raise ReportError("object has no attributes")
     keys = FILE_STATS if kind == "file" else OTHER_STATS
     raw_stats = _dict(a.get("last_analysis_stats"))
+    if "typeUnsupported" in raw_stats or (not raw_stats and "positives" in a):
+        raw_stats = _feed_stats(raw_stats, a)
     stats = {k: _int(raw_stats.get(k)) for k in keys}
     engines: Dict[str, str] = {}
     results: Dict[str, str] = {}
@@ -315,6 +317,15 @@ def parse_report(doc: Any) -> Report:
     meta = doc.get("meta")
     r.emulated = isinstance(meta, dict) and meta.get("emulator") is True
     return r
+
+
+def _feed_stats(raw: Dict[str, Any], a: Dict[str, Any]) -> Dict[str, Any]:
+    """Feed items (hunting notifications, IoC stream) may spell `typeUnsupported`, or carry
+    only `positives` of `total` engines instead of the stats."""
+    if raw:
+        return {**raw, "type-unsupported": raw.get("type-unsupported", raw["typeUnsupported"])}
+    positives = _int(a.get("positives"))
+    return {"malicious": positives, "undetected": max(0, _int(a.get("total")) - positives)}
 
 
 def _assessments(r: Report, a: Dict[str, Any]) -> None:

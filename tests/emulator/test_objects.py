@@ -187,13 +187,20 @@ async def test_detection_mix_is_realistic(client):
 
 
 async def test_dates_mix_fresh_and_old_reports(client):
-    ages = []
+    ages, unanalysed = [], 0
     for i in range(60):
         try:
             d = await client.get_json_async(f"/domains/d{i}.example.com")
         except vt.APIError:
             continue
-        ages.append((REFERENCE - d["data"]["attributes"]["last_analysis_date"]) / 86400)
+        a = d["data"]["attributes"]
+        assert "first_submission_date" not in a  # real domain objects never have one
+        if "last_analysis_date" not in a:  # like older real objects: a modification date only
+            unanalysed += 1
+            assert a["last_modification_date"] > 0
+            continue
+        ages.append((REFERENCE - a["last_analysis_date"]) / 86400)
+    assert 0 < unanalysed < 0.3 * 60
     assert all(0 <= age <= 401 for age in ages)
     old = sum(age > 30 for age in ages)
     assert 0.15 * len(ages) < old < 0.6 * len(ages)
