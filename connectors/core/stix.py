@@ -13,6 +13,7 @@ import hashlib
 import ipaddress
 import json
 import math
+import re
 import time
 import uuid
 from typing import Any, Dict, Iterable, List, Optional, Sequence
@@ -49,6 +50,7 @@ PRODUCER = {
 
 
 _NS = NAMESPACE.bytes
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 SCO_NAMESPACE = uuid.UUID("00abedb4-aa42-466c-9c01-fed23315a9b7")  # STIX 2.1 section 2.9
 INDICATOR_TYPES = {
     Verdict.MALICIOUS: "malicious-activity",
@@ -202,8 +204,9 @@ def _sco(kind: str, value: str) -> Optional[Dict[str, Any]]:
             return None
         typ, props = f"ipv{ip.version}-addr", {"value": str(ip)}
     elif kind == "domain":
-        if "." not in value or not all(c.isalnum() or c in "-._" for c in value):
-            return None
+        labels = value.rstrip(".").split(".")
+        if len(labels) < 2 or not all(lab and _LABEL.fullmatch(lab) for lab in labels):
+            return None  # stix2-validator wants an idn-hostname ("_" is not allowed)
         typ, props = "domain-name", {"value": value.lower()}
     elif kind == "file":
         if len(value) != 64 or not all(c in "0123456789abcdefABCDEF" for c in value):

@@ -1,8 +1,8 @@
-"""How much one engine's detection counts: a weight per engine times a weight for the kind of
-name it gave. Names that only say "a heuristic or a model thinks so" (`W32.AIDetectNet.01`,
-`malicious.moderate.ml.score`, `...susgen`, `HEUR:...`, `Generic...`) count for
-`weak_name_weight` (0.25 by default), so a few of them on a small share of engines never make a
-value malicious alone. A detection without a name counts fully."""
+"""How much one engine's detection counts: a weight per engine (file reports only) times a
+weight for the kind of name it gave. Names that only say "a heuristic or a model thinks so"
+(`W32.AIDetectNet.01`, `malicious.moderate.ml.score`, `...susgen`, `HEUR:...`, `Generic...`)
+count for `weak_name_weight` (0.25 by default), so a few of them on a small share of engines
+never make a value malicious alone. A detection without a name counts fully."""
 
 from __future__ import annotations
 
@@ -52,8 +52,10 @@ class Weights:
         low = name.lower()
         return any(w in low for w in self.weak)
 
-    def of(self, engine: str, name: str) -> float:
-        w = self.engines.get(engine.lower(), 1.0)
+    def of(self, engine: str, name: str, file: bool = True) -> float:
+        # Engine weights come from file detections; URL/domain/IP scanners of the same vendor
+        # are other products and count fully.
+        w = self.engines.get(engine.lower(), 1.0) if file else 1.0
         return w * self.weak_weight if name and self.is_weak(name) else w
 
 
@@ -79,6 +81,7 @@ def detections(report: Report, policy: Optional[PolicySettings] = None) -> List[
         (engine, cat, report.engine_results.get(engine, ""), 0.0)
         for engine, cat in report.engines.items()
     ]
-    out = [(e, c, n, w.of(e, n)) for e, c, n, _ in out]
+    file = report.kind == "file"
+    out = [(e, c, n, w.of(e, n, file)) for e, c, n, _ in out]
     out.sort(key=lambda d: (d[0].lower() not in first, -d[3], d[1] != "malicious", d[0].lower()))
     return out
