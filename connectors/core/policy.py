@@ -25,7 +25,8 @@ from typing import List
 from .config import PolicySettings
 from .report import Report
 from .verdict import Decision, Verdict
-from .weights import detections, weights_for
+from .weights import weighted as _weighted
+from .weights import weights_for
 
 NOT_FOUND = Decision(Verdict.NOT_FOUND, 0, "VirusTotal has never seen it")
 GTI_MALICIOUS, GTI_SUSPICIOUS, GTI_BENIGN = (
@@ -61,23 +62,15 @@ def decide(report: Report, policy: PolicySettings) -> Decision:
             Verdict.MALICIOUS, _malicious_score(mal, sus, answered), _reason(why, detail, label)
         )
 
-    dets = detections(report, policy)
-    listed = [d for d in dets if d[1] == "malicious"]
-    # Engines counted in the stats but not listed (trimmed results) count fully.
-    weighted = sum(d[3] for d in listed) + max(0, mal - len(listed))
-    named = [d for d in dets if d[2]]
-    all_weak = (
-        bool(named)
-        and len(named) == len(dets)
-        and all(weights_for(policy).is_weak(d[2]) for d in named)
-    )
+    weighted, all_weak = _weighted(report, weights_for(policy))
+    n_flagging = len(report.engines)
     vouch = _vouched(report, policy)
     use_vt = policy.use_virustotal_verdicts
     share = 100.0 * weighted / answered if answered else 0.0
     too_few = answered < policy.min_engines
     weak_note = ""
     if all_weak:
-        what = "the only detection name is" if len(dets) == 1 else f"all {len(dets)} names are"
+        what = "the only detection name is" if n_flagging == 1 else f"all {n_flagging} names are"
         weak_note = f"{what} heuristic/ML/generic (weighted {weighted:g})"
 
     engines_malicious = (

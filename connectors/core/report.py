@@ -342,21 +342,25 @@ def _rules(
     stats: Any, results: Any, level_key: str, name_key: str
 ) -> Tuple[Dict[str, int], Tuple[str, ...]]:
     """Counts by severity (VirusTotal's stats, else counted from the results) and the rule
-    names, most severe first, each once."""
-    items = [x for x in results[:500] if isinstance(x, dict)] if isinstance(results, list) else []
-    counts = {k: _int(v) for k, v in _dict(stats).items()}
-    if not counts and items:
-        for x in items:
-            level = _str(x.get(level_key)).lower()
-            counts[level] = counts.get(level, 0) + 1
-    rank = {s: i for i, s in enumerate(SEVERITIES)}
-    items.sort(key=lambda x: rank.get(_str(x.get(level_key)).lower(), len(rank)))
-    names = dict.fromkeys(
-        f"{_str(x.get(level_key)).lower()}: {_str(x.get(name_key))}"
-        for x in items
-        if x.get(name_key)
-    )
-    return counts, tuple(list(names)[:RULES_CAP])
+    names, most severe first, each once (one pass: no sort on the cold path)."""
+    if not stats and not results:
+        return {}, ()
+    by_level: Dict[str, Dict[str, None]] = {}
+    counted: Dict[str, int] = {}
+    for x in results[:500] if isinstance(results, list) else ():
+        if type(x) is not dict:
+            continue
+        level = x.get(level_key)
+        level = level.lower() if type(level) is str else ""
+        counted[level] = counted.get(level, 0) + 1
+        name = x.get(name_key)
+        if name:
+            by_level.setdefault(level, {})[f"{level}: {_str(name)}"] = None
+    counts = {k: _int(v) for k, v in stats.items()} if isinstance(stats, dict) else {}
+    names: List[str] = []
+    for level in (*SEVERITIES, *sorted(set(by_level) - set(SEVERITIES))):
+        names.extend(by_level.get(level, ()))
+    return counts or counted, tuple(names[:RULES_CAP])
 
 
 def _values(v: Any) -> Tuple[str, ...]:

@@ -7,6 +7,7 @@ never make a value malicious alone. A detection without a name counts fully."""
 from __future__ import annotations
 
 import functools
+import re
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 from .report import Report
@@ -44,23 +45,52 @@ class Weights:
         for item in engine_weights:
             name, _, weight = item.rpartition("=")
             self.engines[name.strip().lower()] = float(weight)
-        self.weak = tuple(n.lower() for n in weak_names if n)
+        weak = [re.escape(n) for n in weak_names if n]
+        self._weak = re.compile("|".join(weak), re.IGNORECASE).search if weak else None
+        self._seen: Dict[str, bool] = {}  # detection names repeat across reports
+        self._engine_seen: Dict[str, float] = {}
         self.weak_weight = weak_name_weight
         self.first = frozenset(e.lower() for e in first)
 
     def is_weak(self, name: str) -> bool:
-        low = name.lower()
-        return any(w in low for w in self.weak)
+        hit = self._seen.get(name)
+        if hit is None:
+            if len(self._seen) > 50_000:
+                self._seen.clear()
+            hit = self._seen[name] = bool(self._weak and self._weak(name))
+        return hit
+
+    def engine(self, name: str) -> float:
+        w = self._engine_seen.get(name)
+        if w is None:
+            if len(self._engine_seen) > 10_000:
+                self._engine_seen.clear()
+            w = self._engine_seen[name] = self.engines.get(name.lower(), 1.0)
+        return w
 
     def of(self, engine: str, name: str, file: bool = True) -> float:
         # Engine weights come from file detections; URL/domain/IP scanners of the same vendor
         # are other products and count fully.
-        w = self.engines.get(engine.lower(), 1.0) if file else 1.0
+        w = self.engine(engine) if file else 1.0
         return w * self.weak_weight if name and self.is_weak(name) else w
 
 
-@functools.lru_cache(maxsize=32)
+_BY_ID: Dict[int, Tuple[PolicySettings, Weights]] = {}
+
+
 def weights_for(policy: PolicySettings) -> Weights:
+    # By identity first: hashing the whole PolicySettings on every decision cost more than the
+    # decision; equal policies still share one Weights through the lru_cache.
+    hit = _BY_ID.get(id(policy))
+    if hit is None or hit[0] is not policy:
+        if len(_BY_ID) > 64:
+            _BY_ID.clear()
+        hit = _BY_ID[id(policy)] = (policy, _weights_for(policy))
+    return hit[1]
+
+
+@functools.lru_cache(maxsize=32)
+def _weights_for(policy: PolicySettings) -> Weights:
     return Weights(
         policy.engine_weights,
         policy.weak_names,
@@ -70,6 +100,36 @@ def weights_for(policy: PolicySettings) -> Weights:
 
 
 DEFAULT_WEIGHTS = Weights()
+
+
+def weighted(report: Report, w: Weights) -> Tuple[float, bool]:
+    """(weighted malicious engines, every flagging engine gave a heuristic/ML/generic name).
+    Engines counted in the stats but not listed in the results count fully. Inlined lookups:
+    this runs for every report on the cold path."""
+    file = report.kind == "file"
+    results = report.engine_results
+    seen, engine_seen, weak_weight = w._seen, w._engine_seen, w.weak_weight
+    total, listed, all_weak = 0.0, 0, bool(report.engines)
+    for engine, cat in report.engines.items():
+        name = results.get(engine)
+        if name:
+            weak = seen.get(name)
+            if weak is None:
+                weak = w.is_weak(name)
+        else:
+            weak = False
+        if not weak:
+            all_weak = False
+        if cat == "malicious":
+            listed += 1
+            if file:
+                e = engine_seen.get(engine)
+                if e is None:
+                    e = w.engine(engine)
+            else:
+                e = 1.0
+            total += e * weak_weight if weak else e
+    return total + max(0, report.stats.get("malicious", 0) - listed), all_weak
 
 
 def detections(report: Report, policy: Optional[PolicySettings] = None) -> List[Detection]:
