@@ -80,10 +80,15 @@ def to_csv(results: Sequence[Enrichment]) -> str:
     w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for d in rows(results):
-        for k in ("tags", *evidence.LIST_FIELDS):
-            d[k] = LIST_SEPARATOR.join(d[k])
-        w.writerow({k: "" if d.get(k) is None else d.get(k) for k in CSV_FIELDS})
+        w.writerow(_csv_row(d))
     return buf.getvalue()
+
+
+def _csv_row(d: Dict[str, Any]) -> Dict[str, Any]:
+    """One CSV row: list fields joined with LIST_SEPARATOR, None as an empty cell."""
+    for k in ("tags", *evidence.LIST_FIELDS):
+        d[k] = LIST_SEPARATOR.join(d[k])
+    return {k: "" if d.get(k) is None else d.get(k) for k in CSV_FIELDS}
 
 
 def print_table(results: Sequence[Enrichment], console: Console) -> None:
@@ -148,8 +153,7 @@ class RowWriter:
                         self.out, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n"
                     )
                     self._csv.writeheader()
-                d["tags"] = ";".join(d["tags"])
-                self._csv.writerow({k: "" if d.get(k) is None else d.get(k) for k in CSV_FIELDS})
+                self._csv.writerow(_csv_row(d))
             elif self.fmt == "jsonl":
                 self.out.write(json.dumps(d, ensure_ascii=False) + "\n")
             else:

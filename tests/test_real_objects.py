@@ -209,3 +209,12 @@ def test_every_output_shape_carries_the_evidence(name):
             if i["type"] in ("domain", "ip_address") and "_" not in i["id"]
         ]  # fmt: skip
         assert len(related) == len(linkable)
+
+
+def test_streamed_csv_joins_list_fields_like_the_batch_csv():
+    _, _, enr = enrichment("azul_orcusrat_crowdsourced.json")
+    buf = io.StringIO()
+    writer = formats.RowWriter("csv", buf, Console(file=io.StringIO()))
+    writer.write([enr])
+    writer.close()
+    assert buf.getvalue() == formats.to_csv([enr])
