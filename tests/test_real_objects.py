@@ -5,6 +5,7 @@ reasoning in the comments of EXPECTED."""
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import sys
@@ -23,6 +24,7 @@ from connectors.core.enricher import from_report
 from connectors.core.observable import parse
 from connectors.core.report import ANSWERED, FILE_STATS, NAMES_CAP, OTHER_STATS, parse_report
 from connectors.core.verdict import Verdict
+from connectors.webhook import shapes
 from connectors.webhook.app import block
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -188,6 +190,8 @@ def test_every_output_shape_carries_the_evidence(name):
     item = block("vtconnect", [enr])["observables"][0]
     assert item["evidence"]["detections"] == dets and item["threat_label"] == r.threat_label
     assert item["evidence"]["relationships"] == row["relationships"]
+    comment = shapes.sentinel_comment([enr])
+    assert all(html.escape(d) in comment for d in dets[:3])
     # Splunk fields: every name present, lists multivalue
     out = splunk_fields.render(enr)
     assert list(out) == list(splunk_fields.NAMES)
