@@ -234,8 +234,7 @@ def parse_report(doc: Any) -> Report:
     for name, res in _dict(a.get("last_analysis_results")).items():
         if type(res) is dict:
             cat = res.get("category")
-            if type(cat) is not str:
-                cat = ""
+            # == is False for any non-string category, so no separate type check is needed
             if cat == "malicious" or cat == "suspicious":
                 engines[name] = cat
                 if res.get("result"):
@@ -346,17 +345,20 @@ def _rules(
     if not stats and not results:
         return {}, ()
     by_level: Dict[str, Dict[str, None]] = {}
+    counts = {k: _int(v) for k, v in stats.items()} if isinstance(stats, dict) else {}
     counted: Dict[str, int] = {}
     for x in results[:500] if isinstance(results, list) else ():
         if type(x) is not dict:
             continue
         level = x.get(level_key)
         level = level.lower() if type(level) is str else ""
-        counted[level] = counted.get(level, 0) + 1
+        if not counts:
+            counted[level] = counted.get(level, 0) + 1
         name = x.get(name_key)
         if name:
-            by_level.setdefault(level, {})[f"{level}: {_str(name)}"] = None
-    counts = {k: _int(v) for k, v in stats.items()} if isinstance(stats, dict) else {}
+            names_at = by_level.setdefault(level, {})
+            if len(names_at) < RULES_CAP:
+                names_at[f"{level}: {_str(name)}"] = None
     names: List[str] = []
     for level in (*SEVERITIES, *sorted(set(by_level) - set(SEVERITIES))):
         names.extend(by_level.get(level, ()))
