@@ -14,6 +14,13 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+from .weights import (
+    DEFAULT_ENGINE_WEIGHTS,
+    DEFAULT_TRUSTED_PUBLISHERS,
+    DEFAULT_WEAK_NAME_WEIGHT,
+    DEFAULT_WEAK_NAMES,
+)
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # Python 3.9/3.10 (Splunk 9.x)
@@ -111,17 +118,38 @@ class ListsSettings:
 
 @dataclass(frozen=True)
 class PolicySettings:
-    malicious_min: int = 3  # engines saying malicious
-    malicious_percent: float = 3.0  # ... or this share of engines that gave an answer
+    malicious_min: int = 3  # weighted engines saying malicious
+    malicious_percent: float = 3.0  # ... and this share of the engines that gave an answer
     suspicious_min: int = 1
     suspicious_percent: float = 0.0
     min_engines: int = 5  # fewer answering engines than this: at most suspicious
     trusted_engines: Tuple[str, ...] = ()  # any of these saying malicious makes it malicious
-    use_yara: bool = False  # crowdsourced YARA hits raise to suspicious
-    use_sigma: bool = False  # high/critical Sigma hits raise to suspicious
-    use_ids: bool = False  # high-severity IDS alerts raise to suspicious
-    use_sandbox: bool = False  # a sandbox saying malicious raises to suspicious
+    preferred_engines: Tuple[str, ...] = ()  # preferred_min of these saying malicious: malicious
+    preferred_min: int = 2
+    weak_names: Tuple[str, ...] = DEFAULT_WEAK_NAMES  # heuristic/ML/generic detection names
+    weak_name_weight: float = DEFAULT_WEAK_NAME_WEIGHT  # what one such detection counts for
+    engine_weights: Tuple[str, ...] = DEFAULT_ENGINE_WEIGHTS  # "engine=weight", default 1
+    trusted_publishers: Tuple[str, ...] = DEFAULT_TRUSTED_PUBLISHERS  # verified signers
+    use_virustotal_verdicts: bool = True  # GTI assessment, threat severity, known distributors
+    use_yara: bool = False  # crowdsourced YARA hits raise to suspicious (many rules are generic)
+    use_sigma: bool = True  # critical/high Sigma hits raise to suspicious
+    use_ids: bool = True  # high-severity IDS alerts raise to suspicious
+    use_sandbox: bool = True  # a sandbox saying malicious raises to suspicious
+    use_reputation: bool = True  # community reputation <= -bad_reputation raises to suspicious
+    bad_reputation: int = 20
     rescan_after_days: int = 0  # 0: never request a reanalysis
+
+    def __post_init__(self) -> None:
+        for item in self.engine_weights:
+            name, sep, weight = item.rpartition("=")
+            try:
+                ok = bool(sep and name.strip()) and float(weight) >= 0
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ConfigError(
+                    f"policy.engine_weights: {item!r} is not 'engine=weight' (weight >= 0)"
+                )
 
 
 @dataclass(frozen=True)

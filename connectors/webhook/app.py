@@ -19,6 +19,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 
+from connectors.core import evidence
 from connectors.core.config import Settings
 from connectors.core.enricher import Enricher
 from connectors.core.gateway import CredentialsRejected
@@ -476,9 +477,10 @@ def block(fmt: str, results: List[Enrichment]) -> Dict[str, Any]:
                     "harmless",
                     "undetected",
                     "link",
+                    "threat_label",
                 )
             }
-            | {"pending": pending}
+            | {"pending": pending, "evidence": {k: d[k] for k in evidence.FIELDS}}
         )
     known = [r.verdict for r in results if r.verdict in ORDER]
     overall = min(known, key=ORDER.index).value if known else "none"

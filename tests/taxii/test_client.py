@@ -89,8 +89,12 @@ def test_push_then_pull_with_enrichment(taxii_settings, peer):
     again = cli(taxii_settings, *args)  # added_after remembered: nothing new to pull
     assert again.exit_code == 0 and "pulled=0" in again.output, again.output
     objs = stored(taxii_settings, FEED)
-    notes = [o for o in objs if o["type"] == "note"]
+    notes = [o for o in objs if o["type"] == "note" and o["abstract"] == "VirusTotal opinion"]
     assert len(notes) == 3  # one per source indicator
+    # and the risky ones carry VirusTotal's evidence (detection names) in a note of their own
+    evidence = [o for o in objs if o["type"] == "note" and o not in notes]
+    eicar_refs = [sources[0]["id"]]
+    assert any(n["object_refs"] == eicar_refs and "Detections" in n["content"] for n in evidence)
     eicar_note = next(n for n in notes if n["object_refs"] == [sources[0]["id"]])
     assert "malicious" in eicar_note["content"]
     # Same pattern, same deterministic id: VirusTotal's opinion is a new version of the feed's
