@@ -130,6 +130,8 @@ class Settings:
     cache: CacheSettings = field(default_factory=CacheSettings)
     quota: QuotaSettings = field(default_factory=QuotaSettings)
     state_dir: str = ""
+    # postgresql:// URL shared by replicas; "" -> SQLite files in state_dir (may hold a password)
+    database: str = field(default="", repr=False)
     source: str = ""  # the file this came from, for messages
     raw: Mapping[str, Any] = field(default_factory=dict)  # the whole document, for other parts
 
@@ -210,9 +212,10 @@ def from_mapping(
     core = doc.get("core", {})
     if not isinstance(core, Mapping):
         raise ConfigError("[core] must be a table")
-    unknown = set(core) - {"state_dir"}
+    unknown = set(core) - {"state_dir", "database"}
     if unknown:
-        raise ConfigError(f"unknown key core.{sorted(unknown)[0]} (known: state_dir)")
+        raise ConfigError(f"unknown key core.{sorted(unknown)[0]} (known: database, state_dir)")
+    database = _database_url(env.get("VTCONNECT_DATABASE") or core.get("database", ""))
     privacy = _section(PrivacySettings, doc.get("privacy", {}), "privacy")
     privacy = replace(
         privacy,
@@ -227,9 +230,20 @@ def from_mapping(
         cache=_section(CacheSettings, doc.get("cache", {}), "cache"),
         quota=quota,
         state_dir=str(core.get("state_dir", "")),
+        database=database,
         source=source,
         raw=doc,
     )
+
+
+def _database_url(value: Any) -> str:
+    """core.database: empty (SQLite files in state_dir) or a PostgreSQL URL."""
+    if not isinstance(value, str):
+        raise ConfigError("core.database must be a string")
+    value = value.strip()
+    if value and not value.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("core.database must be empty or a postgresql:// URL")
+    return value
 
 
 def normalize_api_url(url: str) -> str:
