@@ -382,7 +382,11 @@ def serve(obj: Ctx, parts: Sequence[str]) -> None:
         for name, url in urls.items():
             click.echo(f"{name} listening on {url}", err=True)
 
-    asyncio.run(run(obj.settings, parts_plan, ready))
+    try:
+        asyncio.run(run(obj.settings, parts_plan, ready))
+    except config_mod.ConfigError as exc:  # e.g. core.database unreachable, schema too new
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
 
 
 def _register_connectors() -> None:

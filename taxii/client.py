@@ -25,7 +25,7 @@ from connectors.core.verdict import Enrichment
 from .errors import TaxiiError
 from .filters import TS_RE, timestamp_us
 from .pagination import encode_next
-from .store import Store
+from .store import ObjectStore
 from .validate import problem
 
 PATHS = {  # (object type, path) -> observable kind hint for the core
@@ -133,7 +133,7 @@ class _DateAddedLast:
 
 
 async def pull(
-    store: Store,
+    store: ObjectStore,
     enricher: Optional[Enricher],
     url: str,
     collection: str,
@@ -220,7 +220,7 @@ def _newest_modified(objects: List[Dict[str, Any]], started: str) -> str:
 
 
 def push(
-    store: Store,
+    store: ObjectStore,
     url: str,
     collection: str,
     source: str,

@@ -17,7 +17,7 @@ from connectors.core.report import Report
 from connectors.core.verdict import Enrichment, Verdict
 
 from .config import TaxiiConfig
-from .store import Store
+from .store import ObjectStore
 
 log = logging.getLogger(__name__)
 CURSOR = "publisher:verdict_log"
@@ -25,7 +25,7 @@ GROUP = {"md5": "file", "sha1": "file", "sha256": "file", "ipv4": "ip", "ipv6": 
 
 
 async def poll_sources(
-    enricher: Enricher, store: Store, cfg: TaxiiConfig, due: Dict[int, float]
+    enricher: Enricher, store: ObjectStore, cfg: TaxiiConfig, due: Dict[int, float]
 ) -> int:
     """Poll the VirusTotal sources whose time has come; returns objects stored."""
     from connectors.core.quota import Priority
@@ -52,7 +52,9 @@ async def poll_sources(
     return stored
 
 
-def publish_once(enricher: Enricher, store: Store, cfg: TaxiiConfig, batch: int = 1000) -> int:
+def publish_once(
+    enricher: Enricher, store: ObjectStore, cfg: TaxiiConfig, batch: int = 1000
+) -> int:
     """One pass over new verdict log rows; returns how many objects were stored. The cached
     report (when the cache still has it) adds labels, first_seen and the Malware SDO."""
     seen = store.get_state(CURSOR, "")
@@ -112,7 +114,7 @@ def _enrichment(enricher: Enricher, rec: Any) -> Enrichment:
     )
 
 
-def _published(store: Store, collection: str, kind: str, value: str) -> bool:
+def _published(store: ObjectStore, collection: str, kind: str, value: str) -> bool:
     """Whether the collection holds a live (not yet revoked) indicator for this value."""
     page = store.query(collection, limit=1, ids=[stix.indicator_id(kind, value)])
     return bool(page.objects) and not json.loads(page.objects[0]["body"]).get("revoked")
@@ -127,7 +129,7 @@ def _link(kind: str, key: str, value: str) -> str:
 
 
 def publisher_task(
-    enricher: Enricher, store: Store, cfg: TaxiiConfig
+    enricher: Enricher, store: ObjectStore, cfg: TaxiiConfig
 ) -> Callable[[Any], AsyncIterator[None]]:
     async def ctx(app: Any) -> AsyncIterator[None]:
         async def loop() -> None:
