@@ -390,10 +390,12 @@ def serve(obj: Ctx, parts: Sequence[str]) -> None:
 
 
 def _register_connectors() -> None:
+    from .cli_db import db
     from .cli_splunk import splunk
     from .cli_taxii import taxii
     from .cli_webhook import webhook
 
+    main.add_command(db)
     main.add_command(splunk)
     main.add_command(taxii)
     main.add_command(webhook)
