@@ -67,15 +67,21 @@ def connect(url: str) -> Any:
         raise ConfigError(f"cannot connect to core.database: {_one_line(exc)}") from None
 
 
-def pool(url: str, max_size: int = 4) -> Any:
-    """A small thread-safe pool of autocommit connections, opened and checked now."""
+def pool(url: str, max_size: int = 4, session: Tuple[str, ...] = ()) -> Any:
+    """A small thread-safe pool of autocommit connections, opened and checked now; `session`
+    statements (SET ...) run once on every new connection."""
     psycopg = _psycopg()
     from psycopg_pool import ConnectionPool, PoolTimeout
 
     connect(url).close()  # fails fast with the server's own message (the pool would retry)
+    def configure(conn: Any) -> None:
+        for statement in session:
+            conn.execute(statement)
+
     p = ConnectionPool(
-        url, min_size=1, max_size=max_size, kwargs={"autocommit": True}, open=False, timeout=10
-    )
+        url, min_size=1, max_size=max_size, kwargs={"autocommit": True}, open=False, timeout=10,
+        configure=configure,
+    )  # fmt: skip
     try:
         p.open(wait=True, timeout=10)
     except (PoolTimeout, psycopg.Error) as exc:

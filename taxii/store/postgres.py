@@ -40,6 +40,10 @@ NEXT_STAMP = (
     "SELECT GREATEST((extract(epoch FROM clock_timestamp()) * 1000000)::bigint, "
     "COALESCE(MAX(date_added), 0) + 1) FROM taxii_objects WHERE collection = %s"
 )
+# Every query here has an index that serves it in order. The planner cannot estimate the
+# version filter (a correlated MAX per id) and, past a few thousand rows, would scan and sort
+# the whole collection for a 100-row page: steer it off full scans on this store's connections.
+SESSION = ("SET enable_seqscan = off", "SET enable_bitmapscan = off")
 INSERT = (
     "INSERT INTO taxii_objects SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::text[], "
     "%s::text[], %s::bigint[], %s::text[]) ON CONFLICT DO NOTHING RETURNING id, modified"
@@ -50,7 +54,7 @@ class PostgresStore(ObjectStore):
     OBJECTS = "taxii_objects"
 
     def __init__(self, url: str) -> None:
-        self.pool = database.pool(url)
+        self.pool = database.pool(url, session=SESSION)
         try:
             with self.pool.connection() as conn:
                 database.ensure(conn, SCHEMA)
