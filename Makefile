@@ -1,18 +1,27 @@
 # Two entry points: `make demo` and `make test`. Only python3 is needed; everything else
-# goes into .venv.
+# goes into .venv. The demo installs only what it runs; the tests add their extras.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip install -q --disable-pip-version-check
 
 .PHONY: demo test lint bench clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 9))' || { \
+	  echo "vtconnect needs Python 3.9 or newer; $(PYTHON) is older: run make $(MAKECMDGOALS) PYTHON=python3.12" >&2; exit 2; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(PIP) --upgrade pip
+
+$(BIN)/.installed-runtime: pyproject.toml $(BIN)/python
+	$(PIP) -e .
 	touch $@
 
-demo: $(BIN)/.installed
+$(BIN)/.installed: pyproject.toml $(BIN)/python
+	$(PIP) -e '.[test]'
+	touch $(BIN)/.installed-runtime $@
+
+demo: $(BIN)/.installed-runtime
 	$(BIN)/vtconnect demo
 
 test: $(BIN)/.installed

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Tuple, Union
+from urllib.parse import urlsplit, urlunsplit
 
 from .config import ConfigError
 
@@ -45,6 +46,15 @@ class Schema:
 
 def is_postgres(target: Union[str, Path, None]) -> bool:
     return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
+
+
+def redacted(url: str) -> str:
+    """The URL with its password (if any) masked, for messages and `vtconnect config check`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":********@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _psycopg() -> Any:

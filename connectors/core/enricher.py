@@ -232,7 +232,13 @@ class Enricher:
 
         tasks = [asyncio.ensure_future(one(o)) for o in observables[:limit]]
         timeout = None if until is None else max(0.0, until - self.clock.now())
-        done, pending = await asyncio.wait(tasks, timeout=timeout) if tasks else (set(), set())
+        try:
+            done, pending = await asyncio.wait(tasks, timeout=timeout) if tasks else (set(), set())
+        except asyncio.CancelledError:  # the caller gave up (Ctrl-C, shutdown): so do the fetches
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         for task in pending:
             task.cancel()
         if pending:

@@ -76,3 +76,11 @@ def test_an_unreachable_database_is_a_one_line_error(tmp_path):
 def test_is_postgres():
     assert database.is_postgres("postgresql://h/db") and database.is_postgres("postgres://h/d")
     assert not database.is_postgres("/var/lib/x.db") and not database.is_postgres(None)
+
+
+def test_passwords_are_redacted():
+    url = "postgresql://vtc:s3cret@db.example:5432/vtconnect?sslmode=require"
+    assert database.redacted(url) == (
+        "postgresql://vtc:********@db.example:5432/vtconnect?sslmode=require"
+    )
+    assert database.redacted("postgresql://vtc@db/x") == "postgresql://vtc@db/x"
