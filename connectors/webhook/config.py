@@ -50,7 +50,7 @@ class WebhookConfig:
 
 # host, port and TLS are read by the serve loop; the rest here.
 SECTION_KEYS = ("host", "port", "tls_cert", "tls_key", "outbox", "max_wait", "shutdown_grace",
-                "keep_days", "sources")  # fmt: skip
+                "keep_days", "lease_seconds", "sources")  # fmt: skip
 
 
 def load(raw: Mapping[str, Any]) -> WebhookConfig:
