@@ -180,7 +180,8 @@ def lookup(
 ) -> None:
     """Enrich indicators (hashes, URLs, domains, IPs) with VirusTotal verdicts."""
     if extract:
-        items = _extracted(values, source, kind)
+        emails = obj.settings.privacy.extract_email_domains
+        items = _extracted(values, source, kind, emails)
     else:
         items = list(values) + (_read_values(source) if source else [])
     if not items:
@@ -218,7 +219,9 @@ def lookup(
         sys.exit(EXIT_FAILED)
 
 
-def _extracted(values: Sequence[str], source: Optional[str], kind: str) -> List[str]:
+def _extracted(
+    values: Sequence[str], source: Optional[str], kind: str, email_domains: bool = False
+) -> List[str]:
     """Indicators found in the text, as the Splunk command and the webhook find them."""
     from .core.extract import extract
     from .core.observable import Kind
@@ -236,7 +239,8 @@ def _extracted(values: Sequence[str], source: Optional[str], kind: str) -> List[
     text = "\n".join([*values, text])
     kinds = {"file": ("md5", "sha1", "sha256"), "hash": ("md5", "sha1", "sha256"),
              "ip": ("ipv4", "ipv6")}.get(kind, (kind,)) if kind != "auto" else None  # fmt: skip
-    found = extract(text, max_chars=len(text), kinds=[Kind(k) for k in kinds] if kinds else None)
+    wanted = [Kind(k) for k in kinds] if kinds else None
+    found = extract(text, max_chars=len(text), kinds=wanted, email_domains=email_domains)
     return [o.value for o in found]
 
 
@@ -528,9 +532,18 @@ def demo(obj: Ctx) -> None:
     "--taxii", "parts", flag_value="taxii", multiple=True, help="Run the TAXII 2.1 server."
 )
 @click.option("--webhook", "parts", flag_value="webhook", multiple=True, help="Run the receiver.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per log line (access lines carry their fields as keys).",
+)
 @click.pass_obj
-def serve(obj: Ctx, parts: Sequence[str]) -> None:
-    """Run the server parts in one process (127.0.0.1 unless configured); stop with SIGTERM."""
+def serve(obj: Ctx, parts: Sequence[str], log_format: str) -> None:
+    """Run the server parts in one process (127.0.0.1 unless configured); stop with SIGTERM.
+    /healthz, /metrics and (with [status] credentials) /status on every part."""
+    from .observe import configure_logging
     from .serve import plan
     from .serve import serve as run
 
@@ -546,6 +559,8 @@ def serve(obj: Ctx, parts: Sequence[str]) -> None:
     except config_mod.ConfigError as exc:
         raise click.UsageError(str(exc)) from None
 
+    configure_logging(log_format)
+
     def ready(urls: dict) -> None:
         for name, url in urls.items():
             click.echo(f"{name} listening on {url}", err=True)
@@ -560,6 +575,7 @@ def serve(obj: Ctx, parts: Sequence[str]) -> None:
 def _register_connectors() -> None:
     from .cli_config import config_group, init
     from .cli_db import db
+    from .cli_lists import lists
     from .cli_splunk import splunk
     from .cli_taxii import taxii
     from .cli_webhook import webhook
@@ -567,6 +583,7 @@ def _register_connectors() -> None:
     main.add_command(config_group)
     main.add_command(db)
     main.add_command(init)
+    main.add_command(lists)
     main.add_command(splunk)
     main.add_command(taxii)
     main.add_command(webhook)

@@ -140,7 +140,7 @@ def load(raw: Mapping[str, Any]) -> TaxiiConfig:
         raise ConfigError("taxii.public_url must be an http(s):// URL (what consumers connect to)")
     if not cfg.api_root.replace("-", "").replace("_", "").isalnum():
         raise ConfigError("taxii.api_root must be letters, digits, '-' or '_'")
-    if cfg.api_root in ("taxii2", "feeds"):
+    if cfg.api_root in ("taxii2", "feeds", "status", "healthz", "metrics"):
         raise ConfigError(f"taxii.api_root cannot be {cfg.api_root!r}: that path is taken")
     if cfg.tlp not in ("white", "green", "amber", "red"):
         raise ConfigError("taxii.tlp must be white, green, amber or red")

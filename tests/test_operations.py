@@ -71,7 +71,8 @@ def test_docker_build_context_installs(tmp_path):
     (wheel,) = (tmp_path / "wheel").glob("vtconnect-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     for module in ("connectors/cli.py", "connectors/serve.py", "taxii/server.py",
-                   "connectors/webhook/app.py", "connectors/emulator/app.py"):  # fmt: skip
+                   "connectors/webhook/app.py", "connectors/emulator/app.py",
+                   "connectors/status_static/status.js"):  # fmt: skip
         assert module in names, module
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "vtconnect = connectors.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()

@@ -124,6 +124,11 @@ class ObjectStore(ABC):
         token = encode_next(got[-1][4], got[-1][0]) if more and got else ""
         return Page(objs, more and bool(token), token)
 
+    def summary(self) -> Dict[str, Tuple[int, int]]:
+        """collection id -> (objects stored, newest date_added in µs), for the status page."""
+        sql = f"SELECT collection, COUNT(*), MAX(date_added) FROM {self.OBJECTS} GROUP BY 1"
+        return {c: (n, last) for c, n, last in self._rows(sql, ())}
+
     def has_collection_objects(self, collection: str) -> bool:
         return bool(self._rows(f"SELECT 1 FROM {self.OBJECTS} WHERE collection = ? LIMIT 1",
                                (collection,)))  # fmt: skip

@@ -371,3 +371,12 @@ def test_concurrent_writers_on_several_instances_never_share_a_stamp(target):
     stamps = [r["date_added"] for r in seen]
     assert len(seen) == 4 * 40 * 3 == len({r["id"] for r in seen})  # none missed, none twice
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+
+
+def test_summary_counts_objects_per_collection(store):
+    assert store.summary() == {}
+    store.add(COLL, [obj(i) for i in range(3)])
+    store.add(OTHER, [obj(9)])
+    newest = page_all(store, versions=["all"])[-1]["date_added"]
+    summary = store.summary()
+    assert summary[COLL] == (3, newest) and summary[OTHER][0] == 1
