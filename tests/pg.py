@@ -76,6 +76,13 @@ class PostgresServer:
         self.url = f"postgresql://postgres@/postgres?host={quote(str(self.dir))}&port={PORT}"
 
     def start(self) -> str:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # nothing left behind: no server, no directory
+            raise
+
+    def _start(self) -> str:
         bin_dir = binaries()
         user = None
         if os.geteuid() == 0:
@@ -99,7 +106,6 @@ class PostgresServer:
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
             out = getattr(exc, "stdout", b"") or b""
             log = self.log.read_text(errors="replace") if self.log.exists() else ""
-            self.stop()
             raise RuntimeError(
                 f"PostgreSQL did not start: {exc}\n{out.decode(errors='replace')}\n{log}"
             ) from None

@@ -70,6 +70,8 @@ class PostgresStore(ObjectStore):
             return fn(conn)
 
     def _rows(self, sql: str, args: Sequence[Any]) -> List[Tuple[Any, ...]]:
+        if _has_nul(args):  # PostgreSQL text cannot hold NUL: such a value matches nothing
+            return []
         with self.pool.connection() as conn:
             return conn.execute(sql.replace("?", "%s"), args).fetchall()
 
@@ -96,6 +98,8 @@ class PostgresStore(ObjectStore):
         args: List[Any] = [collection, oid]
         clause = version_clause(self.OBJECTS, list(versions) or ["all"], args)
         sql = f"DELETE FROM taxii_objects AS o WHERE collection = ? AND id = ? AND {clause}"
+        if _has_nul(args):
+            return 0
         return self._write(lambda conn: conn.execute(sql.replace("?", "%s"), args).rowcount)
 
     def save_status(self, collection: str, body: Dict[str, Any]) -> None:
@@ -117,6 +121,10 @@ class PostgresStore(ObjectStore):
 
     def set_state(self, key: str, value: str) -> None:
         self._write(lambda conn: _set_state(conn, key, value))
+
+
+def _has_nul(args: Sequence[Any]) -> bool:
+    return any(isinstance(a, str) and "\x00" in a for a in args)
 
 
 def _set_state(conn: Any, key: str, value: str) -> None:

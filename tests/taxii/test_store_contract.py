@@ -380,3 +380,18 @@ def test_summary_counts_objects_per_collection(store):
     newest = page_all(store, versions=["all"])[-1]["date_added"]
     summary = store.summary()
     assert summary[COLL] == (3, newest) and summary[OTHER][0] == 1
+
+
+def test_nul_characters_in_lookups_match_nothing(store):
+    """PostgreSQL text cannot hold NUL: a value carrying one (hostile URLs) matches nothing
+    instead of failing the request."""
+    store.add(COLL, [obj(1)])
+    nul = "indicator--\x00"
+    assert store.query(COLL, limit=5, ids=[nul]).objects == []
+    assert store.query("\x00", limit=5).objects == []
+    assert store.query(COLL, limit=5, types=["\x00"], spec_versions=["2.1\x00"]).objects == []
+    token = encode_next(1, "indicator--\x00")
+    assert len(store.query(COLL, limit=5, next_token=token).objects) in (0, 1)
+    assert store.delete(COLL, nul) == 0 and store.status("\x00") is None
+    assert store.get_state("\x00", "d") == "d" and not store.has_collection_objects("\x00")
+    assert len(store.query(COLL, limit=5).objects) == 1
