@@ -68,6 +68,7 @@ class PostgresOutbox(Outbox):
 
     def accept(self, source: str, fmt: str, body: bytes, idem: Optional[str]) -> Tuple[str, bool]:
         now = time.time()
+        idem = _text(idem) if idem else idem  # keys come from the sender
 
         def txn(conn: Any) -> Tuple[str, bool]:
             row = conn.execute(
@@ -123,7 +124,7 @@ class PostgresOutbox(Outbox):
         self._count(
             "UPDATE webhook_jobs SET delivery = %s, attempts = %s, next_attempt = %s, "
             "last_error = %s WHERE id = %s",
-            ("dead" if dead else "pending", attempts, when, error[:500], jid),
+            ("dead" if dead else "pending", attempts, when, _text(error[:500]), jid),
         )
 
     def replay(self, jid: Optional[str] = None) -> int:
@@ -131,6 +132,8 @@ class PostgresOutbox(Outbox):
             "UPDATE webhook_jobs SET delivery = 'pending', attempts = 0, next_attempt = 0 "
             "WHERE delivery = 'dead'"
         )
+        if jid and "\x00" in jid:
+            return 0
         return self._count(sql + " AND id = %s", (jid,)) if jid else self._count(sql)
 
     def dead_letters(self, limit: int = 100) -> List[Dict[str, Any]]:
@@ -163,6 +166,8 @@ class PostgresOutbox(Outbox):
         )
 
     def get(self, jid: str) -> Optional[Dict[str, Any]]:
+        if "\x00" in jid:  # from a URL; no job id holds one
+            return None
         rows = self._fetch(f"SELECT {', '.join(JOB_KEYS)} FROM webhook_jobs WHERE id = %s", (jid,))
         if not rows:
             return None
@@ -176,3 +181,8 @@ class PostgresOutbox(Outbox):
 
     def counts(self) -> Dict[str, int]:
         return dict(self._fetch("SELECT state, COUNT(*) FROM webhook_jobs GROUP BY state"))
+
+
+def _text(value: str) -> str:
+    """PostgreSQL text cannot hold NUL: escape it (and the escape character), one to one."""
+    return value.replace("\\", "\\\\").replace("\x00", "\\0")
