@@ -124,7 +124,7 @@ class PostgresOutbox(Outbox):
         self._count(
             "UPDATE webhook_jobs SET delivery = %s, attempts = %s, next_attempt = %s, "
             "last_error = %s WHERE id = %s",
-            ("dead" if dead else "pending", attempts, when, _text(error[:500]), jid),
+            ("dead" if dead else "pending", attempts, when, error[:500].replace("\x00", " "), jid),
         )
 
     def replay(self, jid: Optional[str] = None) -> int:
