@@ -154,3 +154,13 @@ def test_keys_and_ids_with_nul_characters(box):
     b, new = box.accept("s", "generic", b"{}", "s/a\\0b")
     assert new and b != a
     assert box.get("\x00") is None and box.replay("\x00") == 0
+
+
+def test_one_job_key_for_every_instance(target):
+    a, b = open_outbox(target), open_outbox(target)
+    try:
+        key = a.job_key()
+        assert len(key) == 32 and b.job_key() == key == a.job_key()
+    finally:
+        a.close()
+        b.close()

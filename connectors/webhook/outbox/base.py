@@ -16,6 +16,11 @@ class Outbox(ABC):
         """(job id, True when new); a known idempotency key returns the first job."""
 
     @abstractmethod
+    def job_key(self) -> bytes:
+        """A random key made once per outbox. Per-job read tokens are derived from it, so they
+        survive restarts and hold for every process (every replica) sharing the outbox."""
+
+    @abstractmethod
     def claim(self, limit: int = 10) -> List[Dict[str, Any]]:
         """Queued jobs (oldest first) now running here: id, source, format, body."""
 

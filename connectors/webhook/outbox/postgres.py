@@ -11,6 +11,7 @@ pushed a lease ahead while one replica sends it. Times are epoch seconds from ea
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
@@ -33,6 +34,7 @@ SCHEMA = database.Schema(
             owner TEXT NOT NULL DEFAULT '', lease_until DOUBLE PRECISION NOT NULL DEFAULT 0);
         CREATE INDEX webhook_jobs_queue ON webhook_jobs (state, created);
         CREATE INDEX webhook_jobs_delivery ON webhook_jobs (delivery, next_attempt);
+        CREATE TABLE webhook_meta (name TEXT PRIMARY KEY, value BYTEA NOT NULL);
         """,
     ),
 )
@@ -81,6 +83,17 @@ class PostgresOutbox(Outbox):
                 return row[0], True
             first = conn.execute("SELECT id FROM webhook_jobs WHERE idem = %s", (idem,))
             return first.fetchone()[0], False
+
+        return self._run(txn)
+
+    def job_key(self) -> bytes:
+        def txn(conn: Any) -> bytes:
+            conn.execute(
+                "INSERT INTO webhook_meta VALUES ('job_key', %s) ON CONFLICT (name) DO NOTHING",
+                (os.urandom(32),),
+            )
+            row = conn.execute("SELECT value FROM webhook_meta WHERE name = 'job_key'").fetchone()
+            return bytes(row[0])
 
         return self._run(txn)
 
