@@ -37,7 +37,7 @@ def test_init_status_upgrade(pg_database):
     assert r.exit_code == 0 and r.output.count("current") == len(known), r.output
     # an older installed version: status says so, upgrade applies what is missing
     conn = database.connect(pg_database)
-    conn.execute("DROP TABLE webhook_jobs")
+    conn.execute("DROP TABLE webhook_jobs, webhook_meta")
     conn.execute("UPDATE vtconnect_schema SET version = 0 WHERE component = 'webhook'")
     conn.close()
     assert "vtconnect db" in run(pg_database, "status").output
