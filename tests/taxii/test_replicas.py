@@ -49,8 +49,10 @@ def replica(cfg: Path, state: Path, db: str, emulator_url: str) -> Tuple[subproc
 
 def test_two_replicas_share_objects_and_next_tokens(tmp_path, pg_database, emulator_url):
     cfg = write_config(tmp_path / "vtconnect.toml")
-    procs = [replica(cfg, tmp_path / name, pg_database, emulator_url) for name in ("a", "b")]
+    procs: List[Tuple[subprocess.Popen, str]] = []
     try:
+        for name in ("a", "b"):  # inside try: a first one started is stopped if b fails
+            procs.append(replica(cfg, tmp_path / name, pg_database, emulator_url))
         (a, url_a), (b, url_b) = procs
         assert url_a.startswith("http://") and url_b.startswith("http://"), (url_a, url_b)
         objects = f"/api/collections/{INBOX}/objects/"
@@ -81,8 +83,8 @@ def test_two_replicas_share_objects_and_next_tokens(tmp_path, pg_database, emula
     finally:
         for proc, _ in procs:
             proc.terminate()
-        for proc, _ in procs:
-            assert proc.wait(15) == 0
+        codes = [proc.wait(15) for proc, _ in procs]
+    assert codes == [0, 0]
 
 
 def test_a_replica_refuses_a_newer_schema(tmp_path, pg_database, emulator_url):

@@ -66,7 +66,30 @@ async def test_a_killed_replicas_alerts_are_finished_by_the_other(tmp_path, emul
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     hook_url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/hook"
-    procs, urls = [], []
+    procs: List[subprocess.Popen] = []
+    urls: List[str] = []
+    accepted: Dict[int, str] = {}
+    alive = [True, True]
+    try:
+        _start_both(tmp_path, hook_url, emulator_url, pg_database, procs, urls)
+        await _send_and_kill(urls, procs, accepted, alive)
+        for _ in range(1200):
+            if len(got) >= N:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        for proc in procs:  # also when the second one did not start
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        await runner.cleanup()
+    _check(procs, got, unsigned, accepted, pg_database, tmp_path)
+
+
+def _start_both(tmp_path, hook_url, emulator_url, pg_database, procs, urls) -> None:
     for name in ("a", "b"):
         cfg = tmp_path / f"{name}.toml"
         cfg.write_text(
@@ -82,51 +105,43 @@ async def test_a_killed_replicas_alerts_are_finished_by_the_other(tmp_path, emul
         proc, url = start_replica(cfg, env)
         procs.append(proc)
         urls.append(url)
-    accepted: Dict[int, str] = {}
-    alive = [True, True]
-    try:
-        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
-            sem = asyncio.Semaphore(16)
 
-            async def send(i: int) -> None:
-                alert = {"sid": f"replica-{i}", "search_name": "replicas",
-                         "result": {"dest": f"host{i % 40}.example.com"}}  # fmt: skip
-                target = i % 2  # alternately, as a round-robin balancer
-                while True:
-                    if not alive[target]:
-                        target = 1 - target  # the balancer drops the dead replica
-                    try:
-                        async with sem, http.post(
-                            f"{urls[target]}/v1/alerts/splunk", json=alert
-                        ) as r:
-                            if r.status in (200, 202):
-                                accepted[i] = (await r.json())["job"]
-                                return
-                    except aiohttp.ClientError:
-                        pass
-                    await asyncio.sleep(0.05)
 
-            async def killer() -> None:
-                while len(accepted) < N // 3:
-                    await asyncio.sleep(0.01)
-                alive[0] = False
-                procs[0].send_signal(signal.SIGKILL)
-                procs[0].wait(10)
+async def _send_and_kill(urls, procs, accepted, alive) -> None:
+    """Alternately to both, as a round-robin balancer; replica a is killed a third of the way
+    and then dropped by the balancer."""
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+        sem = asyncio.Semaphore(16)
 
-            await asyncio.gather(killer(), *(send(i) for i in range(N)))
-        for _ in range(1200):
-            if len(got) >= N:
-                break
-            await asyncio.sleep(0.05)
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+        async def send(i: int) -> None:
+            alert = {"sid": f"replica-{i}", "search_name": "replicas",
+                     "result": {"dest": f"host{i % 40}.example.com"}}  # fmt: skip
+            target = i % 2
+            while True:
+                if not alive[target]:
+                    target = 1 - target
                 try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-        await runner.cleanup()
+                    async with sem, http.post(
+                        f"{urls[target]}/v1/alerts/splunk", json=alert
+                    ) as r:
+                        if r.status in (200, 202):
+                            accepted[i] = (await r.json())["job"]
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+
+        async def killer() -> None:
+            while len(accepted) < N // 3:
+                await asyncio.sleep(0.01)
+            alive[0] = False
+            procs[0].send_signal(signal.SIGKILL)
+            procs[0].wait(10)
+
+        await asyncio.gather(killer(), *(send(i) for i in range(N)))
+
+
+def _check(procs, got, unsigned, accepted, pg_database, tmp_path) -> None:
     assert procs[0].returncode == -signal.SIGKILL and unsigned == []
     assert len(set(accepted.values())) == N  # one job per alert, also across replicas
     assert set(got) == set(accepted.values())  # every accepted alert was called back
