@@ -47,6 +47,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/splunk.py
 	$(BIN)/python bench/taxii.py
 	$(BIN)/python bench/webhook.py
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

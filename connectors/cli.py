@@ -608,12 +608,14 @@ def serve(obj: Ctx, parts: Sequence[str], log_format: str) -> None:
 
 def _register_connectors() -> None:
     from .cli_config import config_group, init
+    from .cli_db import db
     from .cli_lists import lists
     from .cli_splunk import splunk
     from .cli_taxii import taxii
     from .cli_webhook import webhook
 
     main.add_command(config_group)
+    main.add_command(db)
     main.add_command(init)
     main.add_command(lists)
     main.add_command(splunk)

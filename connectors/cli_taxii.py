@@ -21,13 +21,13 @@ EXIT_FAILED, EXIT_USAGE, EXIT_CREDENTIALS = 1, 2, 3
 def _local(obj: Any) -> Any:
     """The [taxii] configuration and its store."""
     from taxii import config as taxii_config
-    from taxii.store import Store
+    from taxii.store import store_for
 
     try:
         cfg = taxii_config.load(obj.settings.raw)
+        return cfg, store_for(obj.settings, cfg.store)  # a database it cannot use: one line
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    return cfg, Store(cfg.store or obj.settings.state_path / "taxii.db")
 
 
 def _local_collection(cfg: Any, wanted: Optional[str], option: str) -> str:

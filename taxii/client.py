@@ -27,7 +27,7 @@ from connectors.core.verdict import Enrichment, Verdict
 from .errors import TaxiiError
 from .filters import TS_RE, timestamp_us
 from .pagination import encode_next
-from .store import Store
+from .store import ObjectStore
 from .validate import problem, stored_body_ok
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ class _DateAddedLast:
 
 
 async def pull(
-    store: Store,
+    store: ObjectStore,
     enricher: Optional[Enricher],
     url: str,
     collection: str,
@@ -245,7 +245,7 @@ def _newest_modified(objects: List[Dict[str, Any]], started: str) -> str:
 
 
 def push(
-    store: Store,
+    store: ObjectStore,
     url: str,
     collection: str,
     source: str,

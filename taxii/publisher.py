@@ -21,7 +21,7 @@ from connectors.core.report import Report
 from connectors.core.verdict import Enrichment, Verdict
 
 from .config import TaxiiConfig
-from .store import Store
+from .store import ObjectStore
 from .validate import repaired
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ GROUP = {"md5": "file", "sha1": "file", "sha256": "file", "ipv4": "ip", "ipv6": 
 
 
 async def poll_sources(
-    enricher: Enricher, store: Store, cfg: TaxiiConfig, due: Dict[int, float]
+    enricher: Enricher, store: ObjectStore, cfg: TaxiiConfig, due: Dict[int, float]
 ) -> int:
     """Poll the VirusTotal sources whose time has come; returns objects stored."""
     from connectors.core.gateway import Slot
@@ -57,7 +57,9 @@ async def poll_sources(
     return stored
 
 
-def publish_once(enricher: Enricher, store: Store, cfg: TaxiiConfig, batch: int = 1000) -> int:
+def publish_once(
+    enricher: Enricher, store: ObjectStore, cfg: TaxiiConfig, batch: int = 1000
+) -> int:
     """One pass over new verdict log rows; returns how many objects were stored. The cached
     report (when the cache still has it) adds labels, first_seen and the Malware SDO."""
     lists = getattr(enricher, "lists", None)  # the core's [lists]: they decide first
@@ -100,7 +102,7 @@ def publish_once(enricher: Enricher, store: Store, cfg: TaxiiConfig, batch: int 
 LISTS_STATE = "publisher:lists"
 
 
-def revoke_listed(lists: Lists, store: Store, cfg: TaxiiConfig, page: int = 500) -> int:
+def revoke_listed(lists: Lists, store: ObjectStore, cfg: TaxiiConfig, page: int = 500) -> int:
     """When the [lists] changed since the last pass: revoke the live indicators this publisher
     put out for values now ignored or forced harmless. Returns the versions stored."""
     from .client import observables
@@ -174,7 +176,7 @@ def _listed(lists: Optional[Lists], enr: Enrichment) -> Enrichment:
     return replace(enr, verdict=rule.verdict, score=rule.score, reason=rule.reason)
 
 
-def _published(store: Store, collection: str, kind: str, value: str) -> bool:
+def _published(store: ObjectStore, collection: str, kind: str, value: str) -> bool:
     """Whether the collection holds a live (not yet revoked) indicator for this value."""
     page = store.query(collection, limit=1, ids=[stix.indicator_id(kind, value)])
     return bool(page.objects) and not json.loads(page.objects[0]["body"]).get("revoked")
@@ -189,7 +191,7 @@ def _link(kind: str, key: str, value: str) -> str:
 
 
 def publisher_task(
-    enricher: Enricher, store: Store, cfg: TaxiiConfig
+    enricher: Enricher, store: ObjectStore, cfg: TaxiiConfig
 ) -> Callable[[Any], AsyncIterator[None]]:
     async def ctx(app: Any) -> AsyncIterator[None]:
         async def loop() -> None:

@@ -23,11 +23,11 @@ from . import config as taxii_config
 from .errors import MEDIA, STIX_MEDIA, TaxiiError, error, reply
 from .pagination import BadToken, date_headers, envelope, us_to_rfc3339
 from .publisher import publisher_task
-from .store import Page, Store, new_status_id
+from .store import ObjectStore, Page, new_status_id, store_for
 from .validate import envelope_objects, problem, stored_body_ok
 
 log = logging.getLogger(__name__)
-STORE = web.AppKey("store", Store)
+STORE = web.AppKey("store", ObjectStore)
 CONFIG = web.AppKey("config", taxii_config.TaxiiConfig)
 AUTH = web.AppKey("auth", auth.Authenticator)
 # The authenticated user; absent for anonymous requests. RequestKey is aiohttp 3.14+ (Python 3.10+).
@@ -303,7 +303,7 @@ def build_app(settings: Settings, enricher: Optional[Enricher]) -> web.Applicati
     core's verdict log and polls the configured VirusTotal sources; it stops on app cleanup."""
     cfg = taxii_config.load(settings.raw)
     app = web.Application(middlewares=[taxii_middleware], client_max_size=cfg.max_body_bytes + 1)
-    store = Store(cfg.store or settings.state_path / "taxii.db")
+    store = store_for(settings, cfg.store)
     app[CONFIG], app[STORE], app[AUTH] = cfg, store, auth.Authenticator(cfg)
     col = "/{root}/collections/{collection}"
     app.router.add_get("/openapi.json", openapi)  # before /{root}, which would match it

@@ -199,6 +199,8 @@ class Settings:
     quota: QuotaSettings = field(default_factory=QuotaSettings)
     lists: ListsSettings = field(default_factory=ListsSettings)
     state_dir: str = ""
+    # postgresql:// URL shared by replicas; "" -> SQLite files in state_dir (may hold a password)
+    database: str = field(default="", repr=False)
     source: str = ""  # the file this came from, for messages
     raw: Mapping[str, Any] = field(default_factory=dict)  # the whole document, for other parts
 
@@ -283,7 +285,8 @@ def from_mapping(
     core = doc.get("core", {})
     if not isinstance(core, Mapping):
         raise ConfigError("[core] must be a table")
-    check_known(core, ("state_dir",), "core")
+    check_known(core, ("database", "state_dir"), "core")
+    database = _database_url(env.get("VTCONNECT_DATABASE") or core.get("database", ""))
     privacy = _section(PrivacySettings, doc.get("privacy", {}), "privacy")
     privacy = replace(
         privacy,
@@ -303,6 +306,7 @@ def from_mapping(
         quota=quota,
         lists=lists,
         state_dir=str(core.get("state_dir", "")),
+        database=database,
         source=source,
         raw=doc,
     )
@@ -328,6 +332,16 @@ def _shares(data: Any) -> Tuple[Tuple[str, float], ...]:
             f"quota.shares add up to {total:g}, more than 1 (largest: quota.shares.{biggest})"
         )
     return tuple(out)
+
+
+def _database_url(value: Any) -> str:
+    """core.database: empty (SQLite files in state_dir) or a PostgreSQL URL."""
+    if not isinstance(value, str):
+        raise ConfigError("core.database must be a string")
+    value = value.strip()
+    if value and not value.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("core.database must be empty or a postgresql:// URL")
+    return value
 
 
 def normalize_api_url(url: str) -> str:

@@ -29,7 +29,7 @@ from connectors.core.verdict import Enrichment, Verdict
 from . import auth, delivery, formats, payload, shapes
 from .config import Source, WebhookConfig, load
 from .metrics import CONTENT_TYPE, Metrics
-from .outbox import Outbox
+from .outbox import outbox_for
 
 log = logging.getLogger(__name__)
 JSON_TYPES = ("application/json", "application/x-ndjson", "text/plain", "application/jsonl")
@@ -60,7 +60,7 @@ class Receiver:
     def __init__(self, settings: Settings, enricher: Enricher) -> None:
         self.cfg: WebhookConfig = load(settings.raw)
         self.enricher = enricher
-        self.outbox = Outbox(self.cfg.outbox or settings.state_path / "webhook.db")
+        self.outbox = outbox_for(settings, self.cfg)
         self.replay = auth.ReplayGuard()
         self.buckets: Dict[str, List[float]] = {}
         self.wake = asyncio.Event()

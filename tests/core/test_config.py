@@ -80,3 +80,21 @@ def test_api_key_never_shows_in_repr_or_logs(caplog):
 def test_internal_suffixes_normalised():
     s = config.from_mapping({"privacy": {"internal_suffixes": ["Corp", ".ACME.example"]}}, env={})
     assert s.privacy.internal_suffixes == (".corp", ".acme.example")
+
+
+def test_database_url_from_file_or_environment(tmp_path):
+    assert config.from_mapping({}, env={}).database == ""  # SQLite files in state_dir
+    url = "postgresql://vtc:s3cret@db.example:5432/vtconnect"
+    s = config.from_mapping({"core": {"database": url}}, env={})
+    assert s.database == url
+    assert "s3cret" not in repr(s.with_(raw={}))  # the URL may carry a password
+    env = {"VTCONNECT_DATABASE": "postgres://other/vtc"}
+    assert config.from_mapping({"core": {"database": url}}, env=env).database == env[
+        "VTCONNECT_DATABASE"
+    ]
+
+
+@pytest.mark.parametrize("value", ["sqlite:///x.db", "/var/lib/vtc.db", 5])
+def test_database_must_be_a_postgresql_url(value):
+    with pytest.raises(config.ConfigError, match="core.database"):
+        config.from_mapping({"core": {"database": value}}, env={})

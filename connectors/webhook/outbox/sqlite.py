@@ -1,7 +1,7 @@
-"""The durable job table: an alert is stored before it is answered, and jobs left running by a
-crash are queued again at start. WAL with synchronous=NORMAL: a committed job survives any crash
-of the process (kill -9); only a power cut can lose the last transactions (FULL would fsync every
-request and cost about half the accept rate)."""
+"""The durable job table in SQLite (one host): an alert is stored before it is answered, and
+jobs left running by a crash are queued again at start. WAL with synchronous=NORMAL: a
+committed job survives any crash of the process (kill -9); only a power cut can lose the last
+transactions (FULL would fsync every request and cost about half the accept rate)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 from connectors.core.cache import open_db, write
 
+from .base import Outbox
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, source TEXT NOT NULL, format TEXT NOT NULL, idem TEXT UNIQUE,
@@ -26,7 +28,7 @@ CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, created);
 """
 
 
-class Outbox:
+class SQLiteOutbox(Outbox):
     def __init__(self, path: Union[str, Path]) -> None:
         self.db = open_db(path, SCHEMA, 1)
 
