@@ -164,3 +164,15 @@ def test_one_job_key_for_every_instance(target):
     finally:
         a.close()
         b.close()
+
+
+def test_a_retried_job_waits_its_turn_then_finishes_with_its_callback_due(box):
+    first = box.accept("s", "generic", b"{}", "s/a")[0]
+    second = box.accept("s", "generic", b"{}", "s/b")[0]
+    assert [j["id"] for j in box.claim(limit=1)] == [first]
+    box.retry_job(first, time.time() + 0.3)  # a transient failure: behind the queue
+    assert [j["id"] for j in box.claim(limit=5)] == [second]  # not yet due
+    time.sleep(0.35)
+    assert [j["id"] for j in box.claim(limit=5)] == [first]
+    box.finish(first, "done", {"ok": True}, deliver=True)
+    assert [d["id"] for d in box.due_deliveries()] == [first]  # due now, not at the retry time

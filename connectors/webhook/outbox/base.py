@@ -30,6 +30,11 @@ class Outbox(ABC):
     ) -> None: ...
 
     @abstractmethod
+    def retry_job(self, jid: str, when: float) -> None:
+        """Queue a job again, not to be claimed before `when` (a transient failure: the jobs
+        queued after it go first)."""
+
+    @abstractmethod
     def due_deliveries(self, limit: int = 20) -> List[Dict[str, Any]]:
         """Callbacks due now, for this process to send: id, source, result, attempts."""
 

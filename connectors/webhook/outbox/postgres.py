@@ -101,10 +101,10 @@ class PostgresOutbox(Outbox):
         now = time.time()
         rows = self._fetch(
             "UPDATE webhook_jobs SET state = 'running', owner = %s, lease_until = %s, "
-            "updated = %s WHERE id IN (SELECT id FROM webhook_jobs WHERE state = 'queued' OR "
-            "(state = 'running' AND lease_until < %s) ORDER BY created LIMIT %s "
-            "FOR UPDATE SKIP LOCKED) RETURNING id, source, format, body, created",
-            (self.owner, now + self.lease, now, now, limit),
+            "updated = %s WHERE id IN (SELECT id FROM webhook_jobs WHERE (state = 'queued' AND "
+            "next_attempt <= %s) OR (state = 'running' AND lease_until < %s) ORDER BY created "
+            "LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING id, source, format, body, created",
+            (self.owner, now + self.lease, now, now, now, limit),
         )
         rows.sort(key=lambda r: r[4])
         return [{"id": r[0], "source": r[1], "format": r[2], "body": bytes(r[3])} for r in rows]
@@ -112,8 +112,15 @@ class PostgresOutbox(Outbox):
     def finish(self, jid: str, state: str, result: Dict[str, Any], deliver: bool = False) -> None:
         self._count(
             "UPDATE webhook_jobs SET state = %s, result = %s, updated = %s, delivery = %s, "
-            "owner = '', lease_until = 0 WHERE id = %s",
+            "owner = '', lease_until = 0, next_attempt = 0 WHERE id = %s",
             (state, json.dumps(result), time.time(), "pending" if deliver else "none", jid),
+        )
+
+    def retry_job(self, jid: str, when: float) -> None:
+        self._count(
+            "UPDATE webhook_jobs SET state = 'queued', next_attempt = %s, updated = %s, "
+            "owner = '', lease_until = 0 WHERE id = %s",
+            (when, time.time(), jid),
         )
 
     def due_deliveries(self, limit: int = 20) -> List[Dict[str, Any]]:
