@@ -140,8 +140,12 @@ class VTLookupCommand(StreamingCommand):
                 conf = settings.read_conf_rest(service, APP)
             except Exception as exc:  # splunkd unreachable: the app's own files still apply
                 log.warning("event=conf_rest_failed error=%s", _q(repr(exc)))
+            from vtlookup_support import secrets as app_secrets
+
             try:
-                secrets = settings.read_secrets(service, APP)
+                secrets = app_secrets.read(service, APP)
+            except app_secrets.KeyDenied as exc:
+                raise ConfigError(str(exc)) from None
             except Exception as exc:
                 log.warning("event=passwords_failed error=%s", _q(repr(exc)))
         if not conf:
@@ -159,7 +163,7 @@ class VTLookupCommand(StreamingCommand):
             raise ConfigError(
                 f"no VirusTotal API key: set it on the {APP} setup page (storage/passwords, "
                 f"realm {APP}, user {settings.KEY_USER}); users running vtlookup need the "
-                "list_storage_passwords capability"
+                "role vtconnect_user"
             )
         os.makedirs(core.state_path, exist_ok=True)
         clock = Clock()

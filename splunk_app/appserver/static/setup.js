@@ -1,5 +1,7 @@
 // Setup page: store the API key (and optional proxy credentials) in storage/passwords, realm
-// "vtconnect", through splunkd's REST API with the user's own session; then mark the app configured.
+// "vtconnect", through splunkd's REST API with the user's own session, readable by admins only
+// (analysts use the key through the app's vtconnect/credential endpoint); then mark the app
+// configured.
 require(["jquery", "splunkjs/mvc", "splunkjs/mvc/simplexml/ready!"], function ($, mvc) {
   "use strict";
   var service = mvc.createService({ owner: "nobody", app: "vtconnect" });
@@ -7,13 +9,19 @@ require(["jquery", "splunkjs/mvc", "splunkjs/mvc/simplexml/ready!"], function ($
 
   function status(text) { $("#vtconnect-status").text(text); }
 
+  function restrict(id, resolve, reject) {
+    service.post("storage/passwords/" + id + "/acl", {
+      sharing: "app", owner: "nobody", "perms.read": "admin,sc_admin", "perms.write": "admin,sc_admin"
+    }, function (err) { if (err) { reject(err); } else { resolve(); } });
+  }
+
   function store(username, secret) {
     var id = encodeURIComponent(REALM + ":" + username + ":");
     return new Promise(function (resolve, reject) {
       service.post("storage/passwords/" + id, { password: secret }, function (err) {
-        if (!err) { resolve(); return; }
+        if (!err) { restrict(id, resolve, reject); return; }
         service.post("storage/passwords", { name: username, realm: REALM, password: secret },
-          function (err2) { if (err2) { reject(err2); } else { resolve(); } });
+          function (err2) { if (err2) { reject(err2); } else { restrict(id, resolve, reject); } });
       });
     });
   }
