@@ -13,9 +13,14 @@ import logging
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from vtlookup_support import oldpython  # noqa: E402  before anything that needs Python 3.9
+
+if oldpython.too_old():
+    raise ImportError(oldpython.message())  # splunkd logs it for the endpoint
+
 APP_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(APP_DIR, "lib"))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from typing import Any, Dict  # noqa: E402
 

@@ -19,6 +19,11 @@ import time
 from collections import Counter
 from dataclasses import replace
 
+from vtlookup_support import oldpython  # before anything that needs Python 3.9
+
+if oldpython.too_old():
+    oldpython.refuse_search_command()
+
 APP_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(APP_DIR, "lib"))
 
@@ -42,6 +47,7 @@ MAX_RISKY_LOG_LINES = 100  # per search, for the dashboard's "top malicious indi
 BATCH_ROWS = 10_000  # rows enriched together: bounds memory, keeps VirusTotal calls concurrent
 ENRICH_AT_ONCE = 2_000  # values per call to the core: bounds the decoded reports held at once
 MAX_KNOWN = 50_000  # encoded answers kept for the rest of a search (~0.3 KB each)
+MAX_SEEN = 1_000_000  # distinct values counted exactly per search (a hash each, ~70 bytes)
 log = logging.getLogger("vtconnect.vtlookup")
 
 
@@ -98,6 +104,7 @@ class VTLookupCommand(StreamingCommand):
         self._answers: Any = None  # answers kept between searches (vtlookup_support/answers.py)
         self._answers_ttl = 0
         self._stats: Dict[str, int] = {}
+        self._seen: set = set()  # hashes of the values counted in this search's summary
         self._risky_logged: set = set()
         self._kv: Any = None
 
@@ -249,11 +256,11 @@ class VTLookupCommand(StreamingCommand):
             self._remember(kept)
             reused.update(kept)
         ask = [v for v in {**single, **multi} if v in multi or v not in reused]
-        verdicts = Counter(verdict for verdict, _ in reused.values())
+        verdicts = Counter(verdict for v, (verdict, _) in reused.items() if self._first(v))
         for verdict, n in verdicts.items():
             self._count(verdict, n)
-        self._count("cache_hits", len(reused) - verdicts["skipped"])
-        self._count("unique", len(reused))
+        self._count("cache_hits", sum(verdicts.values()) - verdicts["skipped"])
+        self._count("unique", sum(verdicts.values()))
         fresh: Dict[str, str] = {}
         rendered: Dict[str, Dict[str, Any]] = {}  # for multivalue rows only
         for i in range(0, len(ask), ENRICH_AT_ONCE):
@@ -325,11 +332,13 @@ class VTLookupCommand(StreamingCommand):
         for value, enr in zip(values, results):
             out[value] = enr
             verdict = enr.verdict.value
-            self._count(verdict)
-            if enr.cached:
-                self._count("cache_hits")
-            elif asked and verdict not in ("skipped", "quota"):
+            if not enr.cached and asked and verdict not in ("skipped", "quota"):
                 calls += 1
+            if self._first(value):  # the summary counts distinct values per search
+                self._count(verdict)
+                self._count("unique")
+                if enr.cached:
+                    self._count("cache_hits")
             if verdict in ("quota", "error"):
                 trouble[verdict] = trouble.get(verdict, 0) + 1
             key = (enr.kind, enr.normalized)
@@ -348,7 +357,6 @@ class VTLookupCommand(StreamingCommand):
                     enr.score,
                     enr.link,
                 )
-        self._count("unique", len(values))
         self._count("api_calls", calls)
         if self._lookups_left is not None:
             self._lookups_left = max(0, self._lookups_left - calls)
@@ -358,6 +366,18 @@ class VTLookupCommand(StreamingCommand):
         return out
 
     # -- bookkeeping ------------------------------------------------------------------------
+    def _first(self, value: str) -> bool:
+        """Whether this search's summary has not counted the value yet. Past MAX_SEEN distinct
+        values each batch counts its own (the summary then says distinct_approximate=1)."""
+        h = hash(value)
+        if h in self._seen:
+            return False
+        if len(self._seen) < MAX_SEEN:
+            self._seen.add(h)
+        else:
+            self._stats["distinct_approximate"] = 1
+        return True
+
     def _count(self, name: str, n: int = 1) -> None:
         self._stats[name] = self._stats.get(name, 0) + n
 
