@@ -2,6 +2,8 @@
 
 - vtconnect/credential (GET): the VirusTotal API key for | vtlookup, for callers holding
   vtconnect_use_key (vtlookup_support/secrets.py says why).
+- vtconnect/settings (GET, POST): the configuration page's reads and checked writes of
+  vtlookup.conf (vtlookup_support/config_page.py).
 
 splunkd imports this module, creates one object of the class restmap.conf names and calls
 handle(request) per request; everything else is in vtlookup_support.
@@ -24,7 +26,7 @@ sys.path.insert(0, os.path.join(APP_DIR, "lib"))
 
 from typing import Any, Dict  # noqa: E402
 
-from vtlookup_support import rest, secrets  # noqa: E402
+from vtlookup_support import config_page, rest, secrets  # noqa: E402
 
 try:  # inside splunkd
     from splunk.persistconn.application import (  # type: ignore[import-not-found]
@@ -65,3 +67,8 @@ class _Endpoint(_Base):  # type: ignore[misc,valid-type]
 class CredentialEndpoint(_Endpoint):
     def reply(self, req: rest.Request) -> rest.Reply:
         return secrets.credential_reply(req)
+
+
+class SettingsEndpoint(_Endpoint):
+    def reply(self, req: rest.Request) -> rest.Reply:
+        return config_page.reply(req, APP_DIR)

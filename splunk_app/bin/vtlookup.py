@@ -43,7 +43,8 @@ from connectors.core.observable import KIND_CHOICES  # noqa: E402
 from connectors.core.verdict import Enrichment, Verdict  # noqa: E402
 
 APP = os.path.basename(APP_DIR)
-MAX_RISKY_LOG_LINES = 100  # per search, for the dashboard's "top malicious indicators"
+LOG_LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING,
+              "ERROR": logging.ERROR}  # fmt: skip
 BATCH_ROWS = 10_000  # rows enriched together: bounds memory, keeps VirusTotal calls concurrent
 ENRICH_AT_ONCE = 2_000  # values per call to the core: bounds the decoded reports held at once
 MAX_KNOWN = 50_000  # encoded answers kept for the rest of a search (~0.3 KB each)
@@ -106,6 +107,7 @@ class VTLookupCommand(StreamingCommand):
         self._stats: Dict[str, int] = {}
         self._seen: set = set()  # hashes of the values counted in this search's summary
         self._risky_logged: set = set()
+        self._max_risky = 100  # event=risky lines per search ([logging] max_risky_lines)
         self._kv: Any = None
 
     # -- getinfo: check everything that can be checked before any record arrives ------------
@@ -157,6 +159,14 @@ class VTLookupCommand(StreamingCommand):
                 log.warning("event=passwords_failed error=%s", _q(repr(exc)))
         if not conf:
             conf = settings.read_conf_files(APP_DIR)
+        from vtlookup_support.config_page import check_ours
+
+        problems = check_ours(conf)
+        if problems:
+            raise ConfigError("; ".join(problems))
+        logging_conf = conf.get("logging", {})
+        log.setLevel(LOG_LEVELS[(logging_conf.get("level") or "INFO").strip().upper()])
+        self._max_risky = _int(logging_conf.get("max_risky_lines", "100"))
         info = self._metadata.searchinfo
         dispatch_dir = getattr(info, "dispatch_dir", "") or ""
         state = settings.state_dir(
@@ -345,7 +355,7 @@ class VTLookupCommand(StreamingCommand):
             if (
                 enr.is_risky
                 and key not in self._risky_logged
-                and len(self._risky_logged) < MAX_RISKY_LOG_LINES
+                and len(self._risky_logged) < self._max_risky
             ):
                 self._risky_logged.add(key)
                 log.info(

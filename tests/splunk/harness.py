@@ -66,6 +66,9 @@ class FakeSplunkd:
         self.app_dir = Path(app_dir) if app_dir else None
         self.python = python
         self.conf = conf if conf is not None else {}
+        # No conf but an app: vtlookup.conf is the app's default/ and local/ files, and
+        # configuration writes land in local/, as splunkd does it.
+        self.conf_from_app = conf is None and app_dir is not None
         self.passwords = dict(passwords or {})  # username -> password, realm = app
         self.kv: Dict[str, Dict[str, Dict[str, Any]]] = {}  # collection -> _key -> doc
         self.kv_down = False  # answer 503 on KV store endpoints
@@ -133,10 +136,11 @@ class FakeSplunkd:
             return self._reply(req, 401, {"messages": [{"type": "ERROR", "text": "auth"}]})
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         form: List[List[str]] = []
-        if method == "POST" and req.headers.get("Content-Type", "").startswith(
-            "application/x-www-form-urlencoded"
-        ):
-            form = [[k, v] for k, vs in parse_qs(body.decode()).items() for v in vs]
+        kind = req.headers.get("Content-Type", "")
+        if method == "POST" and (not kind or kind.startswith("application/x-www-form-urlencoded")):
+            # splunklib sends form bodies without a Content-Type; splunkd reads them as forms
+            pairs = parse_qs(body.decode(), keep_blank_values=True).items()
+            form = [[k, v] for k, vs in pairs for v in vs]
             query.update({k: v for k, v in form})
         try:
             handler = self._handler_for(path)
@@ -154,11 +158,20 @@ class FakeSplunkd:
         if path == "authentication/current-context" and method == "GET":
             return 200, {"entry": [{"name": "tokens", "content": dict(user)}]}
         if path == "configs/conf-vtlookup" and method == "GET":
+            conf = self._app_conf("vtlookup.conf") if self.conf_from_app else self.conf
             entries = [
                 {"name": name, "content": {**content, "disabled": False, "eai:appName": self.app}}
-                for name, content in self.conf.items()
+                for name, content in conf.items()
             ]
             return 200, {"entry": entries}
+        m = re.match(r"^configs/conf-vtlookup/([^/]+)$", path)
+        if m and method == "POST":
+            _, write = self.acl("vtlookup")
+            if "*" not in write and not set(user["roles"]) & set(write):
+                return 403, _denied(user, "write access to vtlookup.conf")
+            changes = {k: v for k, v in query.items() if k != "output_mode"}
+            self._write_conf(m.group(1), changes)
+            return 200, {"entry": [{"name": m.group(1), "content": changes}]}
         if path == "storage/passwords" and method == "GET":
             if not {"list_storage_passwords", "admin_all_objects"} & set(user["capabilities"]):
                 return 403, _denied(user, "list_storage_passwords")
@@ -218,6 +231,23 @@ class FakeSplunkd:
         for sub in ("default", "local"):
             cp.read(self.app_dir / sub / name, encoding="utf-8")
         return {s: dict(cp[s]) for s in cp.sections()}
+
+    def _write_conf(self, stanza: str, changes: Dict[str, str]) -> None:
+        with self.lock:
+            self.conf.setdefault(stanza, {}).update(changes)
+            if self.app_dir is None:
+                return
+            path = self.app_dir / "local" / "vtlookup.conf"
+            cp = configparser.ConfigParser(interpolation=None, strict=False)
+            cp.optionxform = str  # type: ignore[assignment,method-assign]
+            cp.read(path, encoding="utf-8")
+            if not cp.has_section(stanza):
+                cp.add_section(stanza)
+            for k, v in changes.items():
+                cp.set(stanza, k, v)
+            path.parent.mkdir(exist_ok=True)
+            with open(path, "w", encoding="utf-8") as fh:
+                cp.write(fh)
 
     def acl(self, obj: str) -> Tuple[List[str], List[str]]:
         """(read roles, write roles) of an app object from metadata/*.meta; * without app_dir."""
