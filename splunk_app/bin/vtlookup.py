@@ -36,7 +36,7 @@ from splunklib.searchcommands import (  # noqa: E402
     dispatch,
     validators,
 )
-from vtlookup_support import chunk, fields, settings  # noqa: E402
+from vtlookup_support import chunk, fields, opstats, settings  # noqa: E402
 
 from connectors.core.config import ConfigError  # noqa: E402
 from connectors.core.observable import KIND_CHOICES  # noqa: E402
@@ -109,6 +109,7 @@ class VTLookupCommand(StreamingCommand):
         self._risky_logged: set = set()
         self._max_risky = 100  # event=risky lines per search ([logging] max_risky_lines)
         self._kv: Any = None
+        self._risky_docs: List[Dict[str, Any]] = []  # for the vtconnect_risky collection
 
     # -- getinfo: check everything that can be checked before any record arrives ------------
     def prepare(self) -> None:
@@ -266,7 +267,11 @@ class VTLookupCommand(StreamingCommand):
             self._remember(kept)
             reused.update(kept)
         ask = [v for v in {**single, **multi} if v in multi or v not in reused]
-        verdicts = Counter(verdict for v, (verdict, _) in reused.items() if self._first(v))
+        firsts = [v for v in reused if self._first(v)]
+        verdicts = Counter(reused[v][0] for v in firsts)
+        for v in firsts:
+            if reused[v][0] in opstats.RISKY_VERDICTS:
+                self._risky_reused(v, *reused[v])
         for verdict, n in verdicts.items():
             self._count(verdict, n)
         self._count("cache_hits", sum(verdicts.values()) - verdicts["skipped"])
@@ -351,22 +356,8 @@ class VTLookupCommand(StreamingCommand):
                     self._count("cache_hits")
             if verdict in ("quota", "error"):
                 trouble[verdict] = trouble.get(verdict, 0) + 1
-            key = (enr.kind, enr.normalized)
-            if (
-                enr.is_risky
-                and key not in self._risky_logged
-                and len(self._risky_logged) < self._max_risky
-            ):
-                self._risky_logged.add(key)
-                log.info(
-                    "event=risky sid=%s kind=%s value=%s verdict=%s score=%d link=%s",
-                    _q(self._sid()),
-                    enr.kind,
-                    _q(enr.normalized),
-                    verdict,
-                    enr.score,
-                    enr.link,
-                )
+            if enr.is_risky:
+                self._risky(enr.kind, enr.normalized, verdict, enr.score, enr.link)
         self._count("api_calls", calls)
         if self._lookups_left is not None:
             self._lookups_left = max(0, self._lookups_left - calls)
@@ -376,6 +367,39 @@ class VTLookupCommand(StreamingCommand):
         return out
 
     # -- bookkeeping ------------------------------------------------------------------------
+    def _risky(self, kind: str, value: str, verdict: str, score: int, link: str) -> None:
+        """A malicious or suspicious indicator: logged and kept for the dashboards (at most
+        [logging] max_risky_lines per search)."""
+        if (kind, value) in self._risky_logged or len(self._risky_logged) >= self._max_risky:
+            return
+        self._risky_logged.add((kind, value))
+        sid = self._sid()
+        log.info(
+            "event=risky sid=%s kind=%s value=%s verdict=%s score=%d link=%s",
+            _q(sid), kind, _q(value), verdict, score, link,
+        )  # fmt: skip
+        self._risky_docs.append(
+            opstats.risky_doc(
+                sid, self._user(), time.time(), str(self.field), kind, value, verdict, score, link
+            )
+        )
+
+    def _risky_reused(self, value: str, verdict: str, columns: str) -> None:
+        """A risky answer settled earlier (this search or kept on this search head)."""
+        got = opstats.from_columns(columns)
+        if got is None:
+            return
+        from connectors.core.observable import InvalidObservable, parse
+
+        try:
+            value = parse(value, got["kind"] or None).value
+        except InvalidObservable:
+            pass
+        self._risky(got["kind"], value, verdict, int(got["score"]), got["link"])
+
+    def _user(self) -> str:
+        return str(getattr(self._metadata.searchinfo, "username", ""))
+
     def _first(self, value: str) -> bool:
         """Whether this search's summary has not counted the value yet. Past MAX_SEEN distinct
         values each batch counts its own (the summary then says distinct_approximate=1)."""
@@ -408,6 +432,15 @@ class VTLookupCommand(StreamingCommand):
             kv,
             parts,
         )
+        service = self.service
+        kv_ok = not (self._kv and self._kv.failed)
+        if service is not None and self._enricher is not None and kv_ok:
+            limits = self._enricher.settings.quota.limits()
+            stats = opstats.stats_doc(
+                self._sid(), self._user(), time.time(), time.time() - self._started, s,
+                "kvstore" if self._kv else "sqlite", limits,
+            )  # fmt: skip
+            opstats.save(service, APP, stats, self._risky_docs)
         if self._enricher is not None:
             self._enricher.close()
         if self._answers is not None:
