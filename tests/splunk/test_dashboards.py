@@ -18,7 +18,7 @@ from .harness import ANALYST_KEY, USER_KEY, FakeSplunkd, run_search
 from .test_access import call
 
 EICAR_MD5 = "44d88612fea8a8f36de82e1278abb02f"
-VIEWS = ("vtconnect_overview", "vtconnect_indicator")
+VIEWS = ("vtconnect_overview", "vtconnect_indicator", "vtconnect_correlation")
 
 
 def conf(app_dir: Path, name: str) -> Dict[str, Dict[str, str]]:
@@ -145,3 +145,69 @@ def test_the_command_writes_what_the_panels_read(built_app, emulator_url, splunk
     fields = {f.strip() for f in transforms["vtconnect_risky_lookup"]["fields_list"].split(",")}
     assert set(risky[0]) <= fields and risky[0]["field"] == "dest"
     assert risky[0]["link"].startswith("https://www.virustotal.com/gui/file/")
+
+
+# -- correlation ----------------------------------------------------------------------------
+CORRELATION = (
+    "vtconnect - correlation (indexes)", "vtconnect - correlation (CIM Web)",
+    "vtconnect - correlation (CIM Network Traffic)", "vtconnect - correlation (CIM Endpoint)",
+)  # fmt: skip
+
+
+def made_by(query: str) -> Set[str]:
+    """Fields a query creates (rename/eval/stats as, stats by)."""
+    out = set(re.findall(r"\bas (\w+)", query)) | set(re.findall(r"\bby (\w+)\s*(?:\||$)", query))
+    for segment in query.split("|"):
+        cmd, _, rest = segment.strip().partition(" ")
+        if cmd == "eval":
+            out |= set(re.findall(r"(?:^|,)\s*(\w+)\s*=(?!=)", rest))
+    return out
+
+
+@pytest.mark.parametrize("name", CORRELATION)
+def test_correlation_searches_save_what_the_matches_collection_holds(built_app, name):
+    app = built_app.app_dir
+    saved = conf(app, "savedsearches.conf")[name]
+    assert saved["enableSched"] == "0"  # on once an admin has set the macros
+    assert saved["cron_schedule"] == "*/15 * * * *" and saved["schedule_priority"] == "lower"
+    assert saved["alert.track"] == "1" and saved["quantity"] == "0"
+    full = expand(saved["search"], conf(app, "macros.conf"))
+    assert re.search(r"\| vtlookup field=indicator max_lookups=\d+ \|", full)  # a quota share
+    table = re.search(r"\| table ([\w ]+) \| outputlookup vtconnect_matches_lookup", full)
+    assert table, full
+    fields = conf(app, "transforms.conf")["vtconnect_matches_lookup"]["fields_list"]
+    assert table.group(1).split() == [f.strip() for f in fields.split(",")]
+    vt_fields = {"vt_kind", "vt_verdict", "vt_score", "vt_reason", "vt_threat_label", "vt_link"}
+    missing = set(table.group(1).split()) - made_by(full) - {"indicator"}
+    assert missing == set(), missing
+    assert vt_fields <= set(re.findall(r"\bvt_\w+", full))
+
+
+def test_correlation_looks_up_distinct_indicators_within_its_budget(
+    built_app, splunkd, splunk_home, emulator_url
+):
+    from .test_vtlookup import api_calls
+
+    # What `vtconnect_correlation_distinct` hands vtlookup: one row per indicator.
+    rows = [
+        {"indicator": f"corr-{i}.example.com", "events": str(10 + i), "index": "proxy"}
+        for i in range(5)
+    ]
+    budget = re.search(
+        r"^definition = (\d+)$",
+        (built_app.app_dir / "default" / "macros.conf").read_text().split(
+            "[vtconnect_correlation_budget]"
+        )[1],
+        re.M,
+    )
+    assert budget and int(budget.group(1)) > 0
+    before = api_calls(emulator_url)
+    _, replies, rc = run_search(
+        built_app.app_dir, splunkd, ["field=indicator", "max_lookups=2"], [rows],
+        python=base_python(), env=harness.command_env(splunk_home),
+    )  # fmt: skip
+    assert rc == 0
+    assert api_calls(emulator_url) - before <= 2
+    verdicts = [r["vt_verdict"] for r in replies[0].records]
+    assert verdicts.count("quota") == 3
+    assert [r["events"] for r in replies[0].records] == [str(10 + i) for i in range(5)]
