@@ -195,9 +195,9 @@ def test_correlation_looks_up_distinct_indicators_within_its_budget(
     ]
     budget = re.search(
         r"^definition = (\d+)$",
-        (built_app.app_dir / "default" / "macros.conf").read_text().split(
-            "[vtconnect_correlation_budget]"
-        )[1],
+        (built_app.app_dir / "default" / "macros.conf")
+        .read_text()
+        .split("[vtconnect_correlation_budget]")[1],
         re.M,
     )
     assert budget and int(budget.group(1)) > 0
