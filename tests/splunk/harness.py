@@ -185,7 +185,7 @@ class FakeSplunkd:
                 if realm in (None, self.app)
             ]
             return 200, {"entry": entries}
-        m = re.match(r"^storage/collections/data/([^/]+)/?(batch_find|batch_save)?$", path)
+        m = re.match(r"^storage/collections/data/([^/]+)/?(batch_find|batch_save|[^/]+)?$", path)
         if m:
             if self.kv_down:
                 return 503, {"messages": [{"type": "ERROR", "text": "KV Store is not ready"}]}
@@ -220,6 +220,10 @@ class FakeSplunkd:
             return 200, [_find(coll, q.get("query") or {}) for q in queries]
         if op == "" and method == "GET":
             return 200, _find(coll, json.loads(query.get("query") or "{}"))
+        if op not in ("", "batch_find", "batch_save") and method == "GET":  # one document
+            if op in coll:
+                return 200, coll[op]
+            return 404, {"messages": [{"type": "ERROR", "text": "Could not find object."}]}
         return 405, {"messages": [{"type": "ERROR", "text": "method not allowed"}]}
 
     # -- the app's side: metadata ACLs and REST handlers -------------------------------------
