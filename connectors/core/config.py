@@ -1,11 +1,13 @@
 """One TOML file configures every part; VT_API_KEY and VT_API_URL override it.
 
-The core only reads the sections it owns ([virustotal], [privacy], [policy], [cache], [quota]);
-servers and sources read their own sections from the same parsed document (`Settings.raw`).
+The core only reads the sections it owns ([virustotal], [privacy], [policy], [cache], [quota],
+[lists]); servers and sources read their own sections from the same parsed document
+(`Settings.raw`).
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 from dataclasses import dataclass, field, fields, replace
@@ -23,6 +25,26 @@ DEFAULT_INTERNAL_SUFFIXES = (".local", ".internal", ".lan", ".corp", ".home.arpa
 
 class ConfigError(ValueError):
     """The configuration cannot be used; the message says which key and why."""
+
+
+# Top-level sections of vtconnect.toml: the core's own, then the ones other parts read from
+# `Settings.raw` (each part checks its own keys). Anything else is a typo, not a new feature.
+CORE_SECTIONS = ("core", "virustotal", "privacy", "policy", "cache", "quota", "lists")
+PART_SECTIONS = ("taxii", "webhook", "status")
+
+
+def check_known(table: Mapping[str, Any], known: Any, where: str) -> None:
+    """ConfigError for the first key of `table` not in `known`, with the closest known name.
+    `where` is the dotted path of the table ("" for the top level)."""
+    known = tuple(known)
+    for key in sorted(str(k) for k in table):
+        if key in known:
+            continue
+        name = f"{where}.{key}" if where else key
+        kind = "key" if where else "section"
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(known))}"
+        raise ConfigError(f"unknown {kind} {name} ({hint})")
 
 
 class SecretStr:
@@ -70,6 +92,18 @@ class PrivacySettings:
     # Documentation ranges (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32) are not
     # global; tests and the emulator set this so their sample addresses get looked up.
     allow_documentation_ranges: bool = False
+    # Free-text extraction skips the domain of e-mail addresses (alice@corp.example.com): an
+    # address says who was mailed, not where malware lives. true: extract it too.
+    extract_email_domains: bool = False
+
+
+@dataclass(frozen=True)
+class ListsSettings:
+    """Entries are values, suffixes (.example.org) or networks (10.0.0.0/8); see core/lists.py."""
+
+    ignore: Tuple[str, ...] = ()  # never looked up, never published: own domains, CDNs, sinkholes
+    force_harmless: Tuple[str, ...] = ()  # analyst-confirmed false positives
+    force_malicious: Tuple[str, ...] = ()  # analyst-confirmed bad values
 
 
 @dataclass(frozen=True)
@@ -129,6 +163,7 @@ class Settings:
     policy: PolicySettings = field(default_factory=PolicySettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
     quota: QuotaSettings = field(default_factory=QuotaSettings)
+    lists: ListsSettings = field(default_factory=ListsSettings)
     state_dir: str = ""
     source: str = ""  # the file this came from, for messages
     raw: Mapping[str, Any] = field(default_factory=dict)  # the whole document, for other parts
@@ -164,10 +199,9 @@ def _section(cls: Any, data: Mapping[str, Any], name: str) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(f"[{name}] must be a table")
     known = {f.name: f for f in fields(cls)}
+    check_known(data, known, name)
     values: Dict[str, Any] = {}
     for key, value in data.items():
-        if key not in known:
-            raise ConfigError(f"unknown key {name}.{key} (known: {', '.join(sorted(known))})")
         default = known[key].default
         if key == "api_key":
             if not isinstance(value, str):
@@ -196,6 +230,7 @@ def from_mapping(
     doc: Mapping[str, Any], source: str = "", env: Optional[Mapping[str, str]] = None
 ) -> Settings:
     env = os.environ if env is None else env
+    check_known(doc, CORE_SECTIONS + PART_SECTIONS, "")
     vt = _section(VirusTotalSettings, doc.get("virustotal", {}), "virustotal")
     if env.get("VT_API_KEY"):
         vt = replace(vt, api_key=SecretStr(env["VT_API_KEY"].strip()))
@@ -210,9 +245,7 @@ def from_mapping(
     core = doc.get("core", {})
     if not isinstance(core, Mapping):
         raise ConfigError("[core] must be a table")
-    unknown = set(core) - {"state_dir"}
-    if unknown:
-        raise ConfigError(f"unknown key core.{sorted(unknown)[0]} (known: state_dir)")
+    check_known(core, ("state_dir",), "core")
     privacy = _section(PrivacySettings, doc.get("privacy", {}), "privacy")
     privacy = replace(
         privacy,
@@ -220,12 +253,17 @@ def from_mapping(
             "." + s.strip().lower().lstrip(".") for s in privacy.internal_suffixes
         ),
     )
+    lists = _section(ListsSettings, doc.get("lists", {}), "lists")
+    from .lists import matcher  # here: lists.py imports this module
+
+    matcher(lists)  # a bad entry is a ConfigError now, not at the first lookup
     return Settings(
         virustotal=vt,
         privacy=privacy,
         policy=_section(PolicySettings, doc.get("policy", {}), "policy"),
         cache=_section(CacheSettings, doc.get("cache", {}), "cache"),
         quota=quota,
+        lists=lists,
         state_dir=str(core.get("state_dir", "")),
         source=source,
         raw=doc,

@@ -65,7 +65,8 @@ class Receiver:
         self, fmt: str, doc: Dict[str, Any], deadline: Optional[float], output: str = "vtconnect"
     ) -> Dict[str, Any]:
         started = time.monotonic()
-        used, values = formats.indicators(fmt, doc)
+        emails = self.enricher.settings.privacy.extract_email_domains
+        used, values = formats.indicators(fmt, doc, emails)
         results = (
             await self.enricher.enrich(
                 values, priority=Priority.ALERT, deadline=deadline, connector="webhook"
