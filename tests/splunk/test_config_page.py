@@ -112,7 +112,14 @@ def test_wrong_values_are_named_and_nothing_is_saved(page, app_dir):
 
 @pytest.mark.parametrize(
     "body",
-    [{"policy": {"colour": "blue"}}, {"nosuch": {"a": "b"}}, ["policy"], {"policy": "x"}],
+    [
+        {"policy": {"colour": "blue"}},
+        {"nosuch": {"a": "b"}},
+        ["policy"],
+        {"policy": "x"},
+        {"default": {"api_url": "http://evil.example"}},
+        {"policy": {"malicious_min": [1]}},
+    ],
 )
 def test_unknown_or_malformed_changes_are_refused(page, app_dir, body):
     status, doc = post(page, body)

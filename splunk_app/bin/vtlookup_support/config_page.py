@@ -158,7 +158,7 @@ def effective(conf: Mapping[str, Mapping[str, str]]) -> Dict[str, Dict[str, str]
     out["quota"]["per_minute"] = str(per_minute) if per_minute else "no local limit"
     out["quota"]["per_day"] = str(per_day) if per_day else "no local limit"
     for section in conf:
-        if section not in out:
+        if section not in out and section != "default":
             out[section] = {k: str(v) for k, v in conf[section].items()}
     return out
 
@@ -243,8 +243,14 @@ def reply(req: Any, app_dir: str) -> Tuple[int, Dict[str, Any]]:
             new = changes(req.body())
         except ValueError as exc:
             return rest.error(400, f"nothing saved: {exc}")
+        unknown = [
+            _err(sec, key, f"[{sec}] {key} is not a setting")
+            for sec, keys in new.items()
+            for key in keys
+            if key not in defaults.get(sec, {})
+        ]  # "default" too: splunkd's global stanza is nothing the page sets
         conf = merge(current, new)
-        errors = check(conf, defaults)
+        errors = unknown + check(conf, defaults)
         if errors:
             return rest.error(400, f"nothing saved: {len(errors)} value(s) wrong", errors)
         try:
