@@ -98,7 +98,7 @@ class FakeSplunkd:
             def do_POST(self) -> None:
                 fake._handle(self, "POST")
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -324,6 +324,12 @@ class FakeSplunkd:
         req.send_header("Connection", "Keep-Alive")  # as splunkd does; splunklib relies on it
         req.end_headers()
         req.wfile.write(data)
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a command exiting mid keep-alive
+            super().handle_error(request, client_address)
 
 
 def _denied(user: Dict[str, Any], what: str) -> Dict[str, Any]:
