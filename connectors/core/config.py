@@ -31,6 +31,7 @@ class ConfigError(ValueError):
 # `Settings.raw` (each part checks its own keys). Anything else is a typo, not a new feature.
 CORE_SECTIONS = ("core", "virustotal", "privacy", "policy", "cache", "quota", "lists")
 PART_SECTIONS = ("taxii", "webhook", "status")
+SERVER_SECTION = "server"  # connection limits for every server part (connectors/connections.py)
 
 
 def check_known(table: Mapping[str, Any], known: Any, where: str) -> None:
@@ -230,7 +231,7 @@ def from_mapping(
     doc: Mapping[str, Any], source: str = "", env: Optional[Mapping[str, str]] = None
 ) -> Settings:
     env = os.environ if env is None else env
-    check_known(doc, CORE_SECTIONS + PART_SECTIONS, "")
+    check_known(doc, CORE_SECTIONS + PART_SECTIONS + (SERVER_SECTION,), "")
     vt = _section(VirusTotalSettings, doc.get("virustotal", {}), "virustotal")
     if env.get("VT_API_KEY"):
         vt = replace(vt, api_key=SecretStr(env["VT_API_KEY"].strip()))
