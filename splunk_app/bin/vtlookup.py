@@ -19,6 +19,11 @@ import time
 from collections import Counter
 from dataclasses import replace
 
+from vtlookup_support import oldpython  # before anything that needs Python 3.9
+
+if oldpython.too_old():
+    oldpython.refuse_search_command()
+
 APP_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(APP_DIR, "lib"))
 
@@ -31,17 +36,19 @@ from splunklib.searchcommands import (  # noqa: E402
     dispatch,
     validators,
 )
-from vtlookup_support import chunk, fields, settings  # noqa: E402
+from vtlookup_support import chunk, fields, opstats, settings  # noqa: E402
 
 from connectors.core.config import ConfigError  # noqa: E402
 from connectors.core.observable import KIND_CHOICES  # noqa: E402
 from connectors.core.verdict import Enrichment, Verdict  # noqa: E402
 
 APP = os.path.basename(APP_DIR)
-MAX_RISKY_LOG_LINES = 100  # per search, for the dashboard's "top malicious indicators"
+LOG_LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING,
+              "ERROR": logging.ERROR}  # fmt: skip
 BATCH_ROWS = 10_000  # rows enriched together: bounds memory, keeps VirusTotal calls concurrent
 ENRICH_AT_ONCE = 2_000  # values per call to the core: bounds the decoded reports held at once
 MAX_KNOWN = 50_000  # encoded answers kept for the rest of a search (~0.3 KB each)
+MAX_SEEN = 1_000_000  # distinct values counted exactly per search (a hash each, ~70 bytes)
 log = logging.getLogger("vtconnect.vtlookup")
 
 
@@ -98,8 +105,11 @@ class VTLookupCommand(StreamingCommand):
         self._answers: Any = None  # answers kept between searches (vtlookup_support/answers.py)
         self._answers_ttl = 0
         self._stats: Dict[str, int] = {}
+        self._seen: set = set()  # hashes of the values counted in this search's summary
         self._risky_logged: set = set()
+        self._max_risky = 100  # event=risky lines per search ([logging] max_risky_lines)
         self._kv: Any = None
+        self._risky_docs: List[Dict[str, Any]] = []  # for the vtconnect_risky collection
 
     # -- getinfo: check everything that can be checked before any record arrives ------------
     def prepare(self) -> None:
@@ -140,12 +150,24 @@ class VTLookupCommand(StreamingCommand):
                 conf = settings.read_conf_rest(service, APP)
             except Exception as exc:  # splunkd unreachable: the app's own files still apply
                 log.warning("event=conf_rest_failed error=%s", _q(repr(exc)))
+            from vtlookup_support import secrets as app_secrets
+
             try:
-                secrets = settings.read_secrets(service, APP)
+                secrets = app_secrets.read(service, APP)
+            except app_secrets.KeyDenied as exc:
+                raise ConfigError(str(exc)) from None
             except Exception as exc:
                 log.warning("event=passwords_failed error=%s", _q(repr(exc)))
         if not conf:
             conf = settings.read_conf_files(APP_DIR)
+        from vtlookup_support.config_page import check_ours
+
+        problems = check_ours(conf)
+        if problems:
+            raise ConfigError("; ".join(problems))
+        logging_conf = conf.get("logging", {})
+        log.setLevel(LOG_LEVELS[(logging_conf.get("level") or "INFO").strip().upper()])
+        self._max_risky = _int(logging_conf.get("max_risky_lines", "100"))
         info = self._metadata.searchinfo
         dispatch_dir = getattr(info, "dispatch_dir", "") or ""
         state = settings.state_dir(
@@ -159,7 +181,7 @@ class VTLookupCommand(StreamingCommand):
             raise ConfigError(
                 f"no VirusTotal API key: set it on the {APP} setup page (storage/passwords, "
                 f"realm {APP}, user {settings.KEY_USER}); users running vtlookup need the "
-                "list_storage_passwords capability"
+                "role vtconnect_user"
             )
         os.makedirs(core.state_path, exist_ok=True)
         clock = Clock()
@@ -251,11 +273,15 @@ class VTLookupCommand(StreamingCommand):
             self._remember(kept)
             reused.update(kept)
         ask = [v for v in {**single, **multi} if v in multi or v not in reused]
-        verdicts = Counter(verdict for verdict, _ in reused.values())
+        firsts = [v for v in reused if self._first(v)]
+        verdicts = Counter(reused[v][0] for v in firsts)
+        for v in firsts:
+            if reused[v][0] in opstats.RISKY_VERDICTS:
+                self._risky_reused(v, *reused[v])
         for verdict, n in verdicts.items():
             self._count(verdict, n)
-        self._count("cache_hits", len(reused) - verdicts["skipped"])
-        self._count("unique", len(reused))
+        self._count("cache_hits", sum(verdicts.values()) - verdicts["skipped"])
+        self._count("unique", sum(verdicts.values()))
         fresh: Dict[str, str] = {}
         rendered: Dict[str, Dict[str, Any]] = {}  # for multivalue rows only
         for i in range(0, len(ask), ENRICH_AT_ONCE):
@@ -327,30 +353,17 @@ class VTLookupCommand(StreamingCommand):
         for value, enr in zip(values, results):
             out[value] = enr
             verdict = enr.verdict.value
-            self._count(verdict)
-            if enr.cached:
-                self._count("cache_hits")
-            elif asked and verdict not in ("skipped", "quota"):
+            if not enr.cached and asked and verdict not in ("skipped", "quota"):
                 calls += 1
+            if self._first(value):  # the summary counts distinct values per search
+                self._count(verdict)
+                self._count("unique")
+                if enr.cached:
+                    self._count("cache_hits")
             if verdict in ("quota", "error"):
                 trouble[verdict] = trouble.get(verdict, 0) + 1
-            key = (enr.kind, enr.normalized)
-            if (
-                enr.is_risky
-                and key not in self._risky_logged
-                and len(self._risky_logged) < MAX_RISKY_LOG_LINES
-            ):
-                self._risky_logged.add(key)
-                log.info(
-                    "event=risky sid=%s kind=%s value=%s verdict=%s score=%d link=%s",
-                    _q(self._sid()),
-                    enr.kind,
-                    _q(enr.normalized),
-                    verdict,
-                    enr.score,
-                    enr.link,
-                )
-        self._count("unique", len(values))
+            if enr.is_risky:
+                self._risky(enr.kind, enr.normalized, verdict, enr.score, enr.link)
         self._count("api_calls", calls)
         if self._lookups_left is not None:
             self._lookups_left = max(0, self._lookups_left - calls)
@@ -360,6 +373,51 @@ class VTLookupCommand(StreamingCommand):
         return out
 
     # -- bookkeeping ------------------------------------------------------------------------
+    def _risky(self, kind: str, value: str, verdict: str, score: int, link: str) -> None:
+        """A malicious or suspicious indicator: logged and kept for the dashboards (at most
+        [logging] max_risky_lines per search)."""
+        if (kind, value) in self._risky_logged or len(self._risky_logged) >= self._max_risky:
+            return
+        self._risky_logged.add((kind, value))
+        sid = self._sid()
+        log.info(
+            "event=risky sid=%s kind=%s value=%s verdict=%s score=%d link=%s",
+            _q(sid), kind, _q(value), verdict, score, link,
+        )  # fmt: skip
+        self._risky_docs.append(
+            opstats.risky_doc(
+                sid, self._user(), time.time(), str(self.field), kind, value, verdict, score, link
+            )
+        )
+
+    def _risky_reused(self, value: str, verdict: str, columns: str) -> None:
+        """A risky answer settled earlier (this search or kept on this search head)."""
+        got = opstats.from_columns(columns)
+        if got is None:
+            return
+        from connectors.core.observable import InvalidObservable, parse
+
+        try:
+            value = parse(value, got["kind"] or None).value
+        except InvalidObservable:
+            pass
+        self._risky(got["kind"], value, verdict, int(got["score"]), got["link"])
+
+    def _user(self) -> str:
+        return str(getattr(self._metadata.searchinfo, "username", ""))
+
+    def _first(self, value: str) -> bool:
+        """Whether this search's summary has not counted the value yet. Past MAX_SEEN distinct
+        values each batch counts its own (the summary then says distinct_approximate=1)."""
+        h = hash(value)
+        if h in self._seen:
+            return False
+        if len(self._seen) < MAX_SEEN:
+            self._seen.add(h)
+        else:
+            self._stats["distinct_approximate"] = 1
+        return True
+
     def _count(self, name: str, n: int = 1) -> None:
         self._stats[name] = self._stats.get(name, 0) + n
 
@@ -380,6 +438,15 @@ class VTLookupCommand(StreamingCommand):
             kv,
             parts,
         )
+        service = self.service
+        kv_ok = not (self._kv and self._kv.failed)
+        if service is not None and self._enricher is not None and kv_ok:
+            limits = self._enricher.settings.quota.limits()
+            stats = opstats.stats_doc(
+                self._sid(), self._user(), time.time(), time.time() - self._started, s,
+                "kvstore" if self._kv else "sqlite", limits,
+            )  # fmt: skip
+            opstats.save(service, APP, stats, self._risky_docs)
         if self._enricher is not None:
             self._enricher.close()
         if self._answers is not None:

@@ -19,6 +19,7 @@ from .harness import FakeSplunkd
 ROOT = Path(__file__).resolve().parents[2]
 PYENV_ROOT = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
 INTERPRETERS = {
+    "3.7": PYENV_ROOT / "versions" / "3.7.16" / "bin" / "python3.7",  # Splunk 9.0-9.2
     "3.9": PYENV_ROOT / "versions" / "3.9.18" / "bin" / "python3.9",
     "3.13": PYENV_ROOT / "versions" / "3.13.0" / "bin" / "python3.13",
 }

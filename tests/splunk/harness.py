@@ -7,6 +7,7 @@ Used by tests/splunk, bench/splunk.py and the demo (packaging/splunk_demo.py loa
 
 from __future__ import annotations
 
+import configparser
 import csv
 import io
 import json
@@ -22,7 +23,27 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 from urllib.parse import parse_qs, unquote, urlsplit
 
 HEADER = re.compile(rb"chunked 1\.0,(\d+),(\d+)\n")
-SESSION_KEY = "fake-session-key-0123456789"
+SESSION_KEY = "fake-session-key-0123456789"  # an admin's session
+ANALYST_KEY = "fake-session-analyst-0123456789"  # roles user + vtconnect_user
+USER_KEY = "fake-session-user-0123456789"  # role user only
+SYSTEM_KEY = "fake-system-token-0123456789"  # what splunkd hands passSystemAuth handlers
+ADMIN_CAPS = ["admin_all_objects", "list_storage_passwords", "search", "rest_properties_get"]
+USERS: Dict[str, Dict[str, Any]] = {
+    SESSION_KEY: {"username": "admin", "roles": ["admin"], "capabilities": ADMIN_CAPS},
+    ANALYST_KEY: {
+        "username": "analyst",
+        "roles": ["user", "vtconnect_user"],
+        "capabilities": ["search", "vtconnect_use_key"],
+    },
+    USER_KEY: {"username": "plain", "roles": ["user"], "capabilities": ["search"]},
+    SYSTEM_KEY: {"username": "splunk-system-user", "roles": ["admin"], "capabilities": ADMIN_CAPS},
+}
+# Runs one request through an app's persistent REST handler, as splunkd's persistconn does.
+HANDLER_DRIVER = (
+    "import json, sys; sys.path.insert(0, '.'); mod = __import__(sys.argv[1]); "
+    "out = getattr(mod, sys.argv[2])('', None).handle(sys.stdin.read()); "
+    "sys.stdout.write(json.dumps(out))"
+)
 csv.field_size_limit(2**31 - 1)  # splunkd has no 128 KB field limit; events can be larger
 Record = Dict[str, Union[str, List[str]]]
 
@@ -36,13 +57,23 @@ class FakeSplunkd:
         conf: Optional[Dict[str, Dict[str, str]]] = None,
         passwords: Optional[Dict[str, str]] = None,
         app: str = "vtconnect",
+        app_dir: Optional[Path] = None,
+        python: str = sys.executable,
     ) -> None:
+        """With app_dir, the app's metadata/default.meta ACLs apply to its KV store collections
+        and its restmap.conf endpoints run its handlers (with `python`), as in splunkd."""
         self.app = app
+        self.app_dir = Path(app_dir) if app_dir else None
+        self.python = python
         self.conf = conf if conf is not None else {}
+        # No conf but an app: vtlookup.conf is the app's default/ and local/ files, and
+        # configuration writes land in local/, as splunkd does it.
+        self.conf_from_app = conf is None and app_dir is not None
         self.passwords = dict(passwords or {})  # username -> password, realm = app
         self.kv: Dict[str, Dict[str, Dict[str, Any]]] = {}  # collection -> _key -> doc
         self.kv_down = False  # answer 503 on KV store endpoints
         self.calls: List[Tuple[str, str]] = []
+        self.handler_errors: List[str] = []  # stderr of handlers that died
         self.lock = threading.Lock()
         self._server: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
@@ -67,7 +98,7 @@ class FakeSplunkd:
             def do_POST(self) -> None:
                 fake._handle(self, "POST")
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -99,27 +130,51 @@ class FakeSplunkd:
         path = unquote(m.group(1)) if m else url.path
         with self.lock:
             self.calls.append((method, path))
-        if req.headers.get("Authorization") not in (f"Splunk {SESSION_KEY}", SESSION_KEY):
+        token = str(req.headers.get("Authorization") or "")
+        user = USERS.get(token[7:] if token.startswith("Splunk ") else token)
+        if user is None:
             return self._reply(req, 401, {"messages": [{"type": "ERROR", "text": "auth"}]})
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        if method == "POST" and req.headers.get("Content-Type", "").startswith(
-            "application/x-www-form-urlencoded"
-        ):
-            query.update({k: v[-1] for k, v in parse_qs(body.decode()).items()})
+        form: List[List[str]] = []
+        kind = req.headers.get("Content-Type", "")
+        if method == "POST" and (not kind or kind.startswith("application/x-www-form-urlencoded")):
+            # splunklib sends form bodies without a Content-Type; splunkd reads them as forms
+            pairs = parse_qs(body.decode(), keep_blank_values=True).items()
+            form = [[k, v] for k, vs in pairs for v in vs]
+            query.update({k: v for k, v in form})
         try:
-            status, doc = self._route(method, path, query, body)
+            handler = self._handler_for(path)
+            if handler is not None:
+                status, doc = self._run_handler(handler, method, path, url.query, body, token)
+            else:
+                status, doc = self._route(method, path, query, body, user)
         except (ValueError, KeyError, TypeError) as exc:
             status, doc = 400, {"messages": [{"type": "ERROR", "text": str(exc)}]}
         self._reply(req, status, doc)
 
-    def _route(self, method: str, path: str, query: Dict[str, str], body: bytes) -> Tuple[int, Any]:
+    def _route(
+        self, method: str, path: str, query: Dict[str, str], body: bytes, user: Dict[str, Any]
+    ) -> Tuple[int, Any]:
+        if path == "authentication/current-context" and method == "GET":
+            return 200, {"entry": [{"name": "tokens", "content": dict(user)}]}
         if path == "configs/conf-vtlookup" and method == "GET":
+            conf = self._app_conf("vtlookup.conf") if self.conf_from_app else self.conf
             entries = [
                 {"name": name, "content": {**content, "disabled": False, "eai:appName": self.app}}
-                for name, content in self.conf.items()
+                for name, content in conf.items()
             ]
             return 200, {"entry": entries}
+        m = re.match(r"^configs/conf-vtlookup/([^/]+)$", path)
+        if m and method == "POST":
+            _, write = self.acl("vtlookup")
+            if "*" not in write and not set(user["roles"]) & set(write):
+                return 403, _denied(user, "write access to vtlookup.conf")
+            changes = {k: v for k, v in query.items() if k != "output_mode"}
+            self._write_conf(m.group(1), changes)
+            return 200, {"entry": [{"name": m.group(1), "content": changes}]}
         if path == "storage/passwords" and method == "GET":
+            if not {"list_storage_passwords", "admin_all_objects"} & set(user["capabilities"]):
+                return 403, _denied(user, "list_storage_passwords")
             realm = query.get("search", "").partition("realm=")[2] or None
             entries = [
                 {
@@ -130,10 +185,14 @@ class FakeSplunkd:
                 if realm in (None, self.app)
             ]
             return 200, {"entry": entries}
-        m = re.match(r"^storage/collections/data/([^/]+)/?(batch_find|batch_save)?$", path)
+        m = re.match(r"^storage/collections/data/([^/]+)/?(batch_find|batch_save|[^/]+)?$", path)
         if m:
             if self.kv_down:
                 return 503, {"messages": [{"type": "ERROR", "text": "KV Store is not ready"}]}
+            read, write = self.acl(f"collections/{m.group(1)}")
+            allowed = write if method == "POST" and m.group(2) != "batch_find" else read
+            if "*" not in allowed and not set(user["roles"]) & set(allowed):
+                return 403, _denied(user, f"{'write' if allowed is write else 'read'} access")
             with self.lock:
                 coll = self.kv.setdefault(m.group(1), {})
                 return self._kv(coll, m.group(2) or "", method, query, body)
@@ -161,7 +220,100 @@ class FakeSplunkd:
             return 200, [_find(coll, q.get("query") or {}) for q in queries]
         if op == "" and method == "GET":
             return 200, _find(coll, json.loads(query.get("query") or "{}"))
+        if op not in ("", "batch_find", "batch_save") and method == "GET":  # one document
+            if op in coll:
+                return 200, coll[op]
+            return 404, {"messages": [{"type": "ERROR", "text": "Could not find object."}]}
         return 405, {"messages": [{"type": "ERROR", "text": "method not allowed"}]}
+
+    # -- the app's side: metadata ACLs and REST handlers -------------------------------------
+    def _app_conf(self, name: str) -> Dict[str, Dict[str, str]]:
+        if self.app_dir is None:
+            return {}
+        cp = configparser.ConfigParser(interpolation=None, strict=False)
+        cp.optionxform = str  # type: ignore[assignment,method-assign]
+        for sub in ("default", "local"):
+            cp.read(self.app_dir / sub / name, encoding="utf-8")
+        return {s: dict(cp[s]) for s in cp.sections()}
+
+    def _write_conf(self, stanza: str, changes: Dict[str, str]) -> None:
+        with self.lock:
+            self.conf.setdefault(stanza, {}).update(changes)
+            if self.app_dir is None:
+                return
+            path = self.app_dir / "local" / "vtlookup.conf"
+            cp = configparser.ConfigParser(interpolation=None, strict=False)
+            cp.optionxform = str  # type: ignore[assignment,method-assign]
+            cp.read(path, encoding="utf-8")
+            if not cp.has_section(stanza):
+                cp.add_section(stanza)
+            for k, v in changes.items():
+                cp.set(stanza, k, v)
+            path.parent.mkdir(exist_ok=True)
+            with open(path, "w", encoding="utf-8") as fh:
+                cp.write(fh)
+
+    def acl(self, obj: str) -> Tuple[List[str], List[str]]:
+        """(read roles, write roles) of an app object from metadata/*.meta; * without app_dir."""
+        if self.app_dir is None:
+            return ["*"], ["*"]
+        sections: Dict[str, str] = {}  # stanza -> access (.meta files: [] is the app's default)
+        for name in ("default.meta", "local.meta"):
+            path = self.app_dir / "metadata" / name
+            section = ""
+            for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
+                line = line.strip()
+                if line.startswith("[") and line.endswith("]"):
+                    section = unquote(line[1:-1])
+                elif line.startswith("access") and "=" in line:
+                    sections[section] = line.partition("=")[2]
+        access = ""
+        for section in ("", obj.split("/")[0], obj):
+            access = sections.get(section, access)
+        perms = {"read": [], "write": []}  # type: Dict[str, List[str]]
+        for part in re.finditer(r"(read|write)\s*:\s*\[([^\]]*)\]", access):
+            perms[part.group(1)] = [r.strip() for r in part.group(2).split(",") if r.strip()]
+        return perms["read"], perms["write"]
+
+    def _handler_for(self, path: str) -> Optional[Dict[str, str]]:
+        for name, stanza in self._app_conf("restmap.conf").items():
+            if name.startswith("script:") and stanza.get("match", "").strip("/") == path:
+                return {"name": name, **stanza}
+        return None
+
+    def _run_handler(
+        self, stanza: Dict[str, str], method: str, path: str, query: str, body: bytes, token: str
+    ) -> Tuple[int, Any]:
+        assert self.app_dir is not None
+        session = token[7:] if token.startswith("Splunk ") else token
+        request = {
+            "method": method,
+            "path_info": "",
+            "rest_path": "/" + path,
+            "query": [[k, v] for k, vs in parse_qs(query).items() for v in vs],
+            "form": [],
+            "payload": body.decode("utf-8", "replace") if stanza.get("passPayload") else "",
+            "session": {"user": USERS[session]["username"], "authtoken": session},
+            "server": {"rest_uri": self.uri, "hostname": "fake", "servername": "fake"},
+            "ns": {"app": self.app, "user": "nobody"},
+            "output_mode": "json",
+        }
+        if stanza.get("passSystemAuth", "").strip().lower() == "true":
+            request["system_authtoken"] = SYSTEM_KEY
+        module, _, cls = stanza["handler"].rpartition(".")
+        proc = subprocess.run(
+            [self.python, "-c", HANDLER_DRIVER, module, cls],
+            input=json.dumps(request).encode(),
+            capture_output=True,
+            cwd=str(self.app_dir / "bin"),
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"},
+            timeout=60,
+        )
+        if proc.returncode != 0:  # splunkd answers 500 when a handler dies
+            self.handler_errors.append(proc.stderr.decode("utf-8", "replace"))
+            return 500, {"messages": [{"type": "ERROR", "text": "handler failed"}]}
+        out = json.loads(proc.stdout)
+        return int(out.get("status", 200)), json.loads(out.get("payload") or "null")
 
     @staticmethod
     def _reply(req: BaseHTTPRequestHandler, status: int, doc: Any) -> None:
@@ -172,6 +324,17 @@ class FakeSplunkd:
         req.send_header("Connection", "Keep-Alive")  # as splunkd does; splunklib relies on it
         req.end_headers()
         req.wfile.write(data)
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a command exiting mid keep-alive
+            super().handle_error(request, client_address)
+
+
+def _denied(user: Dict[str, Any], what: str) -> Dict[str, Any]:
+    text = f"You (user={user['username']}) do not have permission (requires {what})"
+    return {"messages": [{"type": "ERROR", "text": text}]}
 
 
 def _find(coll: Dict[str, Dict[str, Any]], query: Dict[str, Any]) -> List[Dict[str, Any]]:
@@ -237,17 +400,20 @@ def csv_to_records(body: bytes) -> List[Record]:
     return out
 
 
-def searchinfo(args: Sequence[str], splunkd_uri: str, dispatch_dir: str) -> Dict[str, Any]:
+def searchinfo(
+    args: Sequence[str], splunkd_uri: str, dispatch_dir: str, session_key: str = SESSION_KEY
+) -> Dict[str, Any]:
     search = "search index=proxy | vtlookup " + " ".join(args)
+    user = USERS[session_key]["username"]
     return {
         "args": list(args),
         "raw_args": list(args),
         "dispatch_dir": dispatch_dir,
         "sid": "1700000000.42",
         "app": "search",
-        "owner": "admin",
-        "username": "admin",
-        "session_key": SESSION_KEY,
+        "owner": user,
+        "username": user,
+        "session_key": session_key,
         "splunkd_uri": splunkd_uri,
         "splunk_version": "9.4.1",
         "search": search.replace(" ", "%20").replace("|", "%7C").replace("=", "%3D"),
@@ -354,13 +520,14 @@ def run_search(
     python: str = sys.executable,
     env: Optional[Dict[str, str]] = None,
     dispatch_dir: Optional[str] = None,
+    session_key: str = SESSION_KEY,
 ) -> Tuple[Reply, List[Reply], int]:
     """One search: getinfo, then one execute per chunk (the last says finished).
     Returns (getinfo reply, execute replies, exit code)."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = CommandProcess(app_dir, python, env=env)
         try:
-            info = cmd.getinfo(searchinfo(args, splunkd.uri, dispatch_dir or tmp))
+            info = cmd.getinfo(searchinfo(args, splunkd.uri, dispatch_dir or tmp, session_key))
             replies: List[Reply] = []
             failed = any(m[0] in ("ERROR", "FATAL") for m in info.messages)
             if info.metadata.get("finished") is not True and not failed:

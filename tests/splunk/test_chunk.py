@@ -9,6 +9,8 @@ import sys
 from typing import Any, Dict, List
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from splunklib.searchcommands.internals import RecordWriterV2
 from splunklib.searchcommands.search_command import SearchCommand
 
@@ -127,3 +129,16 @@ def test_chunk_writer_frames_its_bytes_and_survives_lone_surrogates():
     # The next chunk starts empty.
     writer.write_chunk(finished=True)
     assert out.getvalue().endswith(b'chunked 1.0,17,0\n{"finished":true}')
+
+
+_TEXT = st.text(alphabet=st.sampled_from(list('ab ,"$\r\n\t;é\\')), max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.none(), _TEXT, st.lists(_TEXT, max_size=3)), min_size=2, max_size=6))
+def test_encode_matches_splunklib_for_any_text(values):
+    names = [f"f{i}" for i in range(len(values))]
+    writer = RecordWriterV2(io.BytesIO())
+    writer.write_record(dict(zip(names, values)))
+    head, line = writer._buffer.getvalue().split("\r\n", 1)
+    assert chunk.encode(values) + "\r\n" == line

@@ -95,3 +95,16 @@ def test_appinspect_cloud_has_no_failures(built_app: BuiltApp, tmp_path: Path) -
                 failed.append((check["name"], [m["message"] for m in check["messages"]]))
     assert summary["failure"] == 0 and summary["error"] == 0, failed
     assert summary["success"] > 50  # it really ran the checks
+
+
+def test_version_claims_agree(built_app: BuiltApp) -> None:
+    import configparser
+
+    cp = configparser.ConfigParser(interpolation=None, strict=False)
+    cp.read(built_app.app_dir / "default" / "app.conf", encoding="utf-8")
+    manifest = json.loads((built_app.app_dir / "app.manifest").read_text())
+    assert manifest["info"]["id"]["version"] == cp["launcher"]["version"] == cp["id"]["version"]
+    assert manifest["platformRequirements"]["splunk"]["Enterprise"] == ">=9.3"
+    commands = configparser.ConfigParser(interpolation=None, strict=False)
+    commands.read(built_app.app_dir / "default" / "commands.conf", encoding="utf-8")
+    assert commands["vtlookup"]["python.required"] == "3.9, 3.13"

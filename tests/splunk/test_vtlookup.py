@@ -405,3 +405,52 @@ def test_damaged_answers_file_is_moved_aside(built_app, splunkd, splunk_home):
     assert [p.name.startswith("vtlookup_answers.sqlite.corrupt-") for p in state.iterdir()].count(
         True
     ) == 1
+
+
+def summary_line(home: Path) -> Dict[str, str]:
+    lines = (home / "var" / "log" / "splunk" / "vtlookup.log").read_text().splitlines()
+    last = [line for line in lines if "event=summary" in line][-1]
+    return dict(p.split("=", 1) for p in last.split() if "=" in p)
+
+
+def test_summary_counts_distinct_values_per_search(built_app, splunkd, splunk_home):
+    values = [f"counted-{i}.example.com" for i in range(4)] + [EICAR_MD5, "10.2.3.4"]
+    chunk = [{"dest": v} for v in values] * 3  # each value three times per chunk
+    _, replies, rc = search(built_app, splunkd, splunk_home, ["field=dest"], [chunk] * 3)
+    assert rc == 0 and len(replies) == 3
+    s = summary_line(splunk_home)
+    assert s["records"] == "54"
+    assert s["unique"] == "6" and s["skipped"] == "1" and s["cache_hits"] == "0"
+    verdicts = ("malicious", "suspicious", "harmless", "undetected", "not_found", "skipped")
+    assert sum(int(s.get(v, 0)) for v in verdicts) == 6, s
+    # A second search: every distinct value answered from the cache once, not once per batch.
+    search(built_app, splunkd, splunk_home, ["field=dest"], [chunk] * 3)
+    s = summary_line(splunk_home)
+    assert s["unique"] == "6" and s["cache_hits"] == "5" and s.get("api_calls", "0") == "0"
+
+
+def test_too_old_python_gets_one_clear_message(built_app, splunkd, splunk_home):
+    python = interpreter("3.7")  # Splunk Enterprise 9.0-9.2's interpreter
+    info, replies, rc = search(
+        built_app, splunkd, splunk_home, ["field=dest"], [[{"dest": "x"}]], python=python
+    )
+    assert rc == 1 and replies == []
+    assert info.metadata["finished"] is True
+    assert info.messages == [
+        [
+            "ERROR",
+            "VirusTotal Connect needs Python 3.9 or later; this Splunk runs Python "
+            f"{_version_of(python)}. Supported: Splunk Enterprise 9.3 and later, Splunk Cloud "
+            "Platform 9.3 and later.",
+        ]
+    ]
+
+
+def _version_of(python: str) -> str:
+    import subprocess
+
+    out = subprocess.run(
+        [python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return out.stdout.strip()

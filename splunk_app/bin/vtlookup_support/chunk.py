@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from itertools import islice
 from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
@@ -19,6 +20,7 @@ from splunklib.searchcommands.internals import CsvDialect, RecordWriterV2
 
 MV = "__mv_"
 END = CsvDialect.lineterminator
+_SPECIAL = re.compile("[" + re.escape(CsvDialect.delimiter + CsvDialect.quotechar) + "\r\n]")
 
 
 def _line(cells: Sequence[Any]) -> str:
@@ -28,6 +30,15 @@ def _line(cells: Sequence[Any]) -> str:
     return buf.getvalue()[: -len(END)]
 
 
+def _cell(text: str) -> str:
+    """One cell as csv's QUOTE_MINIMAL writes it with CsvDialect (quoted when it holds the
+    delimiter, the quote or a line break); a csv.writer per answer cost more than the rest of
+    encoding it."""
+    if _SPECIAL.search(text):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
 def encode(values: Sequence[Any]) -> str:
     """Cells X, __mv_X for each value, as splunklib writes them: a list of several items is
     "a\\nb" and "$a$;$b$"; a one-item list is its item; None and "" are empty."""
@@ -35,13 +46,13 @@ def encode(values: Sequence[Any]) -> str:
     for v in values:
         if isinstance(v, list):
             if len(v) > 1:
-                cells.append("\n".join(v))
-                cells.append("$" + "$;$".join(x.replace("$", "$$") for x in v) + "$")
+                cells.append(_cell("\n".join(v)))
+                cells.append(_cell("$" + "$;$".join(x.replace("$", "$$") for x in v) + "$"))
                 continue
             v = v[0] if v else ""
-        cells.append("" if v is None else v)
+        cells.append("" if v is None else _cell(v if isinstance(v, str) else str(v)))
         cells.append("")
-    return _line(cells)
+    return ",".join(cells)
 
 
 class Table:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Sequence
 
 from connectors.core import evidence
-from connectors.core.verdict import Enrichment
+from connectors.core.verdict import Enrichment, Verdict
 
 # Output field names without the prefix, in the order they are written.
 COMMON = (
@@ -50,7 +50,8 @@ def render(enr: Enrichment) -> Dict[str, Value]:
     out["verdict"] = enr.verdict.value
     out["score"] = str(enr.score) if enr.kind else ""
     out["reason"] = enr.reason
-    out["link"] = enr.link
+    # A value the privacy filter kept from VirusTotal gets no link to it either.
+    out["link"] = "" if enr.verdict is Verdict.SKIPPED else enr.link
     out["cached"] = "1" if enr.cached else "0"
     out["error"] = enr.error
     if r is not None:
