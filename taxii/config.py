@@ -49,6 +49,7 @@ class Collection:
     writers: Tuple[str, ...] = ()
     publish: Tuple[str, ...] = ()  # verdicts from the core's verdict log published here
     kinds: Tuple[str, ...] = ()  # only these kinds (file, url, domain, ip); empty: all
+    test: bool = False  # may hold objects made from the vtconnect emulator's answers
 
     def can_read(self, user: Optional[str]) -> bool:
         if user is None:
@@ -98,7 +99,8 @@ KEYS = {  # a misspelt key is an error, not a silently ignored setting
     "taxii": ("host", "port", "tls_cert", "tls_key", "api_root", "title", "description",
               "page_size", "max_page_size", "max_body_bytes", "store", "tlp", "poll_seconds",
               "public_url", "collections", "users", "tokens", "sources"),
-    "collections": ("id", "title", "description", "public", "read", "write", "publish", "kinds"),
+    "collections": ("id", "title", "description", "public", "read", "write", "publish", "kinds",
+                    "test"),
     "users": ("name", "password_hash"),
     "tokens": ("sha256", "user"),
     "sources": ("type", "id", "query", "collection", "every", "verdicts"),
@@ -107,6 +109,13 @@ KEYS = {  # a misspelt key is an error, not a silently ignored setting
 
 def _known(table: Mapping[str, Any], keys: Tuple[str, ...], where: str) -> None:
     check_known(table, keys, where)
+
+
+def _bool(table: Mapping[str, Any], key: str, where: str) -> bool:
+    value = table.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}.{key} must be true or false")
+    return value
 
 
 def _verdicts(values: Tuple[str, ...], where: str) -> None:
@@ -180,6 +189,7 @@ def load(raw: Mapping[str, Any]) -> TaxiiConfig:
                 writers=_names(c, "write", where),
                 publish=_names(c, "publish", where),
                 kinds=_names(c, "kinds", where),
+                test=_bool(c, "test", where),
             )
         )
         _verdicts(cfg.collections[-1].publish, f"{where}.publish")

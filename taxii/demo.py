@@ -31,7 +31,8 @@ def demo_settings(settings: Settings) -> Settings:
     raw["taxii"] = {
         "store": str(settings.state_path / "taxii-demo.db"),
         "collections": [{"id": COLLECTION, "title": TITLE, "read": [USER],
-                         "publish": ["malicious", "suspicious"]}],
+                         "publish": ["malicious", "suspicious"],
+                         "test": True}],  # the demo runs on the emulator
         "users": [{"name": USER, "password_hash": hash_password(PASSWORD, 10_000)}],
     }  # fmt: skip
     return replace(settings, raw=raw)

@@ -76,13 +76,22 @@ def collect(store: Any, collection: str, kind: str) -> List[Tuple[str, str, Dict
         token = page.next
 
 
+EMULATOR_COMMENT = "# vtconnect emulator test data: not VirusTotal, not for enforcement"
+
+
 def render(items: List[Tuple[str, str, Dict]], ext: str) -> web.Response:
+    emulated = any(obj.get("x_vtconnect_source") == "emulator" for _, _, obj in items)
     if ext == "txt":
         # EDL: one entry a line; URL entries without the scheme, as PAN-OS expects them.
         lines = [re.sub(r"^[a-z]+://", "", v) if k == "url" else v for k, v, _ in items]
-        text = "\n".join(dict.fromkeys(lines)) + ("\n" if lines else "")
+        lines = list(dict.fromkeys(lines))
+        if emulated:
+            lines.insert(0, EMULATOR_COMMENT)
+        text = "\n".join(lines) + ("\n" if lines else "")
         return web.Response(text=text, content_type="text/plain")
     buf = io.StringIO()
+    if emulated:
+        buf.write(EMULATOR_COMMENT + "\n")
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["value", "kind", "confidence", "valid_until", "labels", "name"])
     for kind, value, obj in items:

@@ -51,6 +51,7 @@ async def poll_sources(
         objects = await sources.poll(
             enricher.gateway, slot, src, enricher.settings.policy, cfg.tlp, enricher.lists
         )
+        objects = _not_emulated(objects, cfg.collection(src["collection"]))
         if objects:
             objs = repaired([stix.PRODUCER, stix.marking(cfg.tlp), *objects])
             stored += sum(store.add(src["collection"], objs))
@@ -92,11 +93,33 @@ def publish_once(
                 store, coll.id, rec.kind, rec.value
             ):
                 objects.append(stix.indicator(enr, now, cfg.tlp, revoked=True))
+        objects = _not_emulated(objects, coll)
         if objects:
             batches[coll.id] = repaired([stix.PRODUCER, stix.marking(cfg.tlp), *objects])
     # Objects and cursor in one transaction: a crash never loses or repeats a verdict, and a
     # second server process that got here first makes this pass a no-op.
     return (store.publish(batches, CURSOR, seen, str(rows[-1][0])) or 0) + revoked
+
+
+def _not_emulated(objects: List[Dict[str, Any]], coll: Any) -> List[Dict[str, Any]]:
+    """Emulator answers are test data: they go only to collections marked `test = true`, never
+    onto a feed that firewalls enforce. Objects that refer to a dropped indicator go with it."""
+    if coll is None or coll.test:
+        return objects
+    dropped = {o["id"] for o in objects if stix.is_emulated(o)}
+    if not dropped:
+        return objects
+    log.warning(
+        "not publishing %d object(s) made from the vtconnect emulator's answers to %r: "
+        "it is not marked test = true", len(dropped), coll.title,
+    )  # fmt: skip
+    refers = ("object_refs", "source_ref", "target_ref")
+    return [o for o in objects if o["id"] not in dropped and not any(
+        ref in dropped for key in refers for ref in _refs(o.get(key)))]  # fmt: skip
+
+
+def _refs(value: Any) -> List[str]:
+    return value if isinstance(value, list) else [value] if isinstance(value, str) else []
 
 
 LISTS_STATE = "publisher:lists"

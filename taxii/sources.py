@@ -85,8 +85,12 @@ async def poll(
             except (BudgetSpent, RateLimited):
                 return out
             items = doc.get("data") if isinstance(doc, dict) else None
+            meta = doc.get("meta") if isinstance(doc, dict) else None
+            emulated = isinstance(meta, dict) and meta.get("emulator") is True  # a test feed
             for item in items if isinstance(items, list) else []:
                 enr = enrichment_of(item, policy_settings) if isinstance(item, dict) else None
+                if enr is not None and enr.report is not None and emulated:
+                    enr.report.emulated = True
                 if enr is not None and lists:
                     enr = _listed(lists, enr)
                 if enr is None or enr.verdict not in wanted:
@@ -94,7 +98,6 @@ async def poll(
                 when = enr.report.last_analysis if enr.report and enr.report.last_analysis else 0
                 objs = stix.objects_for([enr], float(when) or 1.0, tlp, wanted)
                 out += [o for o in objs if o["type"] not in ("identity", "marking-definition")]
-            meta = doc.get("meta") if isinstance(doc, dict) else None
             cursor = meta.get("cursor") if isinstance(meta, dict) else None
             if not cursor:
                 break

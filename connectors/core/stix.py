@@ -84,6 +84,12 @@ def pattern(kind: str, value: str) -> str:
     return f"[{PATTERN_PATH[kind]} = '{escaped}']"
 
 
+# Objects made from emulator answers carry this label and custom property (STIX 2.1 custom
+# properties start with x_; consumers that do not know it keep or ignore it).
+EMULATOR_LABEL = "vtconnect-emulator-data"
+SOURCE_PROPERTY = "x_vtconnect_source"
+
+
 def indicator_id(kind: str, value: str) -> str:
     return f"indicator--{uuid5(pattern(kind, value))}"
 
@@ -128,11 +134,19 @@ def indicator(
             {"source_name": "VirusTotal", "url": enr.link, "external_id": enr.vt_id or value}
         ],
     }
+    if r is not None and r.emulated:  # never to pass for VirusTotal's word
+        labels.append(EMULATOR_LABEL)
+        obj[SOURCE_PROPERTY] = "emulator"
     if labels:
         obj["labels"] = list(dict.fromkeys(labels))
     if revoked:
         obj["revoked"] = True
     return obj
+
+
+def is_emulated(obj: Dict[str, Any]) -> bool:
+    """An object made from the vtconnect emulator's answers (see `indicator`)."""
+    return obj.get(SOURCE_PROPERTY) == "emulator"
 
 
 def malware(enr: Enrichment, tlp: str = "green") -> Optional[Dict[str, Any]]:
@@ -269,6 +283,11 @@ def objects_for(
             out[extra["id"]] = extra
         for obj in related(enr, ind):
             out[obj["id"]] = obj
+        if enr.report is not None and enr.report.emulated:  # all of it is test data
+            refers = [o for o in out.values() if o.get("source_ref") == ind["id"]]
+            for made in (mal, extra, *refers):
+                if made is not None:
+                    made[SOURCE_PROPERTY] = "emulator"
     if not out:
         return []
     return [PRODUCER, marking(tlp), *out.values()]

@@ -457,6 +457,13 @@ async def _deliver_one(
         log.warning("callback for job %s dead-lettered: %s", job["id"], error)
 
 
+def _source(r: Enrichment) -> str:
+    """Who answered: "virustotal", "emulator" (test data), or "" (not looked up)."""
+    if r.report is None:
+        return ""
+    return "emulator" if r.report.emulated else "virustotal"
+
+
 def block(fmt: str, results: List[Enrichment]) -> Dict[str, Any]:
     """The `enrichment` block added to an alert."""
     items = []
@@ -480,7 +487,8 @@ def block(fmt: str, results: List[Enrichment]) -> Dict[str, Any]:
                     "threat_label",
                 )
             }
-            | {"pending": pending, "evidence": {k: d[k] for k in evidence.FIELDS}}
+            | {"pending": pending, "source": _source(r),
+               "evidence": {k: d[k] for k in evidence.FIELDS}}  # fmt: skip
         )
     known = [r.verdict for r in results if r.verdict in ORDER]
     overall = min(known, key=ORDER.index).value if known else "none"
@@ -493,6 +501,7 @@ def block(fmt: str, results: List[Enrichment]) -> Dict[str, Any]:
     return {
         "format": fmt,
         "verdict": overall,
+        "emulator": any(i["source"] == "emulator" for i in items),  # test data, not VirusTotal
         "is_risky": bool(risky),
         "summary": summary,
         "observables": items,

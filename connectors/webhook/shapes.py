@@ -16,6 +16,13 @@ ECS_TYPE = {"md5": "file", "sha1": "file", "sha256": "file", "url": "url",
             "domain": "domain-name", "ipv4": "ipv4-addr", "ipv6": "ipv6-addr"}  # fmt: skip
 
 
+EMULATOR_PROVIDER = "vtconnect emulator (test data, not VirusTotal)"
+
+
+def _emulated(r: Enrichment) -> bool:
+    return r.report is not None and r.report.emulated
+
+
 def _confidence(score: int) -> str:
     return "High" if score >= 70 else "Medium" if score >= 40 else "Low" if score else "None"
 
@@ -28,7 +35,7 @@ def elastic(results: List[Enrichment]) -> List[Dict[str, Any]]:
             continue
         ind: Dict[str, Any] = {
             "type": ECS_TYPE[r.kind],
-            "provider": "VirusTotal",
+            "provider": EMULATOR_PROVIDER if _emulated(r) else "VirusTotal",
             "reference": r.link,
             "confidence": _confidence(r.score),
             "description": r.reason,
@@ -63,8 +70,11 @@ def sentinel_comment(results: List[Enrichment]) -> str:
         for r in results
     )
     risky = sum(r.is_risky for r in results)
+    source = "vtconnect emulator</b> (test data, not VirusTotal)" if any(
+        _emulated(r) for r in results
+    ) else "VirusTotal</b>"
     return (
-        f"<p><b>VirusTotal</b>: {risky} of {len(results)} indicators risky</p>"
+        f"<p><b>{source}: {risky} of {len(results)} indicators risky</p>"
         f"<table><tr><th>indicator</th><th>verdict</th><th>score</th><th>threat</th><th></th></tr>"
         f"{rows}</table>"
     )

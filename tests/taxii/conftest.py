@@ -29,9 +29,10 @@ def taxii_doc(tmp_path):
         "store": str(tmp_path / "taxii.db"), "poll_seconds": 0.05,
         "collections": [
             {"id": FEED, "title": "VirusTotal malicious", "read": ["*"], "write": ["analyst"],
-             "publish": ["malicious", "suspicious"]},
-            {"id": INBOX, "title": "Inbox", "read": ["analyst"], "write": ["analyst"]},
-            {"id": OPEN, "title": "Public", "public": True},
+             "publish": ["malicious", "suspicious"], "test": True},  # fed by the emulator
+            {"id": INBOX, "title": "Inbox", "read": ["analyst"], "write": ["analyst"],
+             "test": True},
+            {"id": OPEN, "title": "Public", "public": True, "test": True},
         ],
         "users": [{"name": "analyst", "password_hash": hash_password(PASSWORD, 1000)},
                   {"name": "firewall", "password_hash": hash_password("fw-pass", 1000)}],

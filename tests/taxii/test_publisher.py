@@ -9,11 +9,11 @@ import json
 import time
 from dataclasses import replace
 
-import stix2
 from stix2validator import ValidationOptions, validate_instance
 
 from connectors.core.enricher import Enricher
 from connectors.serve import plan, serve
+from tests.stix_strict import parse_strict
 
 from .conftest import FEED, PASSWORD
 from .test_server import http
@@ -24,7 +24,7 @@ EICAR = "44d88612fea8a8f36de82e1278abb02f"
 def valid(obj):
     result = validate_instance(obj, ValidationOptions(version="2.1"))
     assert result.is_valid, [str(e) for e in result.errors]
-    stix2.parse(obj, allow_custom=False)
+    parse_strict(obj)
 
 
 async def test_serve_publishes_the_verdict_log_and_stops(taxii_settings):

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Tuple
 
 import pytest
-import stix2
 from stix2validator import ValidationOptions, validate_instance
 from taxii2client.v21 import Collection, Server, as_pages
 
 from connectors.core import stix
 from connectors.core.verdict import Enrichment, Verdict
+from tests.stix_strict import parse_strict
 
 from .conftest import FEED, INBOX, OPEN, PASSWORD, TOKEN
 
@@ -222,7 +222,7 @@ async def test_publisher_republishes_the_verdict_log(taxii_settings):
         ]  # example.com is harmless: not published
         for obj in objs:
             assert validate_instance(obj, ValidationOptions(version="2.1")).is_valid
-            stix2.parse(obj)
+            parse_strict(obj)
     finally:
         srv.stop()
         enricher.close()

@@ -56,6 +56,7 @@ async def test_per_kind_collection_from_the_verdict_log(emulator_url, tmp_path):
     doc = taxii_doc(tmp_path)
     doc["taxii"]["collections"][1]["publish"] = ["malicious"]
     doc["taxii"]["collections"][1]["kinds"] = ["ip"]
+    doc["taxii"]["collections"][1]["test"] = True  # fed by the emulator
     settings = config.for_emulator(
         config.from_mapping({"quota": {"tier": "unlimited"}, **doc}, env={}),
         emulator_url,

@@ -291,11 +291,20 @@ async def test_output_shapes(receiver):
     assert status == 200
     enrich = body["threat"]["enrichments"]
     assert {e["indicator"]["type"] for e in enrich} == {"ipv4-addr", "file", "url"}
-    assert all(e["indicator"]["provider"] == "VirusTotal" for e in enrich)
+    # emulator answers never pass for VirusTotal's word, in any shape
+    assert all(e["indicator"]["provider"].startswith("vtconnect emulator") for e in enrich)
+    assert body["enrichment"]["emulator"] is True
+    sources = {o["source"] for o in body["enrichment"]["observables"]}
+    assert "emulator" in sources and "virustotal" not in sources
     status, body = await post(url, base + "sentinel", SENTINEL, BEARER)
-    assert "VirusTotal" in body["comment"]["properties"]["message"]
+    assert "vtconnect emulator</b> (test data, not VirusTotal)" in (
+        body["comment"]["properties"]["message"]
+    )
     status, body = await post(url, base + "stix", ELASTIC, BEARER)
     assert body["type"] == "bundle"
+    marked = [o for o in body["objects"] if o["type"] == "indicator"]
+    assert marked and all(o["x_vtconnect_source"] == "emulator" for o in marked)
+    assert all("vtconnect-emulator-data" in o["labels"] for o in marked)
     assert validate_instance(body, ValidationOptions(version="2.1")).is_valid
     status, body = await post(url, base + "pdf", ELASTIC, BEARER)
     assert status == 400 and body["error"] == "bad_shape"
