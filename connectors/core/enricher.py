@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import replace
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Awaitable, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from . import policy
+from . import policy, relationships
 from .cache import Cache, CacheEntry, LogRecord
 from .clock import Clock
 from .config import PolicySettings, Settings
@@ -35,6 +35,16 @@ log = logging.getLogger(__name__)
 # An in-process memo answers repeated values without parsing them again; it trusts an entry
 # for at most this long so that writes by other processes (a rescan, a purge) are seen.
 MEMO_SECONDS = 60.0
+# One value, one call: an asker that finds another process's lease on a value polls the cache
+# for its answer this often. A lease outlives a slow call; a holder that dies frees it at once
+# (its pid is gone), one that hangs after LEASE_SECONDS.
+LEASE_SECONDS = 30.0
+LEASE_POLL = 0.05
+
+
+class _Abandoned(Exception):
+    """The asker another one waited for got no answer it can share (a deadline, the budget):
+    the waiter asks itself."""
 
 
 class Enricher:
@@ -62,6 +72,9 @@ class Enricher:
         self._gateway = gateway
         # kind option -> raw value -> (trusted until, cached Enrichment)
         self._memos: Dict[Optional[str], Dict[str, Tuple[float, Enrichment]]] = {}
+        # canonical cache key -> the answer being fetched for it in this process
+        self._inflight: Dict[str, asyncio.Future[Enrichment]] = {}
+        self._relationships = relationships.per_collection(settings.virustotal.relationships)
 
     @property
     def gateway(self) -> Gateway:
@@ -176,23 +189,25 @@ class Enricher:
         )
         answers: Dict[str, Enrichment] = {}
         entries = self.cache.get_many(by_key) if use_cache and by_key else {}
-        stale: List[Observable] = []
         now = self.clock.now()
         for key, entry in entries.items():
-            obs = by_key[key][0]
-            enr = self._from_entry(obs, entry)
-            if rescan_days and enr.report is not None and enr.report.age_days(now) > rescan_days:
-                enr.stale = True
-                stale.append(obs)
-            answers[key] = enr
+            answers[key] = self._from_entry(by_key[key][0], entry)
         hits = len(answers)
 
         missing = [by_key[k][0] for k in by_key if k not in answers]
-        fetched = await self._fetch_all(missing, priority, deadline, max_lookups)
+        fetched = await self._fetch_all(missing, priority, deadline, max_lookups, share=use_cache)
         answers.update(fetched)
+        # Cached or just fetched, a report analysed too long ago is stale; a report without an
+        # analysis date (many domain/IP objects) has no known age and is never rescanned.
+        stale: List[Tuple[str, Observable]] = []
+        for key, enr in answers.items():
+            if rescan_days and _too_old(enr.report, now, rescan_days):
+                enr.stale = True
+                stale.append((_canonical(key, enr.report), by_key[key][0]))
         if stale:
+            calls = sum(1 for e in fetched.values() if not e.cached)
             await self._rescan(
-                stale, priority, deadline, fetched_count=len(fetched), max_lookups=max_lookups
+                stale, rescan_days, priority, deadline, fetched_count=calls, max_lookups=max_lookups
             )
 
         self._store(by_key, fetched, answers, connector, now)
@@ -211,7 +226,10 @@ class Enricher:
         priority: Priority,
         deadline: Optional[float],
         max_lookups: Optional[int],
+        share: bool = True,
     ) -> Dict[str, Enrichment]:
+        """Answers for values not in the cache; `share`: lease them host-wide (with the cache
+        on), so that askers in other processes wait for this one's answer, and vice versa."""
         if not observables:
             return {}
         until = None if deadline is None else self.clock.now() + deadline
@@ -224,13 +242,42 @@ class Enricher:
         sem = asyncio.Semaphore(self.settings.virustotal.max_concurrency)
         fatal: List[CredentialsRejected] = []
 
-        async def one(obs: Observable) -> None:
+        async def call(obs: Observable) -> Enrichment:
             async with sem:
                 if fatal:
-                    return
-                results[obs.cache_key] = await self._fetch_one(obs, priority, until, fatal)
+                    return _from_obs(obs.value, obs, Verdict.ERROR, reason="not looked up")
+                return await self._fetch_one(obs, priority, until, fatal)
 
-        tasks = [asyncio.ensure_future(one(o)) for o in observables[:limit]]
+        # One value, one call: a value another enrich() of this process is fetching waits for
+        # that answer; one another process leases waits for its cache entry (below).
+        loop = asyncio.get_running_loop()
+        chosen = observables[:limit]
+        keys = self._shared_keys(chosen)
+        leading: Dict[str, asyncio.Future[Enrichment]] = {}
+        following: Dict[str, asyncio.Future[Enrichment]] = {}
+        for obs in chosen:
+            key = keys[obs.cache_key]
+            fut = self._inflight.get(key)
+            if fut is not None and fut.get_loop() is loop and not fut.done():
+                following[obs.cache_key] = fut
+            else:
+                leading[obs.cache_key] = self._inflight[key] = loop.create_future()
+        leased = (
+            self.cache.take_leases([keys[k] for k in leading], LEASE_SECONDS)
+            if share
+            else {keys[k] for k in leading}
+        )
+
+        async def one(obs: Observable) -> None:
+            key = keys[obs.cache_key]
+            fut = leading.get(obs.cache_key)
+            if fut is None:
+                enr = await self._follow(obs, key, following[obs.cache_key], call, share)
+            else:
+                enr = await self._lead(obs, key, fut, key in leased, call, share)
+            results[obs.cache_key] = enr
+
+        tasks = [asyncio.ensure_future(one(o)) for o in chosen]
         timeout = None if until is None else max(0.0, until - self.clock.now())
         done, pending = await asyncio.wait(tasks, timeout=timeout) if tasks else (set(), set())
         for task in pending:
@@ -243,7 +290,7 @@ class Enricher:
                 raise exc
         if fatal:
             raise fatal[0]
-        for obs in observables[:limit]:
+        for obs in chosen:
             if obs.cache_key not in results:
                 results[obs.cache_key] = _from_obs(
                     obs.value,
@@ -253,6 +300,89 @@ class Enricher:
                     error="deadline",
                 )
         return results
+
+    def _shared_keys(self, observables: List[Observable]) -> Dict[str, str]:
+        """cache key -> the key askers share: the SHA-256 of a file whose MD5/SHA-1 is known."""
+        keys = {o.cache_key: o.cache_key for o in observables}
+        aliased = [o.cache_key for o in observables if o.kind in (Kind.MD5, Kind.SHA1)]
+        if aliased:
+            keys.update(self.cache.canonical(aliased))
+        return keys
+
+    async def _lead(
+        self,
+        obs: Observable,
+        key: str,
+        fut: asyncio.Future[Enrichment],
+        leased: bool,
+        call: Callable[[Observable], Awaitable[Enrichment]],
+        share: bool,
+    ) -> Enrichment:
+        """Answer `key` for this process (its waiters get `fut`): from another process's call
+        when that one holds the lease, else with our own call, stored before the lease goes."""
+        stored = False
+        try:
+            while not leased:
+                enr = await self._wait_for_holder(obs, key)
+                if enr is not None:
+                    break
+                leased = key in self.cache.take_leases([key], LEASE_SECONDS)
+            else:
+                enr = await call(obs)
+                self._keep(obs, enr, release=[key] if share else [])
+                stored = True
+        except BaseException:
+            if not fut.done():
+                fut.set_exception(_Abandoned())
+                fut.exception()  # retrieved: nobody waiting is not an error
+            raise
+        finally:
+            if leased and share and not stored:
+                self.cache.release_leases([key])
+            if self._inflight.get(key) is fut:
+                del self._inflight[key]
+        if enr.verdict == Verdict.QUOTA or enr.error == "deadline":
+            fut.set_exception(_Abandoned())
+            fut.exception()
+        else:
+            fut.set_result(enr)
+        return enr
+
+    async def _follow(
+        self,
+        obs: Observable,
+        key: str,
+        fut: asyncio.Future[Enrichment],
+        call: Callable[[Observable], Awaitable[Enrichment]],
+        share: bool,
+    ) -> Enrichment:
+        """Wait for the answer another enrich() of this process is fetching; ask ourselves when
+        it gives up."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                return _shared(obs, await asyncio.shield(fut), self.settings.policy)
+            except _Abandoned:
+                pass
+            nxt = self._inflight.get(key)
+            if nxt is not None and nxt.get_loop() is loop and not nxt.done():
+                fut = nxt
+                continue
+            fut = self._inflight[key] = loop.create_future()
+            leased = key in self.cache.take_leases([key], LEASE_SECONDS) if share else True
+            return await self._lead(obs, key, fut, leased, call, share)
+
+    async def _wait_for_holder(self, obs: Observable, key: str) -> Optional[Enrichment]:
+        """Another process leases `key`: its answer from the cache, or None once the lease is
+        gone without one (an error is not cached) or its holder died. The caller's deadline
+        cancels the wait."""
+        while True:
+            entry = self.cache.get_many([key]).get(key)
+            if entry is not None:
+                return self._from_entry(obs, entry)
+            if not self.cache.lease_held(key):
+                return None
+            await asyncio.sleep(LEASE_POLL)
 
     async def _fetch_one(
         self,
@@ -270,7 +400,7 @@ class Enricher:
                     reason="VirusTotal API budget spent; not looked up",
                 )
             try:
-                report = await self.gateway.fetch(obs, self.settings.virustotal.relationships)
+                report = await self.gateway.fetch(obs, self._relationships[obs.kind.collection])
             except NotFound:
                 return _from_obs(
                     obs.value, obs, Verdict.NOT_FOUND, score=0, reason=policy.NOT_FOUND.reason
@@ -296,17 +426,25 @@ class Enricher:
 
     async def _rescan(
         self,
-        stale: List[Observable],
+        stale: List[Tuple[str, Observable]],
+        every_days: float,
         priority: Priority,
         deadline: Optional[float],
         fetched_count: int,
         max_lookups: Optional[int],
     ) -> None:
-        """Ask for reanalysis of reports older than rescan_after_days (one API call each)."""
+        """Ask for reanalysis of reports older than rescan_after_days (one API call each), at
+        most once per object per rescan_after_days on this host (recorded in the cache db)."""
         budget = len(stale) if max_lookups is None else max(0, max_lookups - fetched_count)
         until = None if deadline is None else self.clock.now() + deadline
-        for obs in stale[:budget]:
+        for key, obs in stale:
+            if budget <= 0:
+                return
+            if not self.cache.claim_rescan(key, every_days):
+                continue  # asked already, by this process or another
+            budget -= 1
             if not await self.governor.acquire(priority, until):
+                self.cache.forget_rescan(key)
                 return
             try:
                 await self.gateway.reanalyse(obs)
@@ -343,21 +481,6 @@ class Enricher:
         connector: str,
         now: float,
     ) -> None:
-        items = []
-        for key, enr in fetched.items():
-            if enr.verdict not in CACHEABLE:
-                continue
-            r = enr.report
-            entry = CacheEntry(
-                key=_canonical(key, r),
-                verdict=enr.verdict.value,
-                report=r.to_dict() if r else None,
-                stored_at=now,
-                expires_at=now + self.settings.cache.ttl_for(enr.verdict.value),
-            )
-            items.append((entry, _aliases(key, r)))
-        if items:
-            self.cache.put_many(items)
         records = []
         hits = [key for key, enr in answers.items() if enr.cached and enr.verdict in CACHEABLE]
         quiet = self.cache.logged_recently(hits, connector) if hits else set()
@@ -379,6 +502,24 @@ class Enricher:
             )
         if records:
             self.cache.log(records)
+
+    def _keep(self, obs: Observable, enr: Enrichment, release: Sequence[str]) -> None:
+        """Store one fetched answer (when it may be cached) and drop our lease on it in the same
+        transaction: an asker in another process polling for it finds the entry, never a gap."""
+        items = []
+        if enr.verdict in CACHEABLE:
+            now = self.clock.now()
+            r = enr.report
+            entry = CacheEntry(
+                key=_canonical(obs.cache_key, r),
+                verdict=enr.verdict.value,
+                report=r.to_dict() if r else None,
+                stored_at=now,
+                expires_at=now + self.settings.cache.ttl_for(enr.verdict.value),
+            )
+            items.append((entry, _aliases(obs.cache_key, r)))
+        if items or release:
+            self.cache.put_many(items, release=release)
 
     def _remember(self, kind: Optional[str], out: Dict[str, Enrichment], until: float) -> None:
         size = self.settings.cache.lru_size
@@ -420,7 +561,31 @@ def from_report(
 def _fresh(enr: Enrichment, rescan_before: float) -> bool:
     """A remembered answer can be reused unless its report is old and no rescan was asked yet."""
     r = enr.report
-    return enr.stale or r is None or r.last_analysis >= rescan_before
+    return enr.stale or r is None or not r.last_analysis or r.last_analysis >= rescan_before
+
+
+def _too_old(report: Optional[Report], now: float, days: float) -> bool:
+    """Analysed more than `days` ago; a report without an analysis date has no known age."""
+    return report is not None and bool(report.last_analysis) and report.age_days(now) > days
+
+
+def _shared(obs: Observable, enr: Enrichment, policy_settings: PolicySettings) -> Enrichment:
+    """Another asker's answer, as this asker's value names it (an MD5 for a SHA-256's answer).
+    It cost this asker no call: cached, like an answer from the cache."""
+    cached = enr.verdict in CACHEABLE
+    if enr.kind == obs.kind.value and enr.normalized == obs.value:
+        return replace(enr, value=obs.value, cached=cached or enr.cached)
+    if enr.report is not None:
+        return from_report(obs, enr.report, policy_settings, cached=True)
+    return replace(
+        enr,
+        value=obs.value,
+        kind=obs.kind.value,
+        normalized=obs.value,
+        vt_id=obs.vt_id,
+        link=obs.gui_link,
+        cached=cached or enr.cached,
+    )
 
 
 def _from_obs(
