@@ -78,3 +78,33 @@ def test_api_key_never_shows_in_repr_or_logs(caplog):
 def test_internal_suffixes_normalised():
     s = config.from_mapping({"privacy": {"internal_suffixes": ["Corp", ".ACME.example"]}}, env={})
     assert s.privacy.internal_suffixes == (".corp", ".acme.example")
+
+
+def test_relationships_flat_or_per_kind_and_unknown_names_refused():
+    from connectors.core.relationships import per_collection
+
+    flat = config.from_mapping(
+        {"virustotal": {"relationships": ["contacted_domains", "resolutions"]}}, env={}
+    ).virustotal.relationships
+    assert per_collection(flat) == {
+        "files": ("contacted_domains",),
+        "urls": ("contacted_domains",),
+        "domains": ("resolutions",),
+        "ip_addresses": ("resolutions",),
+    }
+    table = config.from_mapping(
+        {"virustotal": {"relationships": {"file": ["dropped_files"], "url": ["redirects_to"]}}},
+        env={},
+    ).virustotal.relationships
+    assert per_collection(table)["files"] == ("dropped_files",)
+    assert per_collection(table)["domains"] == ()
+    for bad, says in [
+        (["contacted_domain"], "'contacted_domain' is not a relationship of any kind"),
+        ({"url": ["dropped_files"]}, "'dropped_files' is not a relationship of urls"),
+        ({"host": ["resolutions"]}, "unknown kind 'host'"),
+        ("contacted_domains", "must be a list"),
+        ({"file": "dropped_files"}, "file must be a list"),
+    ]:
+        with pytest.raises(config.ConfigError, match="virustotal.relationships") as exc:
+            config.from_mapping({"virustotal": {"relationships": bad}}, env={})
+        assert says in str(exc.value)

@@ -255,3 +255,36 @@ async def test_relationships_in_the_same_get(emu, tmp_path):
     assert await api_calls(emu.url) == 1
     await e.aclose()
     e.close()
+
+
+async def test_example_relationships_go_only_to_the_kinds_that_have_them(emu, tmp_path):
+    # The example config's list: files and URLs have both, domains and IPs neither. Sent to a
+    # domain or an IP it is a 400 (an error, not cached, asked again on every lookup).
+    s = make_settings(emu.url, tmp_path)
+    doc = {"virustotal": {"relationships": ["contacted_domains", "contacted_ips"]}}
+    rels = config.from_mapping(doc, env={}).virustotal.relationships
+    e = Enricher(replace(s, virustotal=replace(s.virustotal, relationships=rels)), connector="test")
+    values = [EICAR["md5"], "http://example.org/a", "example.com", "203.0.113.66"]
+    for _ in range(2):
+        out = await e.enrich(values)
+        assert not any(r.verdict == Verdict.ERROR for r in out), [r.reason for r in out]
+    assert set(out[0].report.relationships) == {"contacted_domains", "contacted_ips"}
+    assert set(out[1].report.relationships) == {"contacted_domains", "contacted_ips"}
+    assert out[2].report.relationships == {} and out[3].report.relationships == {}
+    c = await counters(emu.url)
+    assert c["by_status"].get("400", 0) == 0
+    assert await api_calls(emu.url) == 4  # once each; the second round came from the cache
+    await e.aclose()
+    e.close()
+
+
+async def test_relationships_per_kind_table(emu, tmp_path):
+    s = make_settings(emu.url, tmp_path)
+    doc = {"virustotal": {"relationships": {"domain": ["resolutions"], "ip": ["resolutions"]}}}
+    rels = config.from_mapping(doc, env={}).virustotal.relationships
+    e = Enricher(replace(s, virustotal=replace(s.virustotal, relationships=rels)), connector="test")
+    out = await e.enrich([EICAR["md5"], "example.net", "203.0.113.66"])
+    assert [set(r.report.relationships) for r in out] == [set(), {"resolutions"}, {"resolutions"}]
+    assert (await counters(emu.url))["by_status"].get("400", 0) == 0
+    await e.aclose()
+    e.close()
