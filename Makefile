@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-stewardship clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/splunk.py
 	$(BIN)/python bench/taxii.py
 	$(BIN)/python bench/webhook.py
+	$(BIN)/python bench/stewardship.py
+
+# VirusTotal calls made against the minimum, and privacy leaks (about 3 minutes; --quick: 1)
+bench-stewardship: $(BIN)/.installed
+	$(BIN)/python bench/stewardship.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
