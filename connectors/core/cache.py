@@ -287,6 +287,18 @@ class Cache:
             and _alive(row[1])
         )
 
+    def renew_leases(self, keys: Iterable[str], seconds: float) -> None:
+        """Extend this holder's leases still held (never takes one back once released)."""
+        until = self.clock.now() + seconds
+        rows = [(until, k, self.holder) for k in dict.fromkeys(keys)]
+        if rows:
+            write(
+                self.db,
+                lambda db: db.executemany(
+                    "UPDATE leases SET until = ? WHERE key = ? AND holder = ?", rows
+                ),
+            )
+
     def release_leases(self, keys: Iterable[str]) -> None:
         rows = [(k, self.holder) for k in dict.fromkeys(keys)]
         if rows:

@@ -284,6 +284,12 @@ class Enricher:
             results[obs.cache_key] = enr
 
         tasks = [asyncio.ensure_future(one(o)) for o in chosen]
+        # A holder waiting for a governor slot (public tier) keeps its leases alive.
+        renewer = (
+            asyncio.ensure_future(self._renew([keys[o.cache_key] for o in chosen], tasks))
+            if share and leased
+            else None
+        )
         timeout = None if until is None else max(0.0, until - self.clock.now())
         try:
             done, pending = await asyncio.wait(tasks, timeout=timeout) if tasks else (set(), set())
@@ -292,6 +298,8 @@ class Enricher:
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
         finally:
+            if renewer is not None:
+                renewer.cancel()
             self._flush()
         for task in done:
             exc = task.exception()
@@ -380,6 +388,13 @@ class Enricher:
             fut = self._inflight[key] = loop.create_future()
             leased = key in self.cache.take_leases([key], LEASE_SECONDS) if share else True
             return await self._lead(obs, key, fut, leased, call, share)
+
+    async def _renew(self, keys: List[str], tasks: List[asyncio.Future[None]]) -> None:
+        while True:
+            await asyncio.sleep(LEASE_SECONDS / 3)
+            busy = [k for k, t in zip(keys, tasks) if not t.done()]
+            if busy:
+                self.cache.renew_leases(busy, LEASE_SECONDS)
 
     async def _wait_for_holder(self, obs: Observable, key: str) -> Optional[Enrichment]:
         """Another process leases `key`: its answer from the cache, or None once the lease is
