@@ -326,8 +326,10 @@ def rescan_across_processes(h: Host, emulator: str) -> Dict[str, Any]:
     values = [hashlib.md5(f"rescan{i}".encode()).hexdigest() for i in range(20)]
     runs = [finish([h.lookup(*values, extra=["--rescan-after-days", "30"])])[0] or []]
     runs += [finish([h.lookup(*values, extra=["--rescan-after-days", "30"])])[0] or []]
-    stale = sum(1 for row in runs[0] if row.get("stale"))
-    return {"minimum": len(values) + stale, "stale": stale}
+    cutoff = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 30 * 86400))
+    old = sum(1 for row in runs[0] if row.get("last_analysis") and row["last_analysis"] < cutoff)
+    stale = [sum(1 for row in rows if row.get("stale")) for rows in runs]
+    return {"minimum": len(values) + old, "older_than_30_days": old, "marked_stale": stale}
 
 
 PRIVATE = [
