@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import replace
-from typing import Awaitable, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from . import policy, relationships
 from .cache import Cache, CacheEntry, LogRecord
 from .clock import Clock
 from .config import PolicySettings, Settings
+from .flights import Flights
 from .gateway import (
     BadAnswer,
     CredentialsRejected,
@@ -35,18 +36,6 @@ log = logging.getLogger(__name__)
 # An in-process memo answers repeated values without parsing them again; it trusts an entry
 # for at most this long so that writes by other processes (a rescan, a purge) are seen.
 MEMO_SECONDS = 60.0
-# One value, one call: an asker that finds another process's lease on a value polls the cache
-# for its answer this often. A lease outlives a slow call; a holder that dies frees it at once
-# (its pid is gone), one that hangs after LEASE_SECONDS.
-LEASE_SECONDS = 30.0
-LEASE_POLL = 0.05
-KEEP_EVERY = 0.02  # seconds a fetched answer may wait to be stored with others
-KEEP_BATCH = 64
-
-
-class _Abandoned(Exception):
-    """The asker another one waited for got no answer it can share (a deadline, the budget):
-    the waiter asks itself."""
 
 
 class Enricher:
@@ -74,13 +63,14 @@ class Enricher:
         self._gateway = gateway
         # kind option -> raw value -> (trusted until, cached Enrichment)
         self._memos: Dict[Optional[str], Dict[str, Tuple[float, Enrichment]]] = {}
-        # canonical cache key -> the answer being fetched for it in this process
-        self._inflight: Dict[str, asyncio.Future[Enrichment]] = {}
         self._relationships = relationships.per_collection(settings.virustotal.relationships)
-        # fetched answers not stored yet, and our leases to drop with them (see _keep)
-        self._unsaved: List[Tuple[CacheEntry, Iterable[str]]] = []
-        self._unreleased: List[str] = []
-        self._flush_timer: Optional[asyncio.TimerHandle] = None
+        # one value, one call: in-flight answers and leases (flights.py)
+        self._flights = Flights(
+            self.cache,
+            self._entry_for,
+            self._from_entry,
+            lambda obs, enr: _shared(obs, enr, settings.policy),
+        )
 
     @property
     def gateway(self) -> Gateway:
@@ -255,41 +245,15 @@ class Enricher:
                 return await self._fetch_one(obs, priority, until, fatal)
 
         # One value, one call: a value another enrich() of this process is fetching waits for
-        # that answer; one another process leases waits for its cache entry (below).
-        loop = asyncio.get_running_loop()
+        # that answer; one another process leases waits for its cache entry (flights.py).
         chosen = observables[:limit]
-        keys = self._shared_keys(chosen)
-        leading: Dict[str, asyncio.Future[Enrichment]] = {}
-        following: Dict[str, asyncio.Future[Enrichment]] = {}
-        for obs in chosen:
-            key = keys[obs.cache_key]
-            fut = self._inflight.get(key)
-            if fut is not None and fut.get_loop() is loop and not fut.done():
-                following[obs.cache_key] = fut
-            else:
-                leading[obs.cache_key] = self._inflight[key] = loop.create_future()
-        leased = (
-            self.cache.take_leases([keys[k] for k in leading], LEASE_SECONDS)
-            if share
-            else {keys[k] for k in leading}
-        )
+        plan = self._flights.plan(chosen, share)
 
         async def one(obs: Observable) -> None:
-            key = keys[obs.cache_key]
-            fut = leading.get(obs.cache_key)
-            if fut is None:
-                enr = await self._follow(obs, key, following[obs.cache_key], call, share)
-            else:
-                enr = await self._lead(obs, key, fut, key in leased, call, share)
-            results[obs.cache_key] = enr
+            results[obs.cache_key] = await self._flights.answer(plan, obs, call)
 
         tasks = [asyncio.ensure_future(one(o)) for o in chosen]
-        # A holder waiting for a governor slot (public tier) keeps its leases alive.
-        renewer = (
-            asyncio.ensure_future(self._renew([keys[o.cache_key] for o in chosen], tasks))
-            if share and leased
-            else None
-        )
+        renewer = asyncio.ensure_future(self._flights.renew(plan, chosen, tasks))
         timeout = None if until is None else max(0.0, until - self.clock.now())
         try:
             done, pending = await asyncio.wait(tasks, timeout=timeout) if tasks else (set(), set())
@@ -298,9 +262,8 @@ class Enricher:
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
         finally:
-            if renewer is not None:
-                renewer.cancel()
-            self._flush()
+            renewer.cancel()
+            self._flights.flush()
         for task in done:
             exc = task.exception()
             if exc is not None and not isinstance(exc, asyncio.CancelledError):
@@ -317,96 +280,6 @@ class Enricher:
                     error="deadline",
                 )
         return results
-
-    def _shared_keys(self, observables: List[Observable]) -> Dict[str, str]:
-        """cache key -> the key askers share: the SHA-256 of a file whose MD5/SHA-1 is known."""
-        keys = {o.cache_key: o.cache_key for o in observables}
-        aliased = [o.cache_key for o in observables if o.kind in (Kind.MD5, Kind.SHA1)]
-        if aliased:
-            keys.update(self.cache.canonical(aliased))
-        return keys
-
-    async def _lead(
-        self,
-        obs: Observable,
-        key: str,
-        fut: asyncio.Future[Enrichment],
-        leased: bool,
-        call: Callable[[Observable], Awaitable[Enrichment]],
-        share: bool,
-    ) -> Enrichment:
-        """Answer `key` for this process (its waiters get `fut`): from another process's call
-        when that one holds the lease, else with our own call, stored before the lease goes."""
-        stored = False
-        try:
-            while not leased:
-                enr = await self._wait_for_holder(obs, key)
-                if enr is not None:
-                    break
-                leased = key in self.cache.take_leases([key], LEASE_SECONDS)
-            else:
-                enr = await call(obs)
-                self._keep(obs, enr, release=[key] if share else [])
-                stored = True
-        except BaseException:
-            if not fut.done():
-                fut.set_exception(_Abandoned())
-                fut.exception()  # retrieved: nobody waiting is not an error
-            raise
-        finally:
-            if leased and share and not stored:
-                self.cache.release_leases([key])
-            if self._inflight.get(key) is fut:
-                del self._inflight[key]
-        if enr.verdict == Verdict.QUOTA or enr.error == "deadline":
-            fut.set_exception(_Abandoned())
-            fut.exception()
-        else:
-            fut.set_result(enr)
-        return enr
-
-    async def _follow(
-        self,
-        obs: Observable,
-        key: str,
-        fut: asyncio.Future[Enrichment],
-        call: Callable[[Observable], Awaitable[Enrichment]],
-        share: bool,
-    ) -> Enrichment:
-        """Wait for the answer another enrich() of this process is fetching; ask ourselves when
-        it gives up."""
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                return _shared(obs, await asyncio.shield(fut), self.settings.policy)
-            except _Abandoned:
-                pass
-            nxt = self._inflight.get(key)
-            if nxt is not None and nxt.get_loop() is loop and not nxt.done():
-                fut = nxt
-                continue
-            fut = self._inflight[key] = loop.create_future()
-            leased = key in self.cache.take_leases([key], LEASE_SECONDS) if share else True
-            return await self._lead(obs, key, fut, leased, call, share)
-
-    async def _renew(self, keys: List[str], tasks: List[asyncio.Future[None]]) -> None:
-        while True:
-            await asyncio.sleep(LEASE_SECONDS / 3)
-            busy = [k for k, t in zip(keys, tasks) if not t.done()]
-            if busy:
-                self.cache.renew_leases(busy, LEASE_SECONDS)
-
-    async def _wait_for_holder(self, obs: Observable, key: str) -> Optional[Enrichment]:
-        """Another process leases `key`: its answer from the cache, or None once the lease is
-        gone without one (an error is not cached) or its holder died. The caller's deadline
-        cancels the wait."""
-        while True:
-            entry = self.cache.get_many([key]).get(key)
-            if entry is not None:
-                return self._from_entry(obs, entry)
-            if not self.cache.lease_held(key):
-                return None
-            await asyncio.sleep(LEASE_POLL)
 
     async def _fetch_one(
         self,
@@ -527,36 +400,22 @@ class Enricher:
         if records:
             self.cache.log(records)
 
-    def _keep(self, obs: Observable, enr: Enrichment, release: Sequence[str]) -> None:
-        """Store one fetched answer (when it may be cached) and drop our lease on it in the same
-        transaction: an asker in another process polling for it finds the entry, never a gap.
-        Answers arriving together share a transaction (one per value cost a fifth of the cold
-        path); none waits more than KEEP_EVERY."""
-        if enr.verdict in CACHEABLE:
-            now = self.clock.now()
-            r = enr.report
-            entry = CacheEntry(
-                key=_canonical(obs.cache_key, r),
-                verdict=enr.verdict.value,
-                report=r.to_dict() if r else None,
-                stored_at=now,
-                expires_at=now + self.settings.cache.ttl_for(enr.verdict.value),
-            )
-            self._unsaved.append((entry, _aliases(obs.cache_key, r)))
-        self._unreleased.extend(release)
-        if len(self._unsaved) + len(self._unreleased) >= KEEP_BATCH:
-            self._flush()
-        elif self._flush_timer is None:
-            self._flush_timer = asyncio.get_running_loop().call_later(KEEP_EVERY, self._flush)
-
-    def _flush(self) -> None:
-        if self._flush_timer is not None:
-            self._flush_timer.cancel()
-            self._flush_timer = None
-        items, release = self._unsaved, self._unreleased
-        self._unsaved, self._unreleased = [], []
-        if items or release:
-            self.cache.put_many(items, release=release)
+    def _entry_for(
+        self, obs: Observable, enr: Enrichment
+    ) -> Optional[Tuple[CacheEntry, Iterable[str]]]:
+        """The cache entry (and its aliases) for a fetched answer; None when not cacheable."""
+        if enr.verdict not in CACHEABLE:
+            return None
+        now = self.clock.now()
+        r = enr.report
+        entry = CacheEntry(
+            key=_canonical(obs.cache_key, r),
+            verdict=enr.verdict.value,
+            report=r.to_dict() if r else None,
+            stored_at=now,
+            expires_at=now + self.settings.cache.ttl_for(enr.verdict.value),
+        )
+        return entry, _aliases(obs.cache_key, r)
 
     def _remember(self, kind: Optional[str], out: Dict[str, Enrichment], until: float) -> None:
         size = self.settings.cache.lru_size
