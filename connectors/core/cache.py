@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 3  # 2: verdict_log_key index; 3: leases and rescans
 MEMORY_SECONDS = 60.0
 LOG_KEEP_DAYS = 30  # verdict log rows older than this are dropped (publishers read it sooner)
+RESCAN_KEEP_DAYS = 366  # `cache purge` drops reanalysis records older than this
 CHUNK = 500  # keys per SELECT ... IN (...): below SQLite's variable limit everywhere
 T = TypeVar("T")
 
@@ -214,6 +215,9 @@ class Cache:
         self._memory.clear()
 
         def txn(db: sqlite3.Connection) -> int:
+            # Leases whose time is up; reanalysis records older than any sensible period.
+            db.execute("DELETE FROM leases WHERE until <= ?", (now,))
+            db.execute("DELETE FROM rescans WHERE at < ?", (now - RESCAN_KEEP_DAYS * 86400,))
             if expired_only:
                 n = db.execute("DELETE FROM entries WHERE expires_at <= ?", (now,)).rowcount
             else:
@@ -239,8 +243,9 @@ class Cache:
         return out
 
     def take_leases(self, keys: Iterable[str], seconds: float) -> Set[str]:
-        """The keys this holder now leases (for `seconds`); the rest are held by a live asker.
-        A lease whose time is up, or whose holder process has died, is taken over."""
+        """The keys this holder now leases (for `seconds`); the rest are held by a live asker
+        or answered already (an entry stored since the caller looked). A lease whose time is
+        up, or whose holder process has died, is taken over."""
         now = self.clock.now()
         wanted = list(dict.fromkeys(keys))
         if not wanted:
@@ -258,13 +263,24 @@ class Cache:
                         part,
                     )
                 }
+                answered = {
+                    row[0]
+                    for row in db.execute(
+                        "SELECT a.alias FROM aliases a JOIN entries e ON e.key = a.key "
+                        f"WHERE a.alias IN ({','.join('?' * len(part))}) AND e.expires_at > ?",
+                        (*part, now),
+                    )
+                }
                 free = [
                     k
                     for k in part
-                    if k not in held
-                    or held[k][0] == self.holder
-                    or held[k][2] <= now
-                    or not _alive(held[k][1])
+                    if k not in answered
+                    and (
+                        k not in held
+                        or held[k][0] == self.holder
+                        or held[k][2] <= now
+                        or not _alive(held[k][1])
+                    )
                 ]
                 db.executemany(
                     "INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?)",

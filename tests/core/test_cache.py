@@ -182,3 +182,16 @@ def test_schema_upgrade_keeps_entries(tmp_path):
     assert c.get("file:" + "a" * 64) is not None
     assert c.take_leases(["file:q"], 30) == {"file:q"}
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3
+
+
+def test_a_lease_is_not_taken_on_a_value_answered_meanwhile(tmp_path):
+    # The holder stored the answer and left between our cache miss and our take: we take no
+    # lease (and so make no call); the entry is there to read.
+    clock = FakeClock()
+    a = Cache(tmp_path / "c.db", S, clock)
+    b = Cache(tmp_path / "c.db", S, clock)
+    assert a.take_leases(["file:" + "a" * 64], 30)
+    a.put_many([(entry(at=clock.now()), ["file:" + "b" * 32])], release=["file:" + "a" * 64])
+    assert b.take_leases(["file:" + "a" * 64, "file:" + "b" * 32, "file:z"], 30) == {"file:z"}
+    clock.advance(S.ttl_malicious + 1)  # expired: asking again is right
+    assert b.take_leases(["file:" + "a" * 64], 30) == {"file:" + "a" * 64}
