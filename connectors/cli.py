@@ -7,6 +7,7 @@ Exit codes: 0 done; 1 some lookups failed (verdict error) or VirusTotal could no
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ from .core.gateway import CredentialsRejected, Gateway, GatewayError
 from .core.quota import Priority
 from .core.verdict import Enrichment, Verdict
 
-EXIT_FAILED, EXIT_USAGE, EXIT_CREDENTIALS = 1, 2, 3
+EXIT_FAILED, EXIT_USAGE, EXIT_CREDENTIALS, EXIT_INTERRUPTED = 1, 2, 3, 130
 MAX_LINE = 8192  # longer input lines come back skipped, shortened in the output
 
 
@@ -42,7 +43,38 @@ class Ctx:
         return self._settings
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Root(click.Group):
+    """`--config PATH` and `-v` may come after the sub-command too (`vtconnect lookup X --config
+    c.toml`): they are moved in front of it before click parses, up to a `--`."""
+
+    def parse_args(self, ctx: click.Context, args: List[str]) -> List[str]:
+        front: List[str] = []
+        rest: List[str] = []
+        i = 0
+        while i < len(args):
+            a = args[i]
+            if a == "--":
+                rest += args[i:]
+                break
+            if a == "--config":
+                if i + 1 == len(args):
+                    raise click.BadOptionUsage(
+                        "config", "Option '--config' requires an argument.", ctx
+                    )
+                front += args[i : i + 2]
+                i += 2
+                continue
+            if a.startswith("--config=") or a == "--verbose" or (
+                a.startswith("-v") and set(a[1:]) == {"v"}
+            ):
+                front.append(a)
+            else:
+                rest.append(a)
+            i += 1
+        return super().parse_args(ctx, front + rest)
+
+
+@click.group(cls=Root, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_path",
@@ -86,9 +118,16 @@ def _read_values(source: str) -> List[str]:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["table", "json", "csv", "stix"]),
+    type=click.Choice(["table", "json", "jsonl", "csv", "stix"]),
     default="table",
     show_default=True,
+    help="csv, json and jsonl stream rows as they complete; table and stix print at the end.",
+)
+@click.option(
+    "--extract",
+    is_flag=True,
+    help="Find the indicators in free text (log lines, CSV, an e-mail) given as arguments or "
+    "with -f, instead of one indicator per line.",
 )
 @click.option(
     "--type",
@@ -131,6 +170,7 @@ def lookup(
     values: Sequence[str],
     source: Optional[str],
     fmt: str,
+    extract: bool,
     kind: str,
     no_cache: bool,
     rescan_after_days: Optional[int],
@@ -139,8 +179,14 @@ def lookup(
     priority: str,
 ) -> None:
     """Enrich indicators (hashes, URLs, domains, IPs) with VirusTotal verdicts."""
-    items = list(values) + (_read_values(source) if source else [])
+    if extract:
+        items = _extracted(values, source, kind)
+    else:
+        items = list(values) + (_read_values(source) if source else [])
     if not items:
+        if extract:
+            click.echo("no indicators found in the text", err=True)
+            return
         raise click.UsageError("give indicators as arguments or with -f FILE (- for stdin)")
     settings = obj.settings
     console = Console(stderr=True)
@@ -149,26 +195,119 @@ def lookup(
         kind=kind,
         use_cache=not no_cache,
         rescan_after_days=rescan_after_days,
-        max_lookups=max_lookups,
-        deadline=deadline,
         priority=Priority[priority.upper()],
     )
+    writer = formats.RowWriter(fmt, sys.stdout, Console())
+    run = LookupRun(enricher, items, kwargs, deadline, max_lookups, writer)
+    interrupted = False
     try:
-        results = asyncio.run(_lookup(enricher, items, kwargs, console))
+        asyncio.run(run.go(console))
+    except KeyboardInterrupt:
+        interrupted = True
     except CredentialsRejected as exc:
+        writer.close()
         _credentials_exit(exc)
     finally:
         enricher.close()
-    if fmt == "json":
-        click.echo(formats.to_json(results))
-    elif fmt == "stix":
-        click.echo(formats.to_stix(results))
-    elif fmt == "csv":
-        click.echo(formats.to_csv(results), nl=False)
-    else:
-        formats.print_table(results, Console())
-    if any(r.verdict == Verdict.ERROR for r in results):
+    writer.close()
+    _say_unreachable(run.results, settings)
+    if interrupted:
+        click.echo(f"interrupted: {writer.count} of {len(items)} values done", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    if any(r.verdict == Verdict.ERROR for r in run.results):
         sys.exit(EXIT_FAILED)
+
+
+def _extracted(values: Sequence[str], source: Optional[str], kind: str) -> List[str]:
+    """Indicators found in the text, as the Splunk command and the webhook find them."""
+    from .core.extract import extract
+    from .core.observable import Kind
+
+    if source == "-":
+        text = sys.stdin.buffer.read().decode("utf-8", "replace")
+    elif source:
+        try:
+            text = Path(source).read_bytes().decode("utf-8", "replace")
+        except OSError as exc:
+            msg = f"cannot read {source}: {exc.strerror}"
+            raise click.BadParameter(msg, param_hint="-f") from None
+    else:
+        text = ""
+    text = "\n".join([*values, text])
+    kinds = {"file": ("md5", "sha1", "sha256"), "hash": ("md5", "sha1", "sha256"),
+             "ip": ("ipv4", "ipv6")}.get(kind, (kind,)) if kind != "auto" else None  # fmt: skip
+    found = extract(text, max_chars=len(text), kinds=[Kind(k) for k in kinds] if kinds else None)
+    return [o.value for o in found]
+
+
+class LookupRun:
+    """Enriches the values a few at a time, so that rows stream out as they complete and a
+    Ctrl-C keeps (and prints) what was already answered. --deadline and --max-lookups hold for
+    the whole run, not per batch."""
+
+    def __init__(self, enricher: Enricher, items: List[str], kwargs: dict,
+                 deadline: Optional[float], max_lookups: Optional[int],
+                 writer: formats.RowWriter) -> None:  # fmt: skip
+        self.enricher, self.kwargs, self.writer = enricher, kwargs, writer
+        self.items = [v if len(v) <= MAX_LINE else v[:64] + "…(truncated)" for v in items]
+        self.deadline, self.max_lookups = deadline, max_lookups
+        self.results: List[Enrichment] = []
+
+    def _batch_size(self) -> int:
+        # Enough to keep every request slot busy; at the public tier's 4/min, a few values.
+        per_minute, _ = self.enricher.settings.quota.limits()
+        size = self.enricher.settings.virustotal.max_concurrency * 2
+        return max(1, min(size, per_minute)) if per_minute else size
+
+    async def go(self, console: Console) -> None:
+        loop = asyncio.get_running_loop()
+        end = None if self.deadline is None else loop.time() + self.deadline
+        size = self._batch_size()
+        progress = None
+        if len(self.items) >= 50 and console.is_terminal and self.writer.fmt in ("table", "stix"):
+            from rich.progress import Progress
+
+            progress = Progress(console=console, transient=True)
+            progress.start()
+            task = progress.add_task("enriching", total=len(self.items))
+        try:
+            for i in range(0, len(self.items), size):
+                chunk = self.items[i : i + size]
+                left = None if end is None else max(0.001, end - loop.time())
+                lookups = None
+                if self.max_lookups is not None:
+                    lookups = max(0, self.max_lookups - self._asked())
+                out = await self.enricher.enrich(
+                    chunk, deadline=left, max_lookups=lookups, **self.kwargs
+                )
+                self.results += out
+                self.writer.write(out)
+                if progress is not None:
+                    progress.update(task, advance=len(chunk))
+        finally:
+            if progress is not None:
+                progress.stop()
+            await self.enricher.aclose()
+
+    def _asked(self) -> int:
+        """API lookups made so far: answers that did not come from the cache."""
+        asked = {Verdict.SKIPPED, Verdict.QUOTA}
+        return sum(1 for r in self.results if not r.cached and r.verdict not in asked)
+
+
+def _say_unreachable(results: Sequence[Enrichment], settings: config_mod.Settings) -> None:
+    """One line, not one per row, when VirusTotal (or the emulator) could not be reached."""
+    if not any(r.error == "ConnectionError" for r in results):
+        return
+    url = settings.virustotal.api_url
+    local = "127.0.0.1" in url or "localhost" in url
+    hint = "is `vtconnect emulator` running there? " if local else ""
+    proxy = f"the proxy {settings.virustotal.proxy}" if settings.virustotal.proxy else "a proxy"
+    click.echo(
+        f"error: cannot reach VirusTotal at {url}: {hint}check VT_API_URL (or [virustotal] "
+        f"api_url) and whether {proxy} is needed ([virustotal] proxy)",
+        err=True,
+    )
 
 
 def _credentials_exit(exc: CredentialsRejected) -> None:
@@ -179,67 +318,84 @@ def _credentials_exit(exc: CredentialsRejected) -> None:
     sys.exit(EXIT_CREDENTIALS)
 
 
-async def _lookup(
-    enricher: Enricher, items: List[str], kwargs: dict, console: Console
-) -> List[Enrichment]:
-    items = [v if len(v) <= MAX_LINE else v[:64] + "…(truncated)" for v in items]
-    try:
-        if len(items) < 50 or not console.is_terminal:
-            return await enricher.enrich(items, **kwargs)
-        from rich.progress import Progress
-
-        results: List[Enrichment] = []
-        with Progress(console=console, transient=True) as progress:
-            task = progress.add_task("enriching", total=len(items))
-            for i in range(0, len(items), 100):
-                results += await enricher.enrich(items[i : i + 100], **kwargs)
-                progress.update(task, advance=len(items[i : i + 100]))
-        return results
-    finally:
-        await enricher.aclose()
-
-
 # -- scan ------------------------------------------------------------------------------------
 @main.group()
 def scan() -> None:
     """Submit a URL or a file to VirusTotal for analysis."""
 
 
-def _run_scan(settings: config_mod.Settings, submit, wait: bool, timeout: float) -> None:
-    async def run() -> None:
+def _run_scan(
+    settings: config_mod.Settings, submit, wait: bool, timeout: float, fmt: str
+) -> None:
+    async def run() -> dict:
         gw = Gateway(settings.virustotal)
         try:
             analysis_id = await submit(gw)
-            click.echo(f"analysis {analysis_id}")
             if not wait:
-                return
+                return {"analysis_id": analysis_id, "status": "queued"}
             from .core.analysis import wait_for_analysis
 
             doc = await wait_for_analysis(gw, analysis_id, timeout=timeout)
-            attrs = doc["data"]["attributes"]
-            stats = attrs.get("stats", {})
-            click.echo(
-                f"status {attrs.get('status')}: "
-                + ", ".join(f"{k} {v}" for k, v in stats.items() if v)
-            )
+            return scan_result(analysis_id, doc, settings)
         finally:
             await gw.aclose()
 
     try:
-        asyncio.run(run())
+        out = asyncio.run(run())
     except CredentialsRejected as exc:
         _credentials_exit(exc)
     except GatewayError as exc:
         click.echo(f"scan failed: {exc}", err=True)
         sys.exit(EXIT_FAILED)
+    if fmt == "json":
+        click.echo(json.dumps(out, indent=2))
+        return
+    click.echo(f"analysis {out['analysis_id']}: {out['status']}")
+    if "verdict" in out:
+        click.echo(f"verdict  {out['verdict']} ({out['score']}): {out['reason']}")
+        click.echo(f"link     {out['link']}")
+    else:
+        click.echo("(add --wait to poll until the analysis completes and see the verdict)")
+
+
+def scan_result(analysis_id: str, doc: dict, settings: config_mod.Settings) -> dict:
+    """The verdict from the completed analysis itself (its stats and engine results), so seeing
+    it costs no further API call."""
+    from .core.enricher import from_report
+    from .core.observable import parse
+    from .core.report import parse_report
+
+    attrs = doc["data"]["attributes"]
+    meta = doc.get("meta") or {}
+    out = {"analysis_id": analysis_id, "status": attrs.get("status"),
+           "stats": attrs.get("stats", {})}  # fmt: skip
+    info = meta.get("file_info") or meta.get("url_info") or {}
+    value = info.get("sha256") or info.get("url")
+    if not value:
+        return out
+    kind = "file" if "sha256" in info else "url"
+    obs = parse(value, kind)
+    vt_type = "file" if kind == "file" else "url"
+    analysed = {
+        "last_analysis_stats": attrs.get("stats", {}),
+        "last_analysis_results": attrs.get("results", {}),
+        "last_analysis_date": attrs.get("date"),
+    }
+    oid = info.get("sha256") or info.get("id")
+    report = parse_report({"data": {"type": vt_type, "id": oid, "attributes": analysed}})
+    enr = from_report(obs, report, settings.policy)
+    out.update(value=obs.value, verdict=enr.verdict.value, score=enr.score, reason=enr.reason,
+               link=enr.link)  # fmt: skip
+    return out
 
 
 @scan.command("url")
 @click.argument("url")
 @click.option("--wait/--no-wait", default=False, help="Poll until the analysis completes.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=300, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @click.pass_obj
-def scan_url(obj: Ctx, url: str, wait: bool, timeout: float) -> None:
+def scan_url(obj: Ctx, url: str, wait: bool, timeout: float, fmt: str) -> None:
     """Submit URL for analysis."""
     from .core.observable import InvalidObservable, parse
 
@@ -247,17 +403,18 @@ def scan_url(obj: Ctx, url: str, wait: bool, timeout: float) -> None:
         obs = parse(url, "url")
     except InvalidObservable as exc:
         raise click.BadParameter(str(exc), param_hint="URL") from None
-    _run_scan(obj.settings, lambda gw: gw.scan_url(obs.value), wait, timeout)
+    _run_scan(obj.settings, lambda gw: gw.scan_url(obs.value), wait, timeout, fmt)
 
 
 @scan.command("file")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, readable=True))
 @click.option("--wait/--no-wait", default=False, help="Poll until the analysis completes.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @click.pass_obj
-def scan_file(obj: Ctx, path: str, wait: bool, timeout: float) -> None:
+def scan_file(obj: Ctx, path: str, wait: bool, timeout: float, fmt: str) -> None:
     """Upload PATH (up to 650 MB) for analysis."""
-    _run_scan(obj.settings, lambda gw: gw.scan_file(path), wait, timeout)
+    _run_scan(obj.settings, lambda gw: gw.scan_file(path), wait, timeout, fmt)
 
 
 # -- emulator --------------------------------------------------------------------------------
@@ -302,8 +459,10 @@ def cache() -> None:
 
 
 @cache.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
 @click.pass_obj
-def cache_stats(obj: Ctx) -> None:
+def cache_stats(obj: Ctx, as_json: bool) -> None:
+    """Entries by verdict, hit rate, verdict log size."""
     from .core.cache import Cache
 
     c = Cache(obj.settings.cache_path, obj.settings.cache)
@@ -311,9 +470,18 @@ def cache_stats(obj: Ctx) -> None:
         stats = c.stats()
     finally:
         c.close()
-    click.echo(f"cache {obj.settings.cache_path}")
-    for k, v in stats.items():
-        click.echo(f"  {k}: {v}")
+    stats.pop("memory_entries", None)  # this process's own memory: always empty here
+    if as_json:
+        click.echo(json.dumps(dict(stats, path=str(obj.settings.cache_path))))
+        return
+    verdicts = ", ".join(f"{k} {v}" for k, v in sorted(stats["by_verdict"].items())) or "none"
+    looked = stats["hits_total"] + stats["misses_total"]
+    click.echo(f"cache        {obj.settings.cache_path} ({stats['db_bytes'] / 1024:.0f} KiB)")
+    click.echo(f"entries      {stats['entries']} live ({verdicts}); {stats['expired']} expired; "
+               f"{stats['aliases']} hash aliases")  # fmt: skip
+    click.echo(f"hit rate     {100 * stats['hit_rate']:.1f}% of {looked} lookups; today "
+               f"{stats['hits_today']} hits, {stats['misses_today']} misses")  # fmt: skip
+    click.echo(f"verdict log  {stats['log_rows']} rows (kept 30 days)")
 
 
 @cache.command("purge")
@@ -360,9 +528,18 @@ def demo(obj: Ctx) -> None:
     "--taxii", "parts", flag_value="taxii", multiple=True, help="Run the TAXII 2.1 server."
 )
 @click.option("--webhook", "parts", flag_value="webhook", multiple=True, help="Run the receiver.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per log line (access lines carry their fields as keys).",
+)
 @click.pass_obj
-def serve(obj: Ctx, parts: Sequence[str]) -> None:
-    """Run the server parts in one process (127.0.0.1 unless configured); stop with SIGTERM."""
+def serve(obj: Ctx, parts: Sequence[str], log_format: str) -> None:
+    """Run the server parts in one process (127.0.0.1 unless configured); stop with SIGTERM.
+    /healthz, /metrics and (with [status] credentials) /status on every part."""
+    from .observe import configure_logging
     from .serve import plan
     from .serve import serve as run
 
@@ -378,6 +555,8 @@ def serve(obj: Ctx, parts: Sequence[str]) -> None:
     except config_mod.ConfigError as exc:
         raise click.UsageError(str(exc)) from None
 
+    configure_logging(log_format)
+
     def ready(urls: dict) -> None:
         for name, url in urls.items():
             click.echo(f"{name} listening on {url}", err=True)
@@ -386,10 +565,13 @@ def serve(obj: Ctx, parts: Sequence[str]) -> None:
 
 
 def _register_connectors() -> None:
+    from .cli_config import config_group, init
     from .cli_splunk import splunk
     from .cli_taxii import taxii
     from .cli_webhook import webhook
 
+    main.add_command(config_group)
+    main.add_command(init)
     main.add_command(splunk)
     main.add_command(taxii)
     main.add_command(webhook)

@@ -78,16 +78,49 @@ def taxii() -> None:
     """TAXII 2.1: password hashes, pulling and pushing feeds."""
 
 
+def _user_name(user: str) -> str:
+    if not user.strip() or '"' in user or "\\" in user or "\n" in user:
+        raise click.BadParameter("a user name without quotes or backslashes", param_hint="USER")
+    return user
+
+
 @taxii.command("passwd")
 @click.argument("user")
-@click.password_option(prompt="Password for the TAXII user")
-def passwd(user: str, password: str) -> None:
-    """Print a [[taxii.users]] entry with a password hash (the password is never stored)."""
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the password from the first line of stdin."
+)
+def passwd(user: str, password_stdin: bool) -> None:
+    """Print a [[taxii.users]] block with a password hash for USER.
+
+    The password is asked at a prompt (twice) or read from stdin, never from the command line
+    (visible in `ps`); only its hash is printed."""
     from taxii.config import hash_password
 
-    if not user.strip() or '"' in user or "\\" in user:
-        raise click.BadParameter("a user name without quotes or backslashes", param_hint="USER")
-    click.echo(f'{{ name = "{user}", password_hash = "{hash_password(password)}" }}')
+    _user_name(user)
+    if password_stdin or not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt(
+            "Password for the TAXII user", hide_input=True, confirmation_prompt=True
+        )
+    if not password:
+        raise click.UsageError("the password is empty")
+    click.echo(f'[[taxii.users]]\nname = "{user}"\npassword_hash = "{hash_password(password)}"')
+
+
+@taxii.command("token")
+@click.argument("user")
+def token(user: str) -> None:
+    """Make a bearer token for USER: the token goes to stderr (shown once, give it to the
+    client), the [[taxii.tokens]] block with its SHA-256 to stdout (for vtconnect.toml)."""
+    import hashlib
+    import secrets
+
+    _user_name(user)
+    value = secrets.token_urlsafe(32)
+    click.echo(f"token for {user} (shown once): {value}", err=True)
+    digest = hashlib.sha256(value.encode()).hexdigest()
+    click.echo(f'[[taxii.tokens]]\nsha256 = "{digest}"\nuser = "{user}"')
 
 
 remote = [

@@ -109,3 +109,35 @@ def sign(obj: Any, source: str, body_file: str, msg_id: Optional[str]) -> None:
         raise click.UsageError(
             f"{source} uses auth = {src.auth!r}: nothing to sign (only standard and github)"
         )
+
+
+@webhook.command("secret")
+@click.argument("name")
+@click.option(
+    "--auth",
+    type=click.Choice(["standard", "github", "bearer", "header", "url"]),
+    default="standard",
+    show_default=True,
+    help="How the sender proves itself (see the README's webhook section).",
+)
+@click.option("--format", "fmt", default="auto", show_default=True, help="Alert format.")
+def secret(name: str, auth: str, fmt: str) -> None:
+    """Print a [[webhook.sources]] block for NAME with a new random secret: paste it into
+    vtconnect.toml and give the same secret to the sender (it verifies or signs with it)."""
+    import base64
+    import secrets
+
+    from .webhook.formats import FORMATS
+
+    if not name or not name.replace("-", "").replace("_", "").isalnum():
+        raise click.BadParameter("letters, digits, '-' or '_'", param_hint="NAME")
+    if fmt not in FORMATS:
+        raise click.BadParameter(f"one of {', '.join(FORMATS)}", param_hint="--format")
+    if auth == "standard":  # Standard Webhooks: whsec_ + base64 of the key bytes
+        value = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    else:
+        value = secrets.token_urlsafe(32)
+    click.echo(
+        f'[[webhook.sources]]\nname = "{name}"\nformat = "{fmt}"\nauth = "{auth}"\n'
+        f'secret = "{value}"'
+    )

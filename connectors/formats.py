@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import time
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -108,3 +108,47 @@ def print_table(results: Sequence[Enrichment], console: Console) -> None:
 def _short(value: str, limit: int = 80) -> str:
     value = value.replace("\n", "\\n")
     return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+class RowWriter:
+    """Writes results as they complete: csv and jsonl a line per value, json one array that is a
+    valid document however early it is closed (Ctrl-C); table and stix once, at close."""
+
+    def __init__(self, fmt: str, out: TextIO, console: Console) -> None:
+        self.fmt, self.out, self.console = fmt, out, console
+        self.kept: List[Enrichment] = []
+        self.count = 0
+        self._csv: Any = None
+
+    def write(self, results: Sequence[Enrichment]) -> None:
+        self.count += len(results)
+        if self.fmt in ("table", "stix"):
+            self.kept += results
+            return
+        for d in rows(results):
+            if self.fmt == "csv":
+                if self._csv is None:
+                    self._csv = csv.DictWriter(
+                        self.out, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n"
+                    )
+                    self._csv.writeheader()
+                d["tags"] = ";".join(d["tags"])
+                self._csv.writerow({k: "" if d.get(k) is None else d.get(k) for k in CSV_FIELDS})
+            elif self.fmt == "jsonl":
+                self.out.write(json.dumps(d, ensure_ascii=False) + "\n")
+            else:
+                lead = "[\n" if self._csv is None else ",\n"
+                self._csv = True  # the array is open
+                self.out.write(lead + json.dumps(d, indent=2, ensure_ascii=False))
+        self.out.flush()
+
+    def close(self) -> None:
+        if self.fmt == "json":
+            self.out.write("\n]\n" if self._csv else "[]\n")
+        elif self.fmt == "stix":
+            self.out.write(to_stix(self.kept) + "\n")
+        elif self.fmt == "table":
+            print_table(self.kept, self.console)
+        elif self.fmt == "csv" and self._csv is None:
+            self.out.write(to_csv([]))
+        self.out.flush()

@@ -65,6 +65,9 @@ def plan(settings: Settings, parts: List[str]) -> List[Part]:
             except (OSError, ssl.SSLError) as exc:
                 raise ConfigError(f"{name}: cannot load TLS certificate/key: {exc}") from None
         out.append(Part(name, host, port, ctx, _factory(name)))
+    from .status import load_users
+
+    load_users(settings.raw)  # a bad [status] is an error before anything binds
     return out
 
 
@@ -75,7 +78,11 @@ async def serve(
     stop: Optional[asyncio.Event] = None,
 ) -> None:
     """Run until SIGTERM/SIGINT (or `stop` is set). `ready` gets {part: base URL} once listening."""
+    from . import observe
+    from .status import StatusPage, load_users
+
     enricher = Enricher(settings, connector="serve")
+    status_page = StatusPage(settings, enricher) if load_users(settings.raw) else None
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -88,6 +95,7 @@ async def serve(
     try:
         for part in parts:
             app = part.factory(settings, enricher)
+            observe.install(app, part.name, enricher, status_page.paths() if status_page else None)
             runner = web.AppRunner(
                 app, handle_signals=False, access_log=None, shutdown_timeout=10.0
             )
@@ -99,7 +107,7 @@ async def serve(
             port = sock.getsockname()[1]
             scheme = "https" if part.ssl_context else "http"
             urls[part.name] = f"{scheme}://{part.host}:{port}"
-            log.warning("%s listening on %s", part.name, urls[part.name])
+            log.info("%s listening on %s", part.name, urls[part.name])
         if ready:
             ready(urls)
         await stop.wait()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import difflib
 import hashlib
 import hmac
 import os
@@ -10,7 +11,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from connectors.core.config import ConfigError
+from connectors.core.config import ConfigError, check_known
 
 PBKDF2_ITERATIONS = 200_000
 PUBLISHABLE_ORDER = ("malicious", "suspicious", "harmless", "undetected")
@@ -105,9 +106,7 @@ KEYS = {  # a misspelt key is an error, not a silently ignored setting
 
 
 def _known(table: Mapping[str, Any], keys: Tuple[str, ...], where: str) -> None:
-    unknown = sorted(str(k) for k in table if k not in keys)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(keys)})")
+    check_known(table, keys, where)
 
 
 def _verdicts(values: Tuple[str, ...], where: str) -> None:
@@ -141,7 +140,7 @@ def load(raw: Mapping[str, Any]) -> TaxiiConfig:
         raise ConfigError("taxii.public_url must be an http(s):// URL (what consumers connect to)")
     if not cfg.api_root.replace("-", "").replace("_", "").isalnum():
         raise ConfigError("taxii.api_root must be letters, digits, '-' or '_'")
-    if cfg.api_root in ("taxii2", "feeds"):
+    if cfg.api_root in ("taxii2", "feeds", "status", "healthz", "metrics"):
         raise ConfigError(f"taxii.api_root cannot be {cfg.api_root!r}: that path is taken")
     if cfg.tlp not in ("white", "green", "amber", "red"):
         raise ConfigError("taxii.tlp must be white, green, amber or red")
@@ -203,6 +202,7 @@ def load(raw: Mapping[str, Any]) -> TaxiiConfig:
         if len(digest) != 64 or not user:
             raise ConfigError(f"{where} needs sha256 (hex digest of the token) and user")
         cfg.tokens[digest.lower()] = user
+    _rights_name_users(cfg)
     for i, src in enumerate(section.get("sources", []) or []):
         where = f"taxii.sources[{i}]"
         if not isinstance(src, Mapping):
@@ -222,3 +222,19 @@ def load(raw: Mapping[str, Any]) -> TaxiiConfig:
             raise ConfigError(f"{where}.every must be at least 60 seconds")
         cfg.sources.append(dict(src, every=float(every)))
     return cfg
+
+
+def _rights_name_users(cfg: TaxiiConfig) -> None:
+    """A misspelt user in read/write would silently lock that user out (or keep a feed closed):
+    every name must be a [[taxii.users]] name or the user of a [[taxii.tokens]] entry."""
+    known = set(cfg.users) | set(cfg.tokens.values())
+    for i, c in enumerate(cfg.collections):
+        for key, names in (("read", c.readers), ("write", c.writers)):
+            for name in names:
+                if name != "*" and name not in known:
+                    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    raise ConfigError(
+                        f"taxii.collections[{i}].{key}: no user {name!r} in [[taxii.users]] "
+                        f"or [[taxii.tokens]]{hint}"
+                    )

@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 STORE = web.AppKey("store", Store)
 CONFIG = web.AppKey("config", taxii_config.TaxiiConfig)
 AUTH = web.AppKey("auth", auth.Authenticator)
-USER = web.RequestKey("user", str)  # the authenticated user; absent for anonymous requests
+# The authenticated user; absent for anonymous requests. RequestKey is aiohttp 3.14+ (Python 3.10+).
+USER = web.RequestKey("user", str) if hasattr(web, "RequestKey") else "user"
 REALM = "vtconnect TAXII"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -181,6 +181,13 @@ class Store:
         token = encode_next(rows[-1][4], rows[-1][0]) if more and rows else ""
         return Page(objs, more and bool(token), token)
 
+    def summary(self) -> Dict[str, Tuple[int, int]]:
+        """collection id -> (objects stored, newest date_added in µs), for the status page."""
+        rows = self.db.execute(
+            "SELECT collection, COUNT(*), MAX(date_added) FROM objects GROUP BY collection"
+        )
+        return {c: (n, last) for c, n, last in rows}
+
     def has_collection_objects(self, collection: str) -> bool:
         return (
             self.db.execute(

@@ -403,6 +403,15 @@ class Cache:
         args.append(int(limit))
         return [(row[0], LogRecord(*row[1:])) for row in self.db.execute(sql, args)]
 
+    def recent(self, limit: int = 20, verdicts: Iterable[str] = ()) -> List[LogRecord]:
+        """The newest verdict-log rows (of these verdicts, when given), newest first."""
+        wanted = list(verdicts)
+        sql = "SELECT key, kind, value, verdict, score, connector, at, reason FROM verdict_log"
+        if wanted:
+            sql += f" WHERE verdict IN ({','.join('?' * len(wanted))})"
+        sql += " ORDER BY id DESC LIMIT ?"
+        return [LogRecord(*row) for row in self.db.execute(sql, [*wanted, int(limit)])]
+
     def count_hit(self, connector: str, hits: int, misses: int) -> None:
         if not hits and not misses:
             return

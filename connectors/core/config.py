@@ -6,6 +6,7 @@ servers and sources read their own sections from the same parsed document (`Sett
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 from dataclasses import dataclass, field, fields, replace
@@ -25,6 +26,26 @@ DEFAULT_INTERNAL_SUFFIXES = (".local", ".internal", ".lan", ".corp", ".home.arpa
 
 class ConfigError(ValueError):
     """The configuration cannot be used; the message says which key and why."""
+
+
+# Top-level sections of vtconnect.toml: the core's own, then the ones other parts read from
+# `Settings.raw` (each part checks its own keys). Anything else is a typo, not a new feature.
+CORE_SECTIONS = ("core", "virustotal", "privacy", "policy", "cache", "quota", "lists")
+PART_SECTIONS = ("taxii", "webhook", "status")
+
+
+def check_known(table: Mapping[str, Any], known: Any, where: str) -> None:
+    """ConfigError for the first key of `table` not in `known`, with the closest known name.
+    `where` is the dotted path of the table ("" for the top level)."""
+    known = tuple(known)
+    for key in sorted(str(k) for k in table):
+        if key in known:
+            continue
+        name = f"{where}.{key}" if where else key
+        kind = "key" if where else "section"
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(known))}"
+        raise ConfigError(f"unknown {kind} {name} ({hint})")
 
 
 class SecretStr:
@@ -168,10 +189,9 @@ def _section(cls: Any, data: Mapping[str, Any], name: str) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(f"[{name}] must be a table")
     known = {f.name: f for f in fields(cls)}
+    check_known(data, known, name)
     values: Dict[str, Any] = {}
     for key, value in data.items():
-        if key not in known:
-            raise ConfigError(f"unknown key {name}.{key} (known: {', '.join(sorted(known))})")
         default = known[key].default
         if key == "api_key":
             if not isinstance(value, str):
@@ -200,6 +220,7 @@ def from_mapping(
     doc: Mapping[str, Any], source: str = "", env: Optional[Mapping[str, str]] = None
 ) -> Settings:
     env = os.environ if env is None else env
+    check_known(doc, CORE_SECTIONS + PART_SECTIONS, "")
     vt_doc = doc.get("virustotal", {})
     rels: Tuple[str, ...] = ()
     if isinstance(vt_doc, Mapping) and "relationships" in vt_doc:
@@ -222,9 +243,7 @@ def from_mapping(
     core = doc.get("core", {})
     if not isinstance(core, Mapping):
         raise ConfigError("[core] must be a table")
-    unknown = set(core) - {"state_dir"}
-    if unknown:
-        raise ConfigError(f"unknown key core.{sorted(unknown)[0]} (known: state_dir)")
+    check_known(core, ("state_dir",), "core")
     privacy = _section(PrivacySettings, doc.get("privacy", {}), "privacy")
     privacy = replace(
         privacy,

@@ -256,7 +256,15 @@ class Enricher:
         renewer = asyncio.ensure_future(self._flights.renew(plan, chosen, tasks))
         timeout = None if until is None else max(0.0, until - self.clock.now())
         try:
-            done, pending = await asyncio.wait(tasks, timeout=timeout) if tasks else (set(), set())
+            try:
+                done, pending = (
+                    await asyncio.wait(tasks, timeout=timeout) if tasks else (set(), set())
+                )
+            except asyncio.CancelledError:  # the caller gave up (Ctrl-C, shutdown): so do fetches
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise
             for task in pending:
                 task.cancel()
             if pending:

@@ -8,7 +8,7 @@ from dataclasses import MISSING, dataclass, field
 from typing import Any, Dict, Mapping
 from urllib.parse import urlsplit
 
-from connectors.core.config import ConfigError
+from connectors.core.config import ConfigError, check_known
 
 from .formats import FORMATS
 
@@ -45,10 +45,18 @@ class WebhookConfig:
     sources: Dict[str, Source] = field(default_factory=dict)
 
 
+# host, port and TLS are read by the serve loop; the rest here.
+SECTION_KEYS = ("host", "port", "tls_cert", "tls_key", "outbox", "max_wait", "shutdown_grace",
+                "keep_days", "sources")  # fmt: skip
+
+
 def load(raw: Mapping[str, Any]) -> WebhookConfig:
     section = raw.get("webhook", {}) or {}
     if not isinstance(section, Mapping):
         raise ConfigError("[webhook] must be a table")
+    check_known(section, SECTION_KEYS, "webhook")
+    if not isinstance(section.get("sources", []), list):
+        raise ConfigError("webhook.sources must be a list of tables ([[webhook.sources]])")
     max_wait = section.get("max_wait", WebhookConfig.max_wait)
     if isinstance(max_wait, bool) or not isinstance(max_wait, (int, float)) or max_wait <= 0:
         raise ConfigError("webhook.max_wait must be a number of seconds above 0")
@@ -68,9 +76,7 @@ def load(raw: Mapping[str, Any]) -> WebhookConfig:
         where = f"webhook.sources[{i}]"
         if not isinstance(s, Mapping):
             raise ConfigError(f"{where} must be a table")
-        unknown = set(s) - set(Source.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]}")
+        check_known(s, Source.__dataclass_fields__, where)
         _check_types(where, s)
         src = Source(**dict(s))
         if not src.name or not src.name.replace("-", "").replace("_", "").isalnum():

@@ -165,12 +165,23 @@ def test_no_key_is_a_clear_error(tmp_path):
 def test_scan_url_and_file_with_wait(env, tmp_path):
     r = run(env, "scan", "url", "hxxp://example[.]com/new", "--wait", "--timeout", "10")
     assert r.exit_code == 0, r.output
-    assert r.stdout.startswith("analysis u-") and "status completed" in r.stdout
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("analysis u-") and lines[0].endswith(": completed")
+    assert lines[1].startswith("verdict  ") and "engines" in lines[1]
+    assert lines[2].startswith("link     https://www.virustotal.com/gui/url/")
     f = tmp_path / "sample.bin"
     f.write_bytes(b"vtconnect test file\n")
-    r = run(env, "scan", "file", str(f), "--wait", "--timeout", "10")
+    r = run(env, "scan", "file", str(f), "--wait", "--timeout", "10", "--format", "json")
     assert r.exit_code == 0, r.output
-    assert "status completed" in r.stdout
+    out = json.loads(r.stdout)
+    import hashlib
+
+    sha256 = hashlib.sha256(f.read_bytes()).hexdigest()
+    assert out["status"] == "completed" and out["value"] == sha256
+    assert out["verdict"] in ("malicious", "suspicious", "harmless", "undetected")
+    assert out["link"].endswith("/gui/file/" + out["value"]) and sum(out["stats"].values()) > 0
+    r = run(env, "scan", "url", "http://example.org/queued")
+    assert r.exit_code == 0 and "--wait" in r.stdout and r.stdout.startswith("analysis u-")
     r = CliRunner().invoke(main, ["scan", "url", "not a url"], env=env)
     assert r.exit_code == 2
 
@@ -178,7 +189,10 @@ def test_scan_url_and_file_with_wait(env, tmp_path):
 def test_cache_stats_purge_and_quota(env):
     run(env, "lookup", EICAR_MD5, "example.com")
     r = run(env, "cache", "stats")
-    assert r.exit_code == 0 and "entries: 2" in r.stdout and "log_rows: 2" in r.stdout
+    assert r.exit_code == 0 and "entries      2 live (harmless 1, malicious 1)" in r.stdout
+    assert "verdict log  2 rows" in r.stdout and "{" not in r.stdout  # no Python dict
+    stats = json.loads(run(env, "cache", "stats", "--json").stdout)
+    assert stats["entries"] == 2 and stats["by_verdict"] == {"harmless": 1, "malicious": 1}
     r = run(env, "cache", "purge")
     assert "removed 0 entries" in r.stdout
     r = run(env, "cache", "purge", "--all")

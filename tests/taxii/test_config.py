@@ -27,9 +27,10 @@ def test_example_configuration_loads():
     ({"max_page_size": 0}, "positive"),
     ({"api_root": "a/b"}, "api_root"),
     ({"api_root": "feeds"}, "taken"),
-    ({"colections": []}, "unknown key 'colections'"),
+    ({"colections": []}, "unknown key taxii.colections \\(did you mean 'collections'\\?\\)"),
     ({"collections": [{"id": "1f0e8c6a-5b4d-4e3f-a2b1-c0d9e8f7a6b5", "title": "t",
-                       "readers": ["x"]}]}, "collections\\[0\\]: unknown key 'readers'"),
+                       "readers": ["x"]}]},
+     "unknown key taxii.collections\\[0\\].readers \\(did you mean 'read'\\?\\)"),
     ({"users": {"name": "x"}}, "list of tables"),
     ({"collections": [{"id": "1f0e8c6a-5b4d-4e3f-a2b1-c0d9e8f7a6b5", "title": "t",
                        "kinds": ["hash"]}]}, "unknown kind"),
@@ -53,3 +54,16 @@ def test_password_hashes_verify():
     assert taxii_config.verify_password("pw", h)
     assert not taxii_config.verify_password("pW", h)
     assert not taxii_config.verify_password("pw", "garbage")
+
+
+def test_rights_must_name_known_users():
+    from taxii.config import hash_password
+
+    doc = {"collections": [{"id": "1f0e8c6a-5b4d-4e3f-a2b1-c0d9e8f7a6b5", "title": "t",
+                            "read": ["firewal"], "write": ["*"]}],
+           "users": [{"name": "firewall", "password_hash": hash_password("x", 1000)}]}  # fmt: skip
+    with pytest.raises(ConfigError, match="read: no user 'firewal'.*did you mean 'firewall'"):
+        taxii_config.load({"taxii": doc})
+    doc["collections"][0]["read"] = ["firewall", "soc"]
+    doc["tokens"] = [{"sha256": "a" * 64, "user": "soc"}]  # a token-only user is a user
+    assert taxii_config.load({"taxii": doc}).collections[0].readers == ("firewall", "soc")

@@ -36,7 +36,7 @@ def one(**extra):
         ({"callback_url": "ftp://x.example.com"}, "http(s) URL"),
         ({"callback_url": "http://x.example.com", "callback_secret": WHSEC}, "must be https"),
         ({"callback_url": "https://x.example.com"}, "callback_secret must be whsec_"),
-        ({"surprise": 1}, "unknown key surprise"),
+        ({"surprise": 1}, "].surprise (known: allow_http"),
     ],
 )
 def test_bad_source_values(extra, message):

@@ -1,0 +1,87 @@
+"""`vtconnect serve --taxii` as a real process: /healthz and /metrics on the TAXII part, one
+access line per request without query strings or credentials, failed logins logged and counted,
+JSON log lines with --log-format json, and "listening" said once."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from taxii.config import hash_password
+
+EXE = str(Path(sys.executable).with_name("vtconnect"))
+COLLECTION = "5e1f3a2b-9c4d-4e8f-a1b2-c3d4e5f60718"
+
+
+def start(tmp_path, emulator_url, *extra):
+    cfg = tmp_path / "vtconnect.toml"
+    cfg.write_text(
+        f'[core]\nstate_dir = "{tmp_path}"\n[taxii]\nport = 0\n'
+        f'[[taxii.collections]]\nid = "{COLLECTION}"\ntitle = "Feed"\nread = ["analyst"]\n'
+        f'[[taxii.users]]\nname = "analyst"\npassword_hash = "{hash_password("pw", 1000)}"\n'
+    )
+    env = dict(os.environ, VTCONNECT_CONFIG=str(cfg), VT_API_URL=emulator_url, VT_API_KEY="k")
+    proc = subprocess.Popen([EXE, "serve", "--taxii", *extra], env=env, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    line = proc.stderr.readline()
+    assert "listening on" in line, line
+    return proc, line.strip().rsplit(" ", 1)[-1]
+
+
+def get(url, auth=None):
+    req = urllib.request.Request(url, headers={"Accept": "application/taxii+json;version=2.1"})
+    if auth:
+        req.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def stop(proc):
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(15)
+    return proc.stderr.read()
+
+
+def test_taxii_part_health_metrics_and_access_log(tmp_path, emulator_url):
+    proc, url = start(tmp_path, emulator_url)
+    try:
+        assert get(url + "/healthz") == (200, '{"status": "ok"}')
+        assert get(f"{url}/api/collections/{COLLECTION}/objects/?limit=5", "analyst:pw")[0] == 200
+        assert get(f"{url}/api/collections/", "analyst:wrong-password")[0] == 401
+        status, text = get(url + "/metrics")
+        assert status == 200
+        assert "vtconnect_taxii_auth_failures_total 1.0" in text
+        assert ('vtconnect_taxii_requests_total{method="GET",route='
+                '"/{root}/collections/{collection}/objects/",status="200"} 1.0') in text
+        assert "vtconnect_quota_left_today" in text
+    finally:
+        err = stop(proc)
+    assert err.count("listening on") == 0  # said once, by the first line read above
+    lines = [x for x in err.splitlines() if "event=" in x]
+    assert any("event=request" in x and "route=/{root}/collections/{collection}/objects/" in x
+               and "status=200" in x for x in lines), err  # fmt: skip
+    failed = [x for x in lines if "event=auth_failed" in x]
+    assert len(failed) == 1 and "WARNING" in failed[0]
+    assert "limit=5" not in err and "wrong-password" not in err and "analyst:" not in err
+
+
+def test_json_log_lines(tmp_path, emulator_url):
+    proc, url = start(tmp_path, emulator_url, "--log-format", "json")
+    try:
+        status, _ = get(url + "/taxii2/")
+    finally:
+        err = stop(proc)
+    docs = [json.loads(x) for x in err.splitlines() if x.startswith("{")]
+    access = [d for d in docs if d.get("route") == "/taxii2/"]
+    assert len(access) == 1 and access[0]["status"] == status and access[0]["level"] == "info"
+    assert {"time", "level", "logger", "message", "client", "ms"} <= set(access[0])
