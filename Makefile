@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # PYTHONWARNINGS: setuptools' editable-install banner is advice for packagers, not for users.
 PIP    := PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q --disable-pip-version-check
 
-.PHONY: demo test lint bench bench-stewardship clean browser
+.PHONY: demo test fuzz lint bench bench-stewardship clean browser
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 9))' || { \
@@ -36,6 +36,11 @@ browser:
 test: $(BIN)/.installed browser
 	$(BIN)/ruff check connectors taxii tests bench packaging
 	$(BIN)/python -m pytest -q
+
+# A longer fuzz campaign than `make test` runs (FUZZ_EXAMPLES per API and mode; raw requests x5).
+FUZZ_EXAMPLES ?= 1000
+fuzz: $(BIN)/.installed
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/fuzz -q
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/core.py

@@ -180,7 +180,8 @@ def lookup(
 ) -> None:
     """Enrich indicators (hashes, URLs, domains, IPs) with VirusTotal verdicts."""
     if extract:
-        items = _extracted(values, source, kind)
+        emails = obj.settings.privacy.extract_email_domains
+        items = _extracted(values, source, kind, emails)
     else:
         items = list(values) + (_read_values(source) if source else [])
     if not items:
@@ -218,7 +219,9 @@ def lookup(
         sys.exit(EXIT_FAILED)
 
 
-def _extracted(values: Sequence[str], source: Optional[str], kind: str) -> List[str]:
+def _extracted(
+    values: Sequence[str], source: Optional[str], kind: str, email_domains: bool = False
+) -> List[str]:
     """Indicators found in the text, as the Splunk command and the webhook find them."""
     from .core.extract import extract
     from .core.observable import Kind
@@ -236,7 +239,8 @@ def _extracted(values: Sequence[str], source: Optional[str], kind: str) -> List[
     text = "\n".join([*values, text])
     kinds = {"file": ("md5", "sha1", "sha256"), "hash": ("md5", "sha1", "sha256"),
              "ip": ("ipv4", "ipv6")}.get(kind, (kind,)) if kind != "auto" else None  # fmt: skip
-    found = extract(text, max_chars=len(text), kinds=[Kind(k) for k in kinds] if kinds else None)
+    wanted = [Kind(k) for k in kinds] if kinds else None
+    found = extract(text, max_chars=len(text), kinds=wanted, email_domains=email_domains)
     return [o.value for o in found]
 
 
@@ -566,12 +570,14 @@ def serve(obj: Ctx, parts: Sequence[str], log_format: str) -> None:
 
 def _register_connectors() -> None:
     from .cli_config import config_group, init
+    from .cli_lists import lists
     from .cli_splunk import splunk
     from .cli_taxii import taxii
     from .cli_webhook import webhook
 
     main.add_command(config_group)
     main.add_command(init)
+    main.add_command(lists)
     main.add_command(splunk)
     main.add_command(taxii)
     main.add_command(webhook)

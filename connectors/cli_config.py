@@ -46,7 +46,7 @@ def effective(settings: config_mod.Settings) -> Dict[str, Any]:
         value = getattr(settings, f.name)
         if dataclasses.is_dataclass(value):
             doc[f.name] = {k: v for k, v in _plain(value).items() if v is not None}
-    for name in config_mod.PART_SECTIONS:
+    for name in (*config_mod.PART_SECTIONS, config_mod.SERVER_SECTION):
         if name in settings.raw:
             doc[name] = _plain(settings.raw[name])
     return doc

@@ -158,6 +158,7 @@ def pull(
     """Fetch what is new in a remote TAXII 2.1 collection (URL: discovery, API root or
     collection URL) into a local collection; `added_after` is remembered between runs."""
     from connectors.core.enricher import Enricher
+    from connectors.core.lists import matcher
     from taxii import client
 
     creds = _credentials(user, password, token)
@@ -168,8 +169,9 @@ def pull(
         async def run() -> Dict[str, int]:
             enricher = Enricher(obj.settings, connector="taxii-pull") if enrich else None
             try:
+                lists = matcher(obj.settings.lists)  # ignored values are never stored
                 return await client.pull(
-                    store, enricher, url, collection, target, tlp=cfg.tlp, **creds
+                    store, enricher, url, collection, target, tlp=cfg.tlp, lists=lists, **creds
                 )
             finally:
                 if enricher is not None:

@@ -11,11 +11,13 @@ import asyncio
 import logging
 import signal
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from aiohttp import web
 
+from .connections import AcceptErrors, ErrorBody, Guard, Limits, load_limits
 from .core.config import ConfigError, Settings
 from .core.enricher import Enricher
 
@@ -31,6 +33,7 @@ class Part:
     port: int
     ssl_context: Optional[ssl.SSLContext]
     factory: Callable[[Settings, Enricher], web.Application]
+    limits: Limits = field(default_factory=Limits)
 
 
 def _factory(name: str) -> Callable[[Settings, Enricher], web.Application]:
@@ -43,9 +46,24 @@ def _factory(name: str) -> Callable[[Settings, Enricher], web.Application]:
     return build_webhook
 
 
+def _error_body(name: str) -> ErrorBody:
+    """The part's own error shape, for answers given before a request reaches its app."""
+    if name == "taxii":
+        from taxii.errors import error
+
+        return lambda status, text: error(status, HTTPStatus(status).phrase, text)
+    from .webhook.app import fail
+
+    def webhook_error(status: int, text: str) -> web.Response:
+        return fail(status, HTTPStatus(status).phrase.lower().replace(" ", "_"), text)
+
+    return webhook_error
+
+
 def plan(settings: Settings, parts: List[str]) -> List[Part]:
     """Which parts to run and where, from the [taxii] and [webhook] sections."""
     out = []
+    limits = load_limits(settings.raw)
     for name in parts:
         section: Mapping[str, Any] = settings.raw.get(name, {}) or {}
         if not isinstance(section, Mapping):
@@ -64,7 +82,7 @@ def plan(settings: Settings, parts: List[str]) -> List[Part]:
                 ctx.load_cert_chain(cert, key)
             except (OSError, ssl.SSLError) as exc:
                 raise ConfigError(f"{name}: cannot load TLS certificate/key: {exc}") from None
-        out.append(Part(name, host, port, ctx, _factory(name)))
+        out.append(Part(name, host, port, ctx, _factory(name), limits))
     from .status import load_users
 
     load_users(settings.raw)  # a bad [status] is an error before anything binds
@@ -90,21 +108,32 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # not the main thread
             pass
+    loop.set_exception_handler(AcceptErrors(loop))
     runners: List[web.AppRunner] = []
+    listeners: List[asyncio.AbstractServer] = []
     urls: Dict[str, str] = {}
     try:
         for part in parts:
             app = part.factory(settings, enricher)
             observe.install(app, part.name, enricher, status_page.paths() if status_page else None)
             runner = web.AppRunner(
-                app, handle_signals=False, access_log=None, shutdown_timeout=10.0
+                app,
+                handle_signals=False,
+                access_log=None,
+                shutdown_timeout=10.0,
+                keepalive_timeout=part.limits.keepalive_timeout,
             )
             await runner.setup()
             runners.append(runner)
-            site = web.TCPSite(runner, part.host, part.port, ssl_context=part.ssl_context)
-            await site.start()
-            sock = site._server.sockets[0]  # type: ignore[union-attr]  # the real port when 0
-            port = sock.getsockname()[1]
+            assert runner.server is not None
+            # Our own listener instead of a TCPSite: connections go through the Guard.
+            guard = Guard(part.name, part.limits, _error_body(part.name))
+            listener = await loop.create_server(
+                guard.factory(runner.server), part.host, part.port, ssl=part.ssl_context,
+                backlog=128, reuse_address=True,
+            )  # fmt: skip
+            listeners.append(listener)
+            port = listener.sockets[0].getsockname()[1]  # the real port when 0
             scheme = "https" if part.ssl_context else "http"
             urls[part.name] = f"{scheme}://{part.host}:{port}"
             log.info("%s listening on %s", part.name, urls[part.name])
@@ -113,6 +142,8 @@ async def serve(
         await stop.wait()
         log.warning("shutting down")
     finally:
+        for listener in listeners:
+            listener.close()  # no new connections; the runners close the open ones
         # Runner cleanup runs each app's on_shutdown/on_cleanup: workers finish or re-queue.
         for runner in reversed(runners):
             await runner.cleanup()

@@ -35,6 +35,7 @@ REQUIREMENTS = (
     "vt-py==0.22.0",
     "tomli>=2,<3",
     "tldextract==5.3.0",  # 5.3.1+ needs Python 3.10
+    "idna>=3.7,<4",  # IDNA 2008 / UTS 46 host names (connectors.core.observable)
 )
 # Not vendored: ioc-finder (9.x needs Python 3.10; connectors.core.extract does not use it).
 # Packages with optional C speedups: build them from source with the speedups switched off.

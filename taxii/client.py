@@ -19,8 +19,9 @@ from taxii2client.v21 import ApiRoot, Collection, Server, as_pages
 
 from connectors.core import stix
 from connectors.core.enricher import Enricher
+from connectors.core.observable import InvalidObservable, parse
 from connectors.core.quota import Priority
-from connectors.core.verdict import Enrichment
+from connectors.core.verdict import Enrichment, Verdict
 
 from .errors import TaxiiError
 from .filters import TS_RE, timestamp_us
@@ -144,10 +145,13 @@ async def pull(
     token: Optional[str] = None,
     page_size: int = 500,
     tlp: str = "green",
+    lists: Any = None,
 ) -> Dict[str, int]:
     """Fetch new objects from a remote collection into local collection `into`; with an
     enricher, add a Note with VirusTotal's opinion and our own Indicator for risky values.
-    Remote objects are hostile input: invalid ones are counted and left out."""
+    Remote objects are hostile input: invalid ones are counted and left out. Indicators for a
+    value on the [lists] ignore list (`lists`, else the enricher's) are left out too: the local
+    collection is served, and an ignored value is never published."""
     creds = _credentials(user, password, token)
     coll = await asyncio.to_thread(find_collection, url, collection, **creds)
     state_key = f"pull:{coll.url}"
@@ -168,6 +172,11 @@ async def pull(
     problems = await asyncio.to_thread(lambda: [problem(o) for o in pulled])
     objects = [o for o, why in zip(pulled, problems) if not why]
     counts = {"pulled": len(pulled), "rejected": len(pulled) - len(objects), "enriched": 0}
+    lists = lists if lists is not None else getattr(enricher, "lists", None)
+    if lists:
+        kept = [o for o in objects if not _ignored(lists, o)]
+        counts["ignored"] = len(objects) - len(kept)
+        objects = kept
     new: List[Dict[str, Any]] = list(objects)
     if enricher is not None and objects:
         opinions = await _enrich(enricher, objects)
@@ -189,6 +198,19 @@ async def pull(
 
 
 SHARED = ("identity", "marking-definition")
+
+
+def _ignored(lists: Any, obj: Dict[str, Any]) -> bool:
+    """Whether an indicator names a value on the [lists] ignore list."""
+    for kind, value in observables(obj):
+        try:
+            obs = parse(value, kind)
+        except InvalidObservable:
+            continue
+        rule = lists.match(obs)
+        if rule is not None and rule.verdict is Verdict.SKIPPED:
+            return True
+    return False
 
 
 async def _enrich(

@@ -1,6 +1,8 @@
 """Republishes the core's verdicts as STIX Indicators: a malicious or suspicious verdict from any
 connector (a Splunk search, a webhook alert, the CLI) reaches the firewalls polling TAXII; a later
-harmless verdict for a published indicator publishes a revoked version."""
+harmless verdict for a published indicator publishes a revoked version. The [lists] section
+decides first: an ignored value is never published (a live indicator for it is revoked), a
+forced verdict replaces the logged one."""
 
 from __future__ import annotations
 
@@ -9,10 +11,12 @@ import hashlib
 import json
 import logging
 import time
-from typing import Any, AsyncIterator, Callable, Dict, List
+from dataclasses import replace
+from typing import Any, AsyncIterator, Callable, Dict, List, Optional
 
 from connectors.core import stix
 from connectors.core.enricher import Enricher
+from connectors.core.lists import Lists
 from connectors.core.report import Report
 from connectors.core.verdict import Enrichment, Verdict
 
@@ -43,7 +47,7 @@ async def poll_sources(
             return await enricher.governor.acquire(Priority.BACKGROUND, time.time() + 5)
 
         objects = await sources.poll(
-            enricher.gateway, acquire, src, enricher.settings.policy, cfg.tlp
+            enricher.gateway, acquire, src, enricher.settings.policy, cfg.tlp, enricher.lists
         )
         if objects:
             stored += sum(
@@ -55,16 +59,18 @@ async def poll_sources(
 def publish_once(enricher: Enricher, store: Store, cfg: TaxiiConfig, batch: int = 1000) -> int:
     """One pass over new verdict log rows; returns how many objects were stored. The cached
     report (when the cache still has it) adds labels, first_seen and the Malware SDO."""
+    lists = getattr(enricher, "lists", None)  # the core's [lists]: they decide first
+    revoked = revoke_listed(lists, store, cfg) if lists is not None else 0
     seen = store.get_state(CURSOR, "")
     rows = enricher.cache.log_after(int(seen or 0), limit=batch)
     if not rows:
-        return 0
+        return revoked
     now = time.time()
     # A later verdict for a value supersedes; rows we cannot express as a pattern are skipped.
     latest = {
         rec.key: rec for _, rec in rows if rec.kind in stix.PATTERN_PATH and rec.verdict in VERDICTS
     }
-    enrichments = {key: _enrichment(enricher, rec) for key, rec in latest.items()}
+    enrichments = {key: _listed(lists, _enrichment(enricher, rec)) for key, rec in latest.items()}
     batches: Dict[str, List[Dict[str, Any]]] = {}
     for coll in cfg.collections:
         wanted = set(coll.publish)
@@ -75,16 +81,63 @@ def publish_once(enricher: Enricher, store: Store, cfg: TaxiiConfig, batch: int 
             if coll.kinds and GROUP.get(rec.kind, rec.kind) not in coll.kinds:
                 continue
             enr = enrichments[key]
-            if rec.verdict in wanted:
+            verdict = enr.verdict.value
+            if verdict in wanted and verdict != "skipped":
                 made = stix.objects_for([enr], now, cfg.tlp, [enr.verdict])
                 objects += [o for o in made if o["type"] not in SHARED]
-            elif rec.verdict == "harmless" and _published(store, coll.id, rec.kind, rec.value):
+            elif verdict in ("harmless", "skipped") and _published(
+                store, coll.id, rec.kind, rec.value
+            ):
                 objects.append(stix.indicator(enr, now, cfg.tlp, revoked=True))
         if objects:
             batches[coll.id] = [stix.PRODUCER, stix.marking(cfg.tlp), *objects]
     # Objects and cursor in one transaction: a crash never loses or repeats a verdict, and a
     # second server process that got here first makes this pass a no-op.
-    return store.publish(batches, CURSOR, seen, str(rows[-1][0])) or 0
+    return (store.publish(batches, CURSOR, seen, str(rows[-1][0])) or 0) + revoked
+
+
+LISTS_STATE = "publisher:lists"
+
+
+def revoke_listed(lists: Lists, store: Store, cfg: TaxiiConfig, page: int = 500) -> int:
+    """When the [lists] changed since the last pass: revoke the live indicators this publisher
+    put out for values now ignored or forced harmless. Returns the versions stored."""
+    from .client import observables
+
+    stamp = hashlib.sha256(repr(lists.settings).encode()).hexdigest()
+    if store.get_state(LISTS_STATE, "") == stamp:
+        return 0
+    stored = 0
+    now = stix.timestamp(time.time())
+    for coll in cfg.collections:
+        if not coll.publish:
+            continue
+        revoke: List[Dict[str, Any]] = []
+        token = None
+        while True:
+            got = store.query(coll.id, limit=page, types=["indicator"], next_token=token)
+            for row in got.objects:
+                body = json.loads(row["body"])
+                if body.get("revoked") or body.get("created_by_ref") != stix.PRODUCER["id"]:
+                    continue
+                rule = _rule_for(lists, observables(body))
+                if rule is not None and rule.verdict in (Verdict.SKIPPED, Verdict.HARMLESS):
+                    revoke.append(dict(body, revoked=True, modified=now, description=rule.reason))
+            if not got.more:
+                break
+            token = got.next
+        if revoke:
+            stored += sum(store.add(coll.id, revoke))
+    store.set_state(LISTS_STATE, stamp)
+    return stored
+
+
+def _rule_for(lists: Lists, pairs: List[Any]) -> Any:
+    for kind, value in pairs:
+        rule = lists.match_value(kind, value)
+        if rule is not None:
+            return rule
+    return None
 
 
 SHARED = ("identity", "marking-definition")
@@ -110,6 +163,14 @@ def _enrichment(enricher: Enricher, rec: Any) -> Enrichment:
         link=_link(rec.kind, rec.key, rec.value),
         report=report,
     )
+
+
+def _listed(lists: Optional[Lists], enr: Enrichment) -> Enrichment:
+    """The enrichment with the verdict a [lists] rule gives the value, if one matches."""
+    rule = lists.match_value(enr.kind, enr.value, enr.report) if lists else None
+    if rule is None:
+        return enr
+    return replace(enr, verdict=rule.verdict, score=rule.score, reason=rule.reason)
 
 
 def _published(store: Store, collection: str, kind: str, value: str) -> bool:

@@ -9,6 +9,7 @@ import asyncio
 import datetime as _dt
 import json
 import logging
+from importlib import resources
 from typing import Any, Awaitable, Callable, Dict, List, Optional
 
 from aiohttp import web
@@ -183,6 +184,23 @@ async def _body(request: web.Request, cap: int) -> bytes:
     return bytes(raw)
 
 
+async def expect(request: web.Request) -> Optional[web.Response]:
+    """`Expect: 100-continue`: a body announced above the cap is refused before it is invited."""
+    cap = request.app[CONFIG].max_body_bytes
+    refusal = None
+    if request.headers.get("Expect", "").lower() != "100-continue":
+        refusal = error(417, "Expectation Failed", "only Expect: 100-continue is understood")
+    elif (request.content_length or 0) > cap:
+        refusal = error(413, "Payload Too Large", f"at most {cap} bytes")
+    if refusal is not None:
+        refusal.force_close()  # the body was never sent: the connection cannot be reused
+        return refusal
+    if request.version >= (1, 1):
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the interim answer is not the response
+    return None
+
+
 async def add_objects(request: web.Request) -> web.Response:
     coll = _collection(request, write=True)
     media.check_body_type(request)
@@ -231,6 +249,14 @@ async def flat_feed(request: web.Request) -> web.Response:
     return feeds.render(items, ext)
 
 
+OPENAPI = resources.files(__package__).joinpath("openapi.json").read_bytes()
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 description of these routes (shipped as package data)."""
+    return web.Response(body=OPENAPI, content_type="application/json")
+
+
 def build_app(settings: Settings, enricher: Optional[Enricher]) -> web.Application:
     """The TAXII part of `vtconnect serve`. With an enricher, a background task publishes the
     core's verdict log and polls the configured VirusTotal sources; it stops on app cleanup."""
@@ -239,6 +265,7 @@ def build_app(settings: Settings, enricher: Optional[Enricher]) -> web.Applicati
     store = Store(cfg.store or settings.state_path / "taxii.db")
     app[CONFIG], app[STORE], app[AUTH] = cfg, store, auth.Authenticator(cfg)
     col = "/{root}/collections/{collection}"
+    app.router.add_get("/openapi.json", openapi)  # before /{root}, which would match it
     routes = [
         ("GET", "/taxii2", discovery),
         ("GET", "/{root}", api_root),
@@ -255,8 +282,9 @@ def build_app(settings: Settings, enricher: Optional[Enricher]) -> web.Applicati
     ]
     for method, path, handler in routes:
         # Consumers differ on trailing slashes; accept both without redirecting.
-        app.router.add_route(method, path + "/", handler)
-        app.router.add_route(method, path, handler)
+        kw = {"expect_handler": expect} if method == "POST" else {}
+        app.router.add_route(method, path + "/", handler, **kw)
+        app.router.add_route(method, path, handler, **kw)
     if enricher is not None and (cfg.sources or any(c.publish for c in cfg.collections)):
         app.cleanup_ctx.append(publisher_task(enricher, store, cfg))
 

@@ -8,6 +8,7 @@ again stores nothing new; a fresh analysis publishes a new version.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
 from connectors.core import stix
@@ -51,16 +52,27 @@ def enrichment_of(item: Dict[str, Any], policy_settings: Any) -> Optional[Enrich
     return from_report(obs, report, policy_settings)
 
 
+def _listed(lists: Any, enr: Enrichment) -> Optional[Enrichment]:
+    rule = lists.match_value(enr.kind, enr.value, enr.report)
+    if rule is None:
+        return enr
+    if rule.verdict is Verdict.SKIPPED:
+        return None
+    return replace(enr, verdict=rule.verdict, score=rule.score, reason=rule.reason)
+
+
 async def poll(
     gateway: Gateway,
     acquire: Callable[[], Awaitable[bool]],
     source: Dict[str, Any],
     policy_settings: Any,
     tlp: str,
+    lists: Any = None,
     max_pages: int = 20,
 ) -> List[Dict[str, Any]]:
     """STIX objects for the risky objects a source lists now (at most max_pages pages). Every
-    page is one API call and asks the quota governor first (`acquire`): no budget, no call."""
+    page is one API call and asks the quota governor first (`acquire`): no budget, no call.
+    `lists` (core.lists.Lists): ignored values are left out, forced verdicts replace ours."""
     wanted = {Verdict(v) for v in source.get("verdicts", ["malicious", "suspicious"])}
     out: List[Dict[str, Any]] = []
     for path, params in requests_for(source):
@@ -73,6 +85,8 @@ async def poll(
             items = doc.get("data") if isinstance(doc, dict) else None
             for item in items if isinstance(items, list) else []:
                 enr = enrichment_of(item, policy_settings) if isinstance(item, dict) else None
+                if enr is not None and lists:
+                    enr = _listed(lists, enr)
                 if enr is None or enr.verdict not in wanted:
                     continue
                 when = enr.report.last_analysis if enr.report and enr.report.last_analysis else 0

@@ -1,7 +1,8 @@
 """One TOML file configures every part; VT_API_KEY and VT_API_URL override it.
 
-The core only reads the sections it owns ([virustotal], [privacy], [policy], [cache], [quota]);
-servers and sources read their own sections from the same parsed document (`Settings.raw`).
+The core only reads the sections it owns ([virustotal], [privacy], [policy], [cache], [quota],
+[lists]); servers and sources read their own sections from the same parsed document
+(`Settings.raw`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class ConfigError(ValueError):
 # `Settings.raw` (each part checks its own keys). Anything else is a typo, not a new feature.
 CORE_SECTIONS = ("core", "virustotal", "privacy", "policy", "cache", "quota", "lists")
 PART_SECTIONS = ("taxii", "webhook", "status")
+SERVER_SECTION = "server"  # connection limits for every server part (connectors/connections.py)
 
 
 def check_known(table: Mapping[str, Any], known: Any, where: str) -> None:
@@ -95,6 +97,18 @@ class PrivacySettings:
     # Documentation ranges (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32) are not
     # global; tests and the emulator set this so their sample addresses get looked up.
     allow_documentation_ranges: bool = False
+    # Free-text extraction skips the domain of e-mail addresses (alice@corp.example.com): an
+    # address says who was mailed, not where malware lives. true: extract it too.
+    extract_email_domains: bool = False
+
+
+@dataclass(frozen=True)
+class ListsSettings:
+    """Entries are values, suffixes (.example.org) or networks (10.0.0.0/8); see core/lists.py."""
+
+    ignore: Tuple[str, ...] = ()  # never looked up, never published: own domains, CDNs, sinkholes
+    force_harmless: Tuple[str, ...] = ()  # analyst-confirmed false positives
+    force_malicious: Tuple[str, ...] = ()  # analyst-confirmed bad values
 
 
 @dataclass(frozen=True)
@@ -154,6 +168,7 @@ class Settings:
     policy: PolicySettings = field(default_factory=PolicySettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
     quota: QuotaSettings = field(default_factory=QuotaSettings)
+    lists: ListsSettings = field(default_factory=ListsSettings)
     state_dir: str = ""
     source: str = ""  # the file this came from, for messages
     raw: Mapping[str, Any] = field(default_factory=dict)  # the whole document, for other parts
@@ -220,7 +235,7 @@ def from_mapping(
     doc: Mapping[str, Any], source: str = "", env: Optional[Mapping[str, str]] = None
 ) -> Settings:
     env = os.environ if env is None else env
-    check_known(doc, CORE_SECTIONS + PART_SECTIONS, "")
+    check_known(doc, CORE_SECTIONS + PART_SECTIONS + (SERVER_SECTION,), "")
     vt_doc = doc.get("virustotal", {})
     rels: Tuple[str, ...] = ()
     if isinstance(vt_doc, Mapping) and "relationships" in vt_doc:
@@ -251,12 +266,17 @@ def from_mapping(
             "." + s.strip().lower().lstrip(".") for s in privacy.internal_suffixes
         ),
     )
+    lists = _section(ListsSettings, doc.get("lists", {}), "lists")
+    from .lists import matcher  # here: lists.py imports this module
+
+    matcher(lists)  # a bad entry is a ConfigError now, not at the first lookup
     return Settings(
         virustotal=vt,
         privacy=privacy,
         policy=_section(PolicySettings, doc.get("policy", {}), "policy"),
         cache=_section(CacheSettings, doc.get("cache", {}), "cache"),
         quota=quota,
+        lists=lists,
         state_dir=str(core.get("state_dir", "")),
         source=source,
         raw=doc,

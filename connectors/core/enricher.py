@@ -25,6 +25,7 @@ from .gateway import (
     NotFound,
     RateLimited,
 )
+from .lists import matcher as lists_matcher
 from .observable import InvalidObservable, Kind, Observable, parse
 from .privacy import skip_reason
 from .quota import Priority, QuotaGovernor
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 # An in-process memo answers repeated values without parsing them again; it trusts an entry
 # for at most this long so that writes by other processes (a rescan, a purge) are seen.
 MEMO_SECONDS = 60.0
+CREDENTIALS_REMOVED = "credentials removed from the URL before lookup"
 
 
 class Enricher:
@@ -61,6 +63,7 @@ class Enricher:
             settings.quota_path, settings.virustotal.api_key.get(), per_minute, per_day, self.clock
         )
         self._gateway = gateway
+        self.lists = lists_matcher(settings.lists)
         # kind option -> raw value -> (trusted until, cached Enrichment)
         self._memos: Dict[Optional[str], Dict[str, Tuple[float, Enrichment]]] = {}
         self._relationships = relationships.per_collection(settings.virustotal.relationships)
@@ -164,6 +167,7 @@ class Enricher:
     ) -> Dict[str, Enrichment]:
         out: Dict[str, Enrichment] = {}
         by_key: Dict[str, Tuple[Observable, List[str]]] = {}
+        stripped: List[str] = []  # URLs sent without their userinfo
         for value in values:
             try:
                 obs = parse(value, kind)
@@ -172,10 +176,19 @@ class Enricher:
                     value, "", Verdict.SKIPPED, reason=self._invalid_reason(value, exc)
                 )
                 continue
+            # [lists] decide before privacy, the cache and the governor: no call, no hit counted.
+            rule = self.lists.match(obs)
+            if rule is not None:
+                out[value] = _from_obs(
+                    value, obs, rule.verdict, score=rule.score, reason=rule.reason
+                )
+                continue
             why = skip_reason(obs, self.settings.privacy)
             if why:
                 out[value] = _from_obs(value, obs, Verdict.SKIPPED, reason=why)
                 continue
+            if obs.userinfo_removed:
+                stripped.append(value)
             by_key.setdefault(obs.cache_key, (obs, []))[1].append(value)
 
         rescan_days = (
@@ -213,6 +226,10 @@ class Enricher:
             enr = answers[key]
             for raw in raws:
                 out[raw] = enr if raw == enr.value else replace(enr, value=raw)
+        for raw in stripped:
+            if raw in out:
+                enr = out[raw]
+                out[raw] = replace(enr, reason=f"{enr.reason} ({CREDENTIALS_REMOVED})")
         self._remember(kind, out, memo_until)
         return out
 

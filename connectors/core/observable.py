@@ -2,7 +2,15 @@
 
 `parse` is the only way in: it strips copy-and-paste debris, refangs, detects (or checks) the
 kind and normalises, so that equal indicators become equal `Observable` objects and
-`parse(obs.value) == obs` holds for every result.
+`parse(obs.value, obs.kind) == obs` holds for every result (and `parse(obs.value) == obs`
+unless auto-detection refuses the value, as it does bare file names such as invoice.zip).
+
+Canonical forms: hashes lower case; IPs as `ipaddress` prints them, IPv4 inside IPv4-mapped
+(::ffff:0:0/96) and IPv4-compatible (::/96) IPv6 unwrapped; names in IDNA 2008 with UTS 46
+(the `idna` package: the stdlib codec is IDNA 2003 and turns straße.de into strasse.de); URLs
+per RFC 3986 sections 6.2.2-6.2.3 (scheme and host case, percent-encoding hex case, unreserved
+characters decoded, default port dropped, empty path "/"), without userinfo (credentials never
+leave) and without fragment (never sent to a server). Path and query are otherwise kept as given.
 """
 
 from __future__ import annotations
@@ -13,18 +21,20 @@ import functools
 import hashlib
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, FrozenSet, NamedTuple, Optional
 
 from .refang import refang
 
 __all__ = [
+    "FILE_EXTENSION_TLDS",
     "KIND_CHOICES",
     "InvalidObservable",
     "Kind",
     "Observable",
     "UrlParts",
     "classify",
+    "hostname",
     "parse",
     "split_url",
 ]
@@ -37,6 +47,29 @@ MAX_DOMAIN_LENGTH = 253
 MAX_RAW_LENGTH = 4 * MAX_URL_LENGTH
 URL_SCHEMES = ("http", "https", "ftp")
 DEFAULT_PORTS = {"http": "80", "https": "443", "ftp": "21"}
+# TLDs that are also common file extensions: a bare "invoice.zip" is a file name far more often
+# than a domain, so auto-detection refuses it (the kind "domain" or "url" still accepts it).
+FILE_EXTENSION_TLDS: FrozenSet[str] = frozenset(
+    (
+        "app",
+        "cab",
+        "cat",
+        "md",
+        "mk",
+        "mov",
+        "one",
+        "pl",
+        "pm",
+        "ps",
+        "pub",
+        "py",
+        "rs",
+        "sh",
+        "so",
+        "tf",
+        "zip",
+    )
+)
 
 
 class Kind(str, enum.Enum):
@@ -115,7 +148,7 @@ _ALLOWED = {
     "domain": frozenset((Kind.DOMAIN,)),
     "ip": IP_KINDS,
     "ipv4": frozenset((Kind.IPV4,)),
-    # An IPv4-mapped IPv6 address is the IPv4 address; asking for ipv6 still accepts it.
+    # An IPv4-mapped (or -compatible) IPv6 address is the IPv4 address; ipv6 still accepts it.
     "ipv6": IP_KINDS,
 }
 
@@ -129,6 +162,8 @@ class Observable:
     kind: Kind
     value: str  # normalised
     vt_id: str  # the id in the API path: hash, vt.url_id(url), domain, IP
+    # The URL carried userinfo (user:password@) that was removed: it is never sent.
+    userinfo_removed: bool = field(default=False, compare=False)
 
     @property
     def path(self) -> str:
@@ -186,6 +221,9 @@ _HOSTNAME = re.compile(
 )
 _IPV4ISH = re.compile(r"[0-9.]+")
 _IPV6ISH = re.compile(r"[0-9a-fA-F:.%]+")
+# A percent-encoded octet, or a "%" that starts none (kept as given).
+_PERCENT = re.compile(r"%([0-9a-fA-F]{2})")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 
 def split_url(url: str) -> Optional[UrlParts]:
@@ -306,10 +344,21 @@ def _detect(value: str) -> Observable:
     if ":" in value and _IPV6ISH.fullmatch(value.partition("%")[0]):
         return _parse_ip(value)  # "%" only to say that zone ids are refused
     if "/" in value:
-        return _parse_schemeless_url(value)
+        return _parse_schemeless_url(value, auto=True)
     if ":" in value:
         raise InvalidObservable(f"not a hash, URL, domain or IP address: {value!r}")
-    return _parse_domain(value)
+    obs = _parse_domain(value)
+    _refuse_file_name(obs.value, value)
+    return obs
+
+
+def _refuse_file_name(name: str, value: str) -> None:
+    tld = name.rpartition(".")[2]
+    if tld in FILE_EXTENSION_TLDS:
+        raise InvalidObservable(
+            f"{value!r} looks like a file name (.{tld} is also a file extension); "
+            "give the kind domain or url to look it up"
+        )
 
 
 def _parse_hash(value: str) -> Observable:
@@ -332,8 +381,13 @@ def _ip_address(value: str) -> Any:
         ip = ipaddress.ip_address(value)
     except ValueError:
         raise InvalidObservable(f"not a valid IP address: {value!r}") from None
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped
+        # IPv4-compatible ::a.b.c.d (deprecated, RFC 4291): the IPv4 address too. :: and ::1
+        # are IPv6's own unspecified and loopback addresses.
+        if int(ip) >> 32 == 0 and int(ip) > 1:
+            return ipaddress.IPv4Address(int(ip))
     return ip
 
 
@@ -343,15 +397,9 @@ def _parse_ip(value: str) -> Observable:
     return Observable(Kind.IPV4 if ip.version == 4 else Kind.IPV6, text, text)
 
 
-def _hostname(host: str) -> str:
+def hostname(host: str) -> str:
     """Lower-case, IDNA-encode and check a host name; raise InvalidObservable if not one."""
-    name = host.lower()
-    if not name.isascii():
-        try:
-            # The stdlib codec (IDNA 2003, nameprep) also maps the ideographic full stops.
-            name = name.encode("idna").decode("ascii")
-        except (UnicodeError, ValueError):
-            raise InvalidObservable(f"not a valid internationalised name: {host!r}") from None
+    name = host.lower() if host.isascii() else _idna_encode(host)
     name = name.rstrip(".")
     if not name:
         raise InvalidObservable(f"empty host name: {host!r}")
@@ -360,13 +408,31 @@ def _hostname(host: str) -> str:
     if not _HOSTNAME.fullmatch(name):
         raise InvalidObservable(f"not a valid host name: {host!r}")
     if "xn--" in name:
-        for label in name.split("."):
-            if label.startswith("xn--"):
-                try:
-                    label.encode("ascii").decode("idna")
-                except (UnicodeError, ValueError):
-                    raise InvalidObservable(f"invalid punycode label {label!r}") from None
+        _check_punycode(name)
     return name
+
+
+def _idna_encode(host: str) -> str:
+    # Imported late: only internationalised names need it. UTS 46 maps case and the
+    # ideographic full stops; non-transitional keeps "ß" (IDNA 2008), unlike the stdlib codec.
+    import idna
+
+    labels = host.rstrip(".\u3002\uff0e\uff61")
+    try:
+        return idna.encode(labels, uts46=True, transitional=False).decode("ascii").lower()
+    except (UnicodeError, ValueError):
+        raise InvalidObservable(f"not a valid internationalised name: {host!r}") from None
+
+
+def _check_punycode(name: str) -> None:
+    import idna
+
+    for label in name.split("."):
+        if label.startswith("xn--"):
+            try:
+                idna.decode(label)
+            except (UnicodeError, ValueError):
+                raise InvalidObservable(f"invalid punycode label {label!r}") from None
 
 
 @functools.cache
@@ -381,7 +447,7 @@ def _tld_extractor() -> Any:
 def _parse_domain(value: str) -> Observable:
     if len(value) > 4 * MAX_DOMAIN_LENGTH:
         raise InvalidObservable(f"domain longer than {MAX_DOMAIN_LENGTH} characters")
-    name = _hostname(value)
+    name = hostname(value)
     if _IPV4ISH.fullmatch(name):
         raise InvalidObservable(f"not a valid IP address: {value!r}")
     parts = _tld_extractor()(name)
@@ -406,6 +472,8 @@ def _parse_url(value: str) -> Observable:
     if scheme not in URL_SCHEMES:
         raise InvalidObservable(f"URL scheme {scheme!r} is not one of {', '.join(URL_SCHEMES)}")
     host = parts.host
+    if "%" in host:
+        host = _percent_normalise(host)
     if not host:
         raise InvalidObservable(f"URL without a host: {value[:100]!r}")
     if parts.bracketed:
@@ -414,7 +482,7 @@ def _parse_url(value: str) -> Observable:
     elif _IPV4ISH.fullmatch(host) and host.count(".") == 3:
         host_text = str(_ip_address(host))
     else:
-        host_text = _hostname(host)
+        host_text = hostname(host)
     port = parts.port
     if port is not None:
         if port and (not port.isdigit() or not port.isascii() or int(port) > 65535):
@@ -422,14 +490,35 @@ def _parse_url(value: str) -> Observable:
         port = str(int(port)) if port else ""
         if port in ("", DEFAULT_PORTS[scheme]):
             port = None
-    userinfo = "" if parts.userinfo is None else parts.userinfo + "@"
-    url = f"{scheme}://{userinfo}{host_text}{'' if port is None else ':' + port}{parts.rest}"
+    rest = parts.rest.partition("#")[0]  # the fragment never reaches a server
+    if not rest.startswith("/"):
+        rest = "/" + rest  # empty path, or a query right after the authority
+    if "%" in rest:
+        rest = _percent_normalise(rest)
+    url = f"{scheme}://{host_text}{'' if port is None else ':' + port}{rest}"
     if len(url) > MAX_URL_LENGTH:
         raise InvalidObservable(f"URL longer than {MAX_URL_LENGTH} characters")
-    return Observable(Kind.URL, url, _url_id(url))
+    return Observable(Kind.URL, url, _url_id(url), userinfo_removed=parts.userinfo is not None)
 
 
-def _parse_schemeless_url(value: str) -> Observable:
+def _percent_octet(match: re.Match[str]) -> str:
+    char = chr(int(match.group(1), 16))
+    return char if char in _UNRESERVED else "%" + match.group(1).upper()
+
+
+def _percent_normalise(text: str) -> str:
+    """Upper-case hex in percent-encodings and decode those of unreserved characters (RFC 3986
+    6.2.2.1-2). Repeated until nothing changes, so the result is a fixed point: decoding
+    "%%34%31" makes a new "%41". A pass that decodes shortens the text by two thirds of what it
+    decodes, so crafted input costs a few passes at most."""
+    while True:
+        done = _PERCENT.sub(_percent_octet, text)
+        if done == text:
+            return done
+        text = done
+
+
+def _parse_schemeless_url(value: str, auto: bool = False) -> Observable:
     """www.evil.com/path or 1.2.3.4/x.exe: a URL without its scheme; 10.0.0.0/8 is a range."""
     head, _, tail = value.partition("/")
     host = head.rpartition("@")[2].partition(":")[0]
@@ -439,5 +528,7 @@ def _parse_schemeless_url(value: str) -> Observable:
         _ip_address(host)
     else:
         # Only a registrable domain makes "x/y" a URL; "a.out/core" is a file path.
-        _parse_domain(host)
+        name = _parse_domain(host).value
+        if auto:
+            _refuse_file_name(name, value)  # backup.zip/data.sql is a path in an archive
     return _parse_url("http://" + value)

@@ -82,6 +82,8 @@ def _unwrap(ip: Any) -> Tuple[Any, str]:
     if ip.version == 6:
         if ip.ipv4_mapped is not None:
             return ip.ipv4_mapped, f" (IPv4-mapped in {ip})"
+        if int(ip) >> 32 == 0 and int(ip) > 1:  # ::a.b.c.d; :: and ::1 are IPv6's own
+            return ipaddress.IPv4Address(int(ip)), f" (IPv4-compatible in {ip})"
         if ip.sixtofour is not None:
             return ip.sixtofour, f" (inside 6to4 address {ip})"
         if ip in _NAT64:

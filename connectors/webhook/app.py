@@ -4,10 +4,14 @@ asynchronous (202 + job), GET /v1/jobs/{id}, /healthz, /metrics."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import hmac
 import logging
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
 from typing import Any, Awaitable, Callable, Dict, List, Optional
 
 import aiohttp
@@ -59,13 +63,21 @@ class Receiver:
         self.body_timeout = BODY_TIMEOUT
         self.job_failures: Dict[str, int] = {}  # unexpected errors per job, this process
         self.stats = Metrics()
+        # Extraction is CPU work (~60 ms for 16 KB of free text, several times that on the first
+        # call): off the event loop, one at a time (the extractors' parser caches are shared).
+        self.extractor = ThreadPoolExecutor(1, thread_name_prefix="extract")
+        self.job_key = self.outbox.job_key()
 
     # -- enrichment ----------------------------------------------------------------------------
     async def enrich_alert(
         self, fmt: str, doc: Dict[str, Any], deadline: Optional[float], output: str = "vtconnect"
     ) -> Dict[str, Any]:
         started = time.monotonic()
-        used, values = formats.indicators(fmt, doc)
+        emails = self.enricher.settings.privacy.extract_email_domains
+        loop = asyncio.get_running_loop()
+        used, values = await loop.run_in_executor(
+            self.extractor, formats.indicators, fmt, doc, emails
+        )
         results = (
             await self.enricher.enrich(
                 values, priority=Priority.ALERT, deadline=deadline, connector="webhook"
@@ -99,13 +111,33 @@ class Receiver:
         )
         return response
 
+    async def expect(self, request: web.Request) -> Optional[web.Response]:
+        """`Expect: 100-continue`: what would be refused without reading the body is refused
+        before the body is invited."""
+        if request.headers.get("Expect", "").lower() != "100-continue":
+            return fail(417, "expectation_failed", "only Expect: 100-continue is understood")
+        fmt = request.match_info["format"]
+        src = self.source_for(fmt, request.query.get("source"))
+        refusal = (
+            fail(404, "unknown_format", f"formats: {', '.join(formats.FORMATS)}")
+            if fmt not in formats.FORMATS
+            else fail(404, "unknown_source", "no configured source for this format")
+            if src is None
+            else _refuse_unread(request, src)
+        )
+        if refusal is not None:
+            refusal.force_close()  # the body was never sent: the connection cannot be reused
+            return refusal
+        if request.version >= (1, 1):
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the interim answer is not the response
+        return None
+
     async def _post(self, request: web.Request, fmt: str, src: Source) -> web.Response:
         self.last_request = time.monotonic()
-        ctype = request.content_type.lower()
-        if ctype not in JSON_TYPES and not ctype.endswith("+json"):
-            return fail(415, "unsupported_media_type", "send JSON (application/json)")
-        if (request.content_length or 0) > src.max_body_bytes:
-            return fail(413, "too_large", f"at most {src.max_body_bytes} bytes")
+        refusal = _refuse_unread(request, src)
+        if refusal is not None:
+            return refusal
         try:
             async with _timeout(self.body_timeout):
                 body = await _read_body(request, src.max_body_bytes)
@@ -168,10 +200,17 @@ class Receiver:
         jid, new = self.outbox.accept(src.name, fmt, body, f"{src.name}/{idem}")
         if new:
             self.wake.set()
+        token = self.job_token(jid)
         return web.json_response(
-            {"job": jid, "status": f"/v1/jobs/{jid}", "duplicate": not new},
+            {"job": jid, "status": f"/v1/jobs/{jid}?token={token}", "token": token,
+             "duplicate": not new},
             status=202 if new else 200,
-        )
+        )  # fmt: skip
+
+    def job_token(self, jid: str) -> str:
+        """The capability to read one job: an HMAC of its id under the outbox's key."""
+        digest = hmac.new(self.job_key, jid.encode(), hashlib.sha256).digest()[:24]
+        return base64.urlsafe_b64encode(digest).decode()
 
     def source_for(self, fmt: str, name: Optional[str]) -> Optional[Source]:
         if name:
@@ -194,10 +233,35 @@ class Receiver:
         return 0
 
     async def get_job(self, request: web.Request) -> web.Response:
-        job = self.outbox.get(request.match_info["id"])
-        if job is None:
-            return fail(404, "unknown_job", "no such job")
-        return web.json_response(job)
+        """A job holds the whole enriched alert: only for its token (from the 202, as ?token=
+        or a bearer token) or its source's own credentials (bearer, header and basic)."""
+        jid = request.match_info["id"]
+        header = request.headers.get("Authorization", "")
+        given = request.query.get("token") or (
+            header[7:].strip() if header.lower().startswith("bearer ") else ""
+        )
+        expected = self.job_token(jid).encode()
+        if given and hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected):
+            job = self.outbox.get(jid)
+            if job is None:
+                return fail(404, "unknown_job", "no such job (finished jobs are kept keep_days)")
+            return web.json_response(job)
+        job = self.outbox.get(jid)
+        src = self.cfg.sources.get(job["source"]) if job else None
+        if job and src and src.auth in ("bearer", "header", "basic"):
+            try:
+                auth.verify(src.auth, src.secret, request.headers, b"", None, src.header,
+                            src.username)  # fmt: skip
+                return web.json_response(job)
+            except auth.AuthError:
+                pass
+        return fail(
+            401,
+            "unauthorized",
+            "pass the job's token from the 202 (?token= or Authorization: Bearer) or the "
+            "source's credentials",
+            {"WWW-Authenticate": 'Bearer realm="vtconnect jobs"'},
+        )
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "jobs": self.outbox.counts()})
@@ -280,6 +344,16 @@ class Receiver:
                     self.outbox.requeue_running()
                     await asyncio.sleep(1.0)
                     break  # the rest of this batch is queued again too: claim afresh
+
+
+def _refuse_unread(request: web.Request, src: Source) -> Optional[web.Response]:
+    """The refusals that need no body: its media type and its announced length."""
+    ctype = request.content_type.lower()
+    if ctype not in JSON_TYPES and not ctype.endswith("+json"):
+        return fail(415, "unsupported_media_type", "send JSON (application/json)")
+    if (request.content_length or 0) > src.max_body_bytes:
+        return fail(413, "too_large", f"at most {src.max_body_bytes} bytes")
+    return None
 
 
 if sys.version_info >= (3, 11):
@@ -394,14 +468,25 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return fail(500, "internal", "internal error")
 
 
+OPENAPI = resources.files(__package__).joinpath("openapi.json").read_bytes()
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 description of this API (shipped as package data)."""
+    return web.Response(body=OPENAPI, content_type="application/json")
+
+
 def build_app(settings: Settings, enricher: Enricher) -> web.Application:
     receiver = Receiver(settings, enricher)
     app = web.Application(middlewares=[errors])
     app[RECEIVER] = receiver
-    app.router.add_post("/v1/alerts/{format}", receiver.post_alert)
-    app.router.add_post("/v1/alerts/{format}/{token}", receiver.post_alert)
+    app.router.add_post("/v1/alerts/{format}", receiver.post_alert, expect_handler=receiver.expect)
+    app.router.add_post(
+        "/v1/alerts/{format}/{token}", receiver.post_alert, expect_handler=receiver.expect
+    )
     app.router.add_get("/v1/jobs/{id}", receiver.get_job)
     app.router.add_get("/healthz", receiver.healthz)
+    app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/metrics", receiver.metrics)
 
     async def worker(app: web.Application):  # type: ignore[no-untyped-def]
@@ -420,6 +505,7 @@ def build_app(settings: Settings, enricher: Enricher) -> web.Application:
         await asyncio.gather(*tasks, return_exceptions=True)
         receiver.outbox.requeue_running()
         receiver.outbox.close()
+        receiver.extractor.shutdown(wait=False)
 
     app.cleanup_ctx.append(worker)
     return app

@@ -87,14 +87,17 @@ def structured(doc: Any) -> List[str]:
     return out
 
 
-def free_text(doc: Any) -> List[str]:
+def free_text(doc: Any, email_domains: bool = False) -> List[str]:
     text, budget = [], FREE_TEXT_CAP
     for path, value in _walk(doc):
         leaf = path.rsplit(".", 1)[-1].lower()
         if leaf in FREE_TEXT_KEYS and isinstance(value, str) and budget > 0:
             text.append(value[:budget])
             budget -= len(text[-1])
-    return [o.value for o in extract("\n".join(text), max_chars=FREE_TEXT_CAP)] if text else []
+    if not text:
+        return []
+    found = extract("\n".join(text), max_chars=FREE_TEXT_CAP, email_domains=email_domains)
+    return [o.value for o in found]
 
 
 # -- per product -------------------------------------------------------------------------------
@@ -186,8 +189,9 @@ def detect(doc: Dict[str, Any]) -> str:
     return "generic"
 
 
-def indicators(fmt: str, doc: Dict[str, Any]) -> Tuple[str, List[str]]:
-    """(format used, candidate values: structured fields first, then free text)."""
+def indicators(fmt: str, doc: Dict[str, Any], email_domains: bool = False) -> Tuple[str, List[str]]:
+    """(format used, candidate values: structured fields first, then free text; the domains of
+    e-mail addresses in free text only with `email_domains`)."""
     if fmt == "auto":
         fmt = detect(doc)
     body: Any = doc
@@ -203,7 +207,7 @@ def indicators(fmt: str, doc: Dict[str, Any]) -> Tuple[str, List[str]]:
     if fmt in ("thehive", "ocsf"):
         values += _typed_values(doc) + _typed_values(doc.get("object") or {})
     values += structured(body)
-    values += free_text(body)
+    values += free_text(body, email_domains)
     return fmt, list(dict.fromkeys(values))
 
 

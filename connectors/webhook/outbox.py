@@ -6,6 +6,7 @@ request and cost about half the accept rate)."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 import uuid
@@ -48,6 +49,17 @@ class Outbox:
                 (jid, source, fmt, idem, body, now, now),
             )
             return jid, True
+
+        return write(self.db, txn)
+
+    def job_key(self) -> bytes:
+        """A random key made once per outbox. Per-job read tokens are derived from it, so they
+        survive restarts and hold for every process sharing the outbox."""
+
+        def txn(db: sqlite3.Connection) -> bytes:
+            db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB)")
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('job_key', ?)", (os.urandom(32),))
+            return bytes(db.execute("SELECT value FROM meta WHERE name = 'job_key'").fetchone()[0])
 
         return write(self.db, txn)
 

@@ -176,7 +176,12 @@ class VTLookupCommand(StreamingCommand):
             from vtlookup_support.answers import Answers, fingerprint
 
             stamp = fingerprint(
-                core.policy, core.privacy, core.virustotal.api_url, fields.NAMES, _version()
+                core.policy,
+                core.privacy,
+                core.virustotal.api_url,
+                fields.NAMES,
+                _version(),
+                core.lists,
             )
             path = os.path.join(core.state_path, "vtlookup_answers.sqlite")
             try:
@@ -220,8 +225,9 @@ class VTLookupCommand(StreamingCommand):
         from connectors.core.extract import extract
 
         found: List[str] = []
+        emails = self._enricher.settings.privacy.extract_email_domains
         for text in raw:
-            found.extend(o.value for o in extract(text))
+            found.extend(o.value for o in extract(text, email_domains=emails))
         return list(dict.fromkeys(found))
 
     def _tails(self, per_row: List[List[str]]) -> List[str]:

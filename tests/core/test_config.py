@@ -15,6 +15,8 @@ def test_example_file_loads_and_matches_defaults():
     assert s.cache == default.cache
     assert s.quota.limits() == (4, 500)
     assert s.privacy.internal_suffixes == config.DEFAULT_INTERNAL_SUFFIXES
+    assert s.privacy == default.privacy
+    assert s.lists == default.lists
 
 
 def test_env_overrides_file(tmp_path):

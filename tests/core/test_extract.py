@@ -88,7 +88,7 @@ def test_paths() -> None:
             "urls=https://a.example.com/x,https://b.example.com/y",
             [("url", "https://a.example.com/x"), ("url", "https://b.example.com/y")],
         ),
-        ("mail john.doe@evil-mail.com", [("domain", "evil-mail.com")]),
+        ("mail john.doe@evil-mail.com", []),  # an address's domain: see test_email_*
         (
             "mapped ::ffff:8.8.4.4 and [2001:db8::1]:443",
             [("ipv4", "8.8.4.4"), ("ipv6", "2001:db8::1")],
@@ -193,3 +193,26 @@ def test_joined_indicators_are_all_found(values: List[str], sep: str) -> None:
         if obs not in expected:
             expected.append(obs)
     assert extract(sep.join(values)) == expected
+
+
+def test_email_domains_are_not_extracted_by_default() -> None:
+    text = "Phish sent to alice@corp.example.com and bob@example.org from evil.example.net"
+    assert found(text) == [("domain", "evil.example.net")]
+    assert found("contact: alice@corp.example.com.") == []
+    assert found("user[at]mail.example.com") == []  # defanged addresses too
+
+
+def test_email_domains_extracted_when_asked() -> None:
+    text = "Phish sent to alice@corp.example.com from evil.example.net"
+    assert found(text, email_domains=True) == [
+        ("domain", "corp.example.com"),
+        ("domain", "evil.example.net"),
+    ]
+
+
+def test_url_hosts_still_found_next_to_addresses() -> None:
+    text = "alice@example.org clicked https://evil.example.net/x and saw example.org/login"
+    assert found(text) == [
+        ("url", "https://evil.example.net/x"),
+        ("url", "http://example.org/login"),
+    ]

@@ -16,7 +16,7 @@ INTERPRETERS = {
     "3.9": PYENV_ROOT / "versions" / "3.9.18" / "bin" / "python3.9",
     "3.13": PYENV_ROOT / "versions" / "3.13.0" / "bin" / "python3.13",
 }
-CORE_DEPS = ["vt-py>=0.22,<0.23", "tomli>=2", "tldextract>=5"]
+CORE_DEPS = ["vt-py>=0.22,<0.23", "tomli>=2", "tldextract>=5", "idna>=3.7"]
 
 SCRIPT = r"""
 import asyncio, json, sys, tempfile
@@ -31,7 +31,10 @@ async def main(url):
         out = await e.enrich(values)
         await e.aclose()
         e.close()
-    print(json.dumps({"python": sys.version_info[:2], "verdicts": [r.verdict.value for r in out]}))
+    from connectors.core.observable import parse
+    names = [parse(v).value for v in ("straße.de", "xn--strae-oqa.de", "HTTP://Example.com:80")]
+    print(json.dumps({"python": sys.version_info[:2], "verdicts": [r.verdict.value for r in out],
+                      "names": names}))
 
 asyncio.run(main(sys.argv[1]))
 """
@@ -40,7 +43,8 @@ asyncio.run(main(sys.argv[1]))
 def _lib_for(version: str, python: Path) -> Path:
     """Core dependencies installed for that interpreter, once, next to the venv."""
     lib = ROOT / ".venv" / f"core-deps-{version}"
-    if not (lib / ".complete").exists():
+    marker = lib / ".complete"
+    if not marker.exists() or marker.read_text() != " ".join(CORE_DEPS):
         r = subprocess.run(
             [
                 str(python),
@@ -49,6 +53,7 @@ def _lib_for(version: str, python: Path) -> Path:
                 "install",
                 "-q",
                 "--disable-pip-version-check",
+                "--upgrade",
                 "--target",
                 str(lib),
                 *CORE_DEPS,
@@ -59,7 +64,7 @@ def _lib_for(version: str, python: Path) -> Path:
         )
         if r.returncode != 0:
             pytest.skip(f"cannot install core dependencies for Python {version}: {r.stderr[-500:]}")
-        (lib / ".complete").write_text("ok")
+        marker.write_text(" ".join(CORE_DEPS))  # new dependencies: installed again
     return lib
 
 
@@ -90,3 +95,4 @@ def test_core_runs_under(version, emulator_url):
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["python"] == [int(x) for x in version.split(".")]
     assert out["verdicts"] == ["malicious", "skipped", "harmless", "skipped"]
+    assert out["names"] == ["xn--strae-oqa.de", "xn--strae-oqa.de", "http://example.com/"]

@@ -85,7 +85,7 @@ def test_parse_raises_only_invalid_observable(text: str, kind: str) -> None:
         assert str(exc)
     else:
         assert isinstance(obs, Observable)
-        assert parse(obs.value) == obs
+        assert parse(obs.value, obs.kind.value) == obs
 
 
 @settings(max_examples=200, deadline=None)
@@ -199,7 +199,9 @@ def test_defanged_ip() -> None:
         ("пример.рф", "xn--e1afmkfd.xn--p1ai"),
         ("example\u3002com", "example.com"),  # ideographic full stop
         ("<example.org>", "example.org"),
-        ("readme.md", "readme.md"),  # .md is a TLD; extraction, not parse, filters file names
+        ("straße.de", "xn--strae-oqa.de"),  # IDNA 2008: "ß" is kept, not mapped to "ss"
+        ("xn--strae-oqa.de", "xn--strae-oqa.de"),
+        ("STRASSE.de", "strasse.de"),
     ],
 )
 def test_domains(raw: str, value: str) -> None:
@@ -276,8 +278,8 @@ def test_bad_ips(raw: str) -> None:
 @pytest.mark.parametrize(
     ("raw", "value"),
     [
-        ("HTTP://Example.COM:80/Path?Q=1#F", "http://example.com/Path?Q=1#F"),
-        ("https://example.com:443", "https://example.com"),
+        ("HTTP://Example.COM:80/Path?Q=1#F", "http://example.com/Path?Q=1"),
+        ("https://example.com:443", "https://example.com/"),
         ("https://example.com:8443/", "https://example.com:8443/"),
         ("https://example.com:/", "https://example.com/"),
         ("ftp://files.example.org:21/a", "ftp://files.example.org/a"),
@@ -286,7 +288,7 @@ def test_bad_ips(raw: str) -> None:
         ("http://bücher.de/ä", "http://xn--bcher-kva.de/ä"),
         ("http://[2001:DB8::1]:8080/", "http://[2001:db8::1]:8080/"),
         ("http://[::ffff:8.8.8.8]/", "http://8.8.8.8/"),
-        ("http://user:pw@Example.com/", "http://user:pw@example.com/"),
+        ("http://user:pw@Example.com/", "http://example.com/"),
         ("  <https://example.com/a>  ", "https://example.com/a"),
         ("hxxp://intranet/", "http://intranet/"),  # a URL; privacy decides whether to send it
     ],
@@ -299,7 +301,7 @@ def test_urls(raw: str, value: str) -> None:
 
 
 def test_url_kind_adds_scheme() -> None:
-    assert parse("example.com", "url").value == "http://example.com"
+    assert parse("example.com", "url").value == "http://example.com/"
     for url in ("www.evil.com/x?y", "http://evil.com/"):
         with pytest.raises(InvalidObservable, match="not a domain"):
             parse(url, "domain")
@@ -408,3 +410,151 @@ def test_observable_is_hashable_and_frozen() -> None:
     assert {obs, parse("EXAMPLE.com.")} == {obs}
     with pytest.raises(AttributeError):
         obs.value = "x"  # type: ignore[misc]
+
+
+# --- canonical URLs (RFC 3986 6.2.2-6.2.3) ----------------------------------------------------
+
+# Spellings of one URL: one cache key, one VirusTotal id.
+SAME_URL = [
+    "http://example.com",
+    "http://example.com/",
+    "HTTP://EXAMPLE.COM",
+    "http://example.com:80/",
+    "http://Example.Com:/",
+    "http://example.com/#top",  # the fragment never reaches a server
+    "http://user:pw@example.com/",  # credentials never leave
+    "http://ex%61mple.com/",  # an unreserved character percent-encoded in the host
+]
+
+
+@pytest.mark.parametrize("spelling", SAME_URL)
+def test_url_spellings_share_one_key_and_id(spelling: str) -> None:
+    canonical = parse("http://example.com/")
+    obs = parse(spelling)
+    assert obs.value == "http://example.com/"
+    assert (obs.cache_key, obs.vt_id) == (canonical.cache_key, canonical.vt_id)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "value"),
+    [
+        ("http://example.com/a%2fb", "http://example.com/a%2Fb", "http://example.com/a%2Fb"),
+        ("http://example.com/~u", "http://example.com/%7Eu", "http://example.com/~u"),
+        ("http://example.com/%7eu", "http://example.com/%7Eu", "http://example.com/~u"),
+        ("http://example.com/%41%2D%5F", "http://example.com/A-_", "http://example.com/A-_"),
+        ("http://example.com?q=1", "http://example.com/?q=1", "http://example.com/?q=1"),
+        ("https://example.com:443/x", "https://example.com/x", "https://example.com/x"),
+        ("ftp://example.com:21/x", "ftp://example.com/x", "ftp://example.com/x"),
+    ],
+)
+def test_url_equivalent_spellings(a: str, b: str, value: str) -> None:
+    assert parse(a).value == parse(b).value == value
+    assert parse(a).vt_id == parse(b).vt_id
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.com/a%2Fb%3Fc",  # encoded reserved characters stay encoded
+        "http://example.com/a/../b/./c",  # no dot-segment removal: path kept as given
+        "http://example.com/x?b=2&a=1",  # no query re-ordering
+        "http://example.com/x?a=%20&b=+",
+        "http://example.com/Case/Path?Q=V",
+        "http://example.com/%zz%",  # malformed escapes kept as given
+    ],
+)
+def test_url_path_and_query_kept(url: str) -> None:
+    assert parse(url).value == url
+
+
+def test_url_userinfo_is_removed_and_flagged() -> None:
+    obs = parse("http://admin:S3cret@example.org/login")
+    assert obs.value == "http://example.org/login"
+    assert obs.userinfo_removed
+    assert "S3cret" not in obs.vt_id and obs.vt_id == parse("http://example.org/login").vt_id
+    assert not parse("http://example.org/login").userinfo_removed
+
+
+_pct = st.sampled_from(["%7e", "%7E", "%2f", "%2F", "%41", "%25", "%", "%%34%31", "%zz", "~"])
+_url_text = st.lists(
+    st.one_of(_pct, st.from_regex(r"[A-Za-z0-9/?=&._~-]{0,6}", fullmatch=True)), max_size=8
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["http", "HTTPS", "ftp"]),
+    st.one_of(domains, mixed_case_domains, ipv4s),
+    st.sampled_from(["", ":", ":80", ":443", ":21", ":8080", ":0080"]),
+    _url_text,
+    st.sampled_from(["", "#", "#frag"]),
+    st.sampled_from(["", "user@", "u:p@"]),
+)
+def test_canonical_url_is_a_fixed_point(scheme, host, port, rest, frag, userinfo) -> None:  # type: ignore[no-untyped-def]
+    try:
+        obs = parse(f"{scheme}://{userinfo}{host}{port}/{rest}{frag}", "url")
+    except InvalidObservable:
+        return
+    again = parse(obs.value)
+    assert again == obs and again.value == obs.value
+    scheme_text, _, after = obs.value.partition("://")
+    authority = after.partition("/")[0]
+    assert scheme_text == scheme.lower() and authority == authority.lower()
+    assert "#" not in obs.value and "@" not in authority
+
+
+# --- IDNA 2008 / UTS 46 --------------------------------------------------------------------
+
+
+def test_idna_2008_keeps_sharp_s() -> None:
+    assert parse("straße.de").value == "xn--strae-oqa.de"
+    assert parse("xn--strae-oqa.de") == parse("straße.de")
+    assert parse("strasse.de").value == "strasse.de"  # a different domain
+    assert parse("http://straße.de/x").value == "http://xn--strae-oqa.de/x"
+    assert parse("http://xn--strae-oqa.de/x") == parse("http://STRAßE.de/x")
+
+
+@pytest.mark.parametrize("raw", ["xn--zzzzzzz-.de", "a\u2764.ws", "xn--a.de"])
+def test_idna_2008_refuses_invalid_names(raw: str) -> None:
+    with pytest.raises(InvalidObservable):
+        parse(raw, "domain")
+
+
+# --- IPv4 inside IPv6 ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        ("::10.0.0.1", "10.0.0.1"),
+        ("::192.168.1.1", "192.168.1.1"),
+        ("::a00:1", "10.0.0.1"),
+        ("::ffff:10.0.0.1", "10.0.0.1"),
+    ],
+)
+def test_ipv4_compatible_and_mapped_unwrapped(raw: str, value: str) -> None:
+    assert parse(raw) == Observable(Kind.IPV4, value, value)
+    assert parse(f"http://[{raw}]/").value == f"http://{value}/"
+
+
+def test_ipv6_own_addresses_not_unwrapped() -> None:
+    assert parse("::1").kind is Kind.IPV6
+    assert parse("::").kind is Kind.IPV6
+
+
+# --- bare file names ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw", ["invoice.zip", "README.md", "setup.py", "run.sh", "backup.zip/data.sql"]
+)
+def test_bare_file_names_refused_by_auto_detection(raw: str) -> None:
+    with pytest.raises(InvalidObservable, match="looks like a file name"):
+        parse(raw)
+    assert classify(raw) is None
+
+
+def test_file_names_accepted_when_the_kind_is_given() -> None:
+    assert parse("invoice.zip", "domain").value == "invoice.zip"
+    assert parse("backup.zip/data.sql", "url").value == "http://backup.zip/data.sql"
+    assert parse("http://backup.zip/data.sql").kind is Kind.URL  # a scheme says URL

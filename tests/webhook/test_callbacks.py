@@ -76,7 +76,10 @@ async def post_alert(url):
 async def job_state(url, jid, field, want, tries=200):
     job = {}
     for _ in range(tries):
-        async with aiohttp.ClientSession() as s, s.get(f"{url}/v1/jobs/{jid}") as r:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.get(f"{url}/v1/jobs/{jid}", headers={"Authorization": f"Bearer {TOKEN}"}) as r,
+        ):
             job = await r.json()
         if job.get(field) == want:
             return job

@@ -41,7 +41,10 @@ async def serve(emu_url: str, state: str, key: str):
 
 
 async def job_state(url: str, jid: str) -> dict:
-    async with aiohttp.ClientSession() as s, s.get(f"{url}/v1/jobs/{jid}") as r:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(f"{url}/v1/jobs/{jid}", headers={"Authorization": f"Bearer {SECRET}"}) as r,
+    ):
         assert r.status == 200
         return await r.json()
 

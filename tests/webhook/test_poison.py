@@ -26,10 +26,10 @@ async def test_odd_threat_enrichments_keep_the_senders_value(receiver):
 async def test_a_job_that_always_fails_is_marked_failed(receiver, monkeypatch):
     real = formats.indicators
 
-    def buggy(fmt, doc):  # stands in for a bug that only this alert triggers
+    def buggy(fmt, doc, *args):  # stands in for a bug that only this alert triggers
         if doc.get("poison"):
             raise RuntimeError("a bug")
-        return real(fmt, doc)
+        return real(fmt, doc, *args)
 
     monkeypatch.setattr(formats, "indicators", buggy)
     url, _ = await receiver()

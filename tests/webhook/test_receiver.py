@@ -157,7 +157,10 @@ async def test_queued_job_survives_a_restart(receiver, settings):
     await runner.cleanup()
     url2, _ = await receiver()  # a new process on the same outbox
     for _ in range(100):
-        async with aiohttp.ClientSession() as s, s.get(f"{url2}/v1/jobs/{jid}") as r:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.get(f"{url2}/v1/jobs/{jid}", headers=BEARER) as r,
+        ):
             job = await r.json()
         if job["state"] == "done":
             break

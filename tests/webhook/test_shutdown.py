@@ -27,7 +27,7 @@ async def start(s, enricher):
 
 
 async def until(url, jid, states):
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
         for _ in range(300):
             async with http.get(f"{url}/v1/jobs/{jid}") as r:
                 job = await r.json()

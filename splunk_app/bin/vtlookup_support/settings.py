@@ -21,6 +21,7 @@ SECTIONS = {
     "policy": core_config.PolicySettings,
     "cache": core_config.CacheSettings,
     "quota": core_config.QuotaSettings,
+    "lists": core_config.ListsSettings,
 }
 # Keys of ours, read by the command rather than the core.
 LOCAL_KEYS = {"cache": {"backend"}, "command": {"max_lookups", "deadline", "state_dir"}}
