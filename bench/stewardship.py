@@ -446,11 +446,12 @@ def main() -> None:
                     answered = {key_of(s) for s in seen if s.status in (200, 404)}
                     fig = figures(seen, answered, **info)
                     fig["answered_429"] = sum(s.status == 429 for s in seen)
-                else:  # privacy: nothing is needed, everything seen leaked
+                else:  # privacy: only the credential URL without its userinfo may leave
                     info.pop("privacy")
                     found = leaks(seen)
                     privacy_leaks += found
-                    fig = figures(seen, set(), leaks=len(found), **info)
+                    allowed = {key_of(s) for s in seen if s.path_qs.endswith("/" + STRIPPED)}
+                    fig = figures(seen, allowed, leaks=len(found), **info)
                 fig["seconds"] = round(time.monotonic() - t0, 1)
                 results[name] = fig
                 print(f"{name}: {json.dumps(fig)}", flush=True)
