@@ -10,7 +10,7 @@ COPY pyproject.toml README.md LICENSE ./
 COPY connectors ./connectors
 COPY taxii ./taxii
 RUN python -m venv /opt/vtconnect \
- && /opt/vtconnect/bin/pip install --no-cache-dir --disable-pip-version-check .
+ && /opt/vtconnect/bin/pip install --no-cache-dir --disable-pip-version-check '.[postgres]'
 
 FROM python:3.12-slim
 RUN groupadd --system --gid 10001 vtconnect \

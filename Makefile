@@ -47,6 +47,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/splunk.py
 	$(BIN)/python bench/taxii.py
 	$(BIN)/python bench/webhook.py
+	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/stewardship.py
 
 # VirusTotal calls made against the minimum, and privacy leaks (about 3 minutes; --quick: 1)

@@ -20,11 +20,18 @@ from . import formats
 from .core import config as config_mod
 from .core.enricher import Enricher
 from .core.gateway import CredentialsRejected, Gateway, GatewayError
-from .core.quota import Priority
+from .core.quota import Priority, QuotaGovernor
 from .core.verdict import Enrichment, Verdict
 
 EXIT_FAILED, EXIT_USAGE, EXIT_CREDENTIALS, EXIT_INTERRUPTED = 1, 2, 3, 130
 MAX_LINE = 8192  # longer input lines come back skipped, shortened in the output
+
+
+class ConfigProblem(click.ClickException):
+    """A configuration error: one line (`Error: <key> ...`) and exit 2, no usage text (the
+    command line was fine; the file or the environment is not)."""
+
+    exit_code = EXIT_USAGE
 
 
 class Ctx:
@@ -39,7 +46,7 @@ class Ctx:
             try:
                 self._settings = config_mod.load(self.config_path)
             except config_mod.ConfigError as exc:
-                raise click.UsageError(str(exc)) from None
+                raise ConfigProblem(str(exc)) from None
         return self._settings
 
 
@@ -332,7 +339,8 @@ def _run_scan(
     settings: config_mod.Settings, submit, wait: bool, timeout: float, fmt: str
 ) -> None:
     async def run() -> dict:
-        gw = Gateway(settings.virustotal)
+        gov = _governor(settings)
+        gw = Gateway(settings.virustotal, gov)  # submissions and polls take slots too
         try:
             analysis_id = await submit(gw)
             if not wait:
@@ -343,6 +351,7 @@ def _run_scan(
             return scan_result(analysis_id, doc, settings)
         finally:
             await gw.aclose()
+            gov.close()
 
     try:
         out = asyncio.run(run())
@@ -453,7 +462,10 @@ def emulator(
         config = build_config(tier=tier, keys=keys, strict_keys=strict_keys, faults=faults)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    serve(host, port, config)
+    try:
+        serve(host, port, config)
+    except OSError as exc:  # the port is in use, the address is not ours
+        raise ConfigProblem(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 # -- cache and quota -------------------------------------------------------------------------
@@ -508,14 +520,37 @@ def cache_purge(obj: Ctx, everything: bool) -> None:
 @click.pass_obj
 def quota(obj: Ctx) -> None:
     """Show the API budget used and left for the configured key."""
-    from .core.quota import QuotaGovernor
-
-    s = obj.settings
-    per_minute, per_day = s.quota.limits()
-    gov = QuotaGovernor(s.quota_path, s.virustotal.api_key.get(), per_minute, per_day)
-    click.echo(f"tier {s.quota.tier}")
-    for k, v in gov.status().items():
+    gov = _governor(obj.settings)
+    try:
+        status = gov.status()
+    finally:
+        gov.close()
+    tier = obj.settings.quota.tier
+    if tier == "auto":
+        tier += " (public limits; a local emulator's own tier when the API URL is loopback)"
+    click.echo(f"tier {tier}")
+    shares = status.pop("shares", {})
+    for k, v in status.items():
         click.echo(f"  {k}: {v}")
+    if shares:
+        click.echo("  shares (reserved per connector today):")
+        for name, share in shares.items():
+            click.echo(
+                f"    {name}: {share['share']:g} = {share['reserved']} reserved, "
+                f"{share['used']} used"
+            )
+
+
+def _governor(settings: config_mod.Settings) -> QuotaGovernor:
+    per_minute, per_day = settings.quota.limits()
+    return QuotaGovernor(
+        settings.quota_path,
+        settings.virustotal.api_key.get(),
+        per_minute,
+        per_day,
+        shares=dict(settings.quota.shares),
+        tier=settings.quota.tier,
+    )
 
 
 @main.command()
@@ -554,10 +589,10 @@ def serve(obj: Ctx, parts: Sequence[str], log_format: str) -> None:
         raise click.UsageError(
             "nothing to serve: pass --taxii/--webhook or configure [taxii] or [webhook]"
         )
-    try:
+    try:  # the whole configuration is checked before anything is bound
         parts_plan = plan(obj.settings, chosen)
     except config_mod.ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise ConfigProblem(str(exc)) from None
 
     configure_logging(log_format)
 
@@ -565,17 +600,22 @@ def serve(obj: Ctx, parts: Sequence[str], log_format: str) -> None:
         for name, url in urls.items():
             click.echo(f"{name} listening on {url}", err=True)
 
-    asyncio.run(run(obj.settings, parts_plan, ready))
+    try:
+        asyncio.run(run(obj.settings, parts_plan, ready))
+    except config_mod.ConfigError as exc:  # a store that cannot be opened, a port in use
+        raise ConfigProblem(str(exc)) from None
 
 
 def _register_connectors() -> None:
     from .cli_config import config_group, init
+    from .cli_db import db
     from .cli_lists import lists
     from .cli_splunk import splunk
     from .cli_taxii import taxii
     from .cli_webhook import webhook
 
     main.add_command(config_group)
+    main.add_command(db)
     main.add_command(init)
     main.add_command(lists)
     main.add_command(splunk)

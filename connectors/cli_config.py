@@ -42,10 +42,15 @@ def effective(settings: config_mod.Settings) -> Dict[str, Any]:
     """The configuration in effect: the core's sections with every default filled in, the other
     parts' sections as written (each was validated by its own loader)."""
     doc: Dict[str, Any] = {"core": {"state_dir": str(settings.state_path)}}
+    if settings.database:
+        from .core.database import redacted
+
+        doc["core"]["database"] = redacted(settings.database)
     for f in dataclasses.fields(settings):
         value = getattr(settings, f.name)
         if dataclasses.is_dataclass(value):
             doc[f.name] = {k: v for k, v in _plain(value).items() if v is not None}
+    doc["quota"]["shares"] = dict(settings.quota.shares)  # a table in TOML, not pairs
     for name in (*config_mod.PART_SECTIONS, config_mod.SERVER_SECTION):
         if name in settings.raw:
             doc[name] = _plain(settings.raw[name])

@@ -15,19 +15,19 @@ import click
 
 from .core.config import ConfigError
 
-EXIT_FAILED = 1
+EXIT_FAILED, EXIT_USAGE, EXIT_CREDENTIALS = 1, 2, 3
 
 
 def _local(obj: Any) -> Any:
     """The [taxii] configuration and its store."""
     from taxii import config as taxii_config
-    from taxii.store import Store
+    from taxii.store import store_for
 
     try:
         cfg = taxii_config.load(obj.settings.raw)
+        return cfg, store_for(obj.settings, cfg.store)  # a database it cannot use: one line
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    return cfg, Store(cfg.store or obj.settings.state_path / "taxii.db")
 
 
 def _local_collection(cfg: Any, wanted: Optional[str], option: str) -> str:
@@ -54,6 +54,7 @@ def _credentials(user: Optional[str], password: Optional[str], token: Optional[s
 def _remote_errors(action: str, store: Any) -> Iterator[None]:
     """A remote that is not what the command needs is a usage error; network, auth and server
     errors from taxii2-client/requests are one line and exit 1. The store is closed either way."""
+    from connectors.core.gateway import CredentialsRejected
     from taxii import client
 
     try:
@@ -62,6 +63,12 @@ def _remote_errors(action: str, store: Any) -> Iterator[None]:
         raise click.UsageError(str(exc)) from None
     except click.ClickException:
         raise
+    except CredentialsRejected as exc:  # --enrich: our key, not the remote (exit codes of cli.py)
+        if exc.code == "NoApiKey":
+            click.echo(f"error: {exc.message}", err=True)
+            sys.exit(EXIT_USAGE)
+        click.echo(f"error: VirusTotal rejected the API key ({exc.code}): {exc.message}", err=True)
+        sys.exit(EXIT_CREDENTIALS)
     except Exception as exc:
         click.echo(f"{action} failed: {exc}", err=True)
         sys.exit(EXIT_FAILED)

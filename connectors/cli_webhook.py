@@ -30,10 +30,13 @@ def _config(obj: Any) -> Any:
 
 
 def _outbox(obj: Any) -> Any:
-    from .webhook.outbox import Outbox
+    from .webhook.outbox import outbox_for
 
     cfg = _config(obj)
-    return Outbox(cfg.outbox or obj.settings.state_path / "webhook.db")
+    try:
+        return outbox_for(obj.settings, cfg)
+    except ConfigError as exc:  # a database it cannot use: one line
+        raise click.UsageError(str(exc)) from None
 
 
 @click.group()

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .core import stix
+from .core import evidence, stix
 from .core.verdict import Enrichment
 
 CSV_FIELDS = (
@@ -38,7 +38,9 @@ CSV_FIELDS = (
     "stale",
     "error",
     "source",
+    *evidence.FIELDS,
 )
+LIST_SEPARATOR = ";"  # list fields in CSV cells
 COLOURS = {
     "malicious": "bold red",
     "suspicious": "yellow",
@@ -78,16 +80,22 @@ def to_csv(results: Sequence[Enrichment]) -> str:
     w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for d in rows(results):
-        d["tags"] = ";".join(d["tags"])
-        w.writerow({k: "" if d.get(k) is None else d.get(k) for k in CSV_FIELDS})
+        w.writerow(_csv_row(d))
     return buf.getvalue()
+
+
+def _csv_row(d: Dict[str, Any]) -> Dict[str, Any]:
+    """One CSV row: list fields joined with LIST_SEPARATOR, None as an empty cell."""
+    for k in ("tags", *evidence.LIST_FIELDS):
+        d[k] = LIST_SEPARATOR.join(d[k])
+    return {k: "" if d.get(k) is None else d.get(k) for k in CSV_FIELDS}
 
 
 def print_table(results: Sequence[Enrichment], console: Console) -> None:
     emulated = any(r.report is not None and r.report.emulated for r in results)
     title = "VirusTotal verdicts" + (" — EMULATOR DATA, not VirusTotal" if emulated else "")
     t = Table(title=title, title_style="bold magenta" if emulated else "bold")
-    for col in ("value", "kind", "verdict", "score", "detections", "reason"):
+    for col in ("value", "kind", "verdict", "score", "detections", "reason", "evidence"):
         t.add_column(col, overflow="fold")
     for r in results:
         rep = r.report
@@ -101,8 +109,21 @@ def print_table(results: Sequence[Enrichment], console: Console) -> None:
             Text(str(r.score)),
             Text(det),
             Text(r.reason),
+            Text(_evidence(r)),
         )
     console.print(t)
+
+
+def _evidence(r: Enrichment, engines: int = 3) -> str:
+    """The threat label and the first (most trusted) detections, for people."""
+    if r.report is None:
+        return ""
+    ev = evidence.evidence(r.report)
+    parts = [r.report.threat_label] if r.report.threat_label else []
+    parts += ev["detections"][:engines]
+    if len(ev["detections"]) > engines:
+        parts.append(f"+{len(ev['detections']) - engines} more")
+    return "; ".join(parts)
 
 
 def _short(value: str, limit: int = 80) -> str:
@@ -132,8 +153,7 @@ class RowWriter:
                         self.out, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n"
                     )
                     self._csv.writeheader()
-                d["tags"] = ";".join(d["tags"])
-                self._csv.writerow({k: "" if d.get(k) is None else d.get(k) for k in CSV_FIELDS})
+                self._csv.writerow(_csv_row(d))
             elif self.fmt == "jsonl":
                 self.out.write(json.dumps(d, ensure_ascii=False) + "\n")
             else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sqlite3
 import ssl
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -24,6 +25,7 @@ from .core.enricher import Enricher
 log = logging.getLogger(__name__)
 
 DEFAULT_PORTS = {"taxii": 9443, "webhook": 9080}
+STORE_KEYS = {"taxii": "taxii.store", "webhook": "webhook.outbox"}  # the files each part opens
 
 
 @dataclass
@@ -60,18 +62,34 @@ def _error_body(name: str) -> ErrorBody:
     return webhook_error
 
 
+def _check_section(name: str, settings: Settings) -> None:
+    """The whole section as its package reads it: a wrong value is a ConfigError naming the key
+    before anything is bound, never a traceback from a part that is half started."""
+    if name == "taxii":
+        from taxii.config import load as load_taxii
+
+        load_taxii(settings.raw)
+    else:
+        from .webhook.config import load as load_webhook
+
+        load_webhook(settings.raw)
+
+
 def plan(settings: Settings, parts: List[str]) -> List[Part]:
-    """Which parts to run and where, from the [taxii] and [webhook] sections."""
+    """Which parts to run and where, from the [taxii] and [webhook] sections (validated whole)."""
     out = []
     limits = load_limits(settings.raw)
     for name in parts:
         section: Mapping[str, Any] = settings.raw.get(name, {}) or {}
         if not isinstance(section, Mapping):
             raise ConfigError(f"[{name}] must be a table")
+        _check_section(name, settings)
         host = section.get("host", "127.0.0.1")
         port = section.get("port", DEFAULT_PORTS[name])
-        if not isinstance(host, str) or not isinstance(port, int) or not 0 <= port <= 65535:
-            raise ConfigError(f"{name}.host must be a string and {name}.port a port number")
+        if not isinstance(host, str) or not host:
+            raise ConfigError(f"{name}.host must be a host name or address")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ConfigError(f"{name}.port must be a port number (0-65535)")
         ctx = None
         cert, key = section.get("tls_cert"), section.get("tls_key")
         if cert or key:
@@ -99,7 +117,10 @@ async def serve(
     from . import observe
     from .status import StatusPage, load_users
 
-    enricher = Enricher(settings, connector="serve")
+    try:
+        enricher = Enricher(settings, connector="serve")
+    except (OSError, sqlite3.Error) as exc:  # the cache and quota files
+        raise ConfigError(f"core.state_dir: cannot open the cache: {exc}") from None
     status_page = StatusPage(settings, enricher) if load_users(settings.raw) else None
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -113,8 +134,13 @@ async def serve(
     listeners: List[asyncio.AbstractServer] = []
     urls: Dict[str, str] = {}
     try:
+        # Every part is built before any is bound, and every address bound before any part
+        # says it listens: a failure leaves nothing half started.
         for part in parts:
-            app = part.factory(settings, enricher)
+            try:
+                app = part.factory(settings, enricher)
+            except (OSError, sqlite3.Error) as exc:  # its database cannot be opened
+                raise ConfigError(f"{STORE_KEYS[part.name]}: cannot open it: {exc}") from None
             observe.install(app, part.name, enricher, status_page.paths() if status_page else None)
             runner = web.AppRunner(
                 app,
@@ -125,18 +151,26 @@ async def serve(
             )
             await runner.setup()
             runners.append(runner)
+        for part, runner in zip(parts, runners):
             assert runner.server is not None
             # Our own listener instead of a TCPSite: connections go through the Guard.
             guard = Guard(part.name, part.limits, _error_body(part.name))
-            listener = await loop.create_server(
-                guard.factory(runner.server), part.host, part.port, ssl=part.ssl_context,
-                backlog=128, reuse_address=True,
-            )  # fmt: skip
+            try:
+                listener = await loop.create_server(
+                    guard.factory(runner.server), part.host, part.port, ssl=part.ssl_context,
+                    backlog=128, reuse_address=True,
+                )  # fmt: skip
+            except OSError as exc:  # in use, not ours to bind, unknown host
+                raise ConfigError(
+                    f"{part.name}.port: cannot listen on {part.host}:{part.port}: "
+                    f"{exc.strerror or exc}"
+                ) from None
             listeners.append(listener)
             port = listener.sockets[0].getsockname()[1]  # the real port when 0
             scheme = "https" if part.ssl_context else "http"
             urls[part.name] = f"{scheme}://{part.host}:{port}"
-            log.info("%s listening on %s", part.name, urls[part.name])
+        for name, url in urls.items():
+            log.info("%s listening on %s", name, url)
         if ready:
             ready(urls)
         await stop.wait()

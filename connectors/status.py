@@ -151,10 +151,10 @@ class StatusPage:
         if "webhook" not in self.settings.raw:
             return None
         from .webhook.config import load
-        from .webhook.outbox import Outbox
+        from .webhook.outbox import outbox_for
 
         cfg = load(self.settings.raw)
-        outbox = Outbox(cfg.outbox or self.settings.state_path / "webhook.db")
+        outbox = outbox_for(self.settings, cfg)  # [core] database when set
         try:
             callbacks = outbox.delivery_counts()
             return {"jobs": outbox.counts(), "callbacks": callbacks,
@@ -166,10 +166,10 @@ class StatusPage:
         if "taxii" not in self.settings.raw:
             return None
         from taxii.config import load
-        from taxii.store import Store
+        from taxii.store import store_for
 
         cfg = load(self.settings.raw)
-        store = Store(cfg.store or self.settings.state_path / "taxii.db")
+        store = store_for(self.settings, cfg.store)  # [core] database when set
         try:
             summary = store.summary()
         finally:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import hashlib
 import hmac
 import os
@@ -43,7 +42,7 @@ class Authenticator:
         elif scheme.lower() == "basic":
             try:
                 decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-            except (binascii.Error, UnicodeDecodeError):
+            except ValueError:  # binascii.Error, UnicodeDecodeError, non-ASCII text
                 raise TaxiiError(401, "malformed Basic credentials") from None
             name, _, password = decoded.partition(":")
             if await self._check(name, password):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from typing import Any, Dict, Iterable, List, Optional, Tuple
@@ -26,8 +27,10 @@ from connectors.core.verdict import Enrichment, Verdict
 from .errors import TaxiiError
 from .filters import TS_RE, timestamp_us
 from .pagination import encode_next
-from .store import Store
-from .validate import problem
+from .store import ObjectStore
+from .validate import problem, stored_body_ok
+
+log = logging.getLogger(__name__)
 
 PATHS = {  # (object type, path) -> observable kind hint for the core
     ("file", ("hashes", "MD5")): "file", ("file", ("hashes", "SHA-1")): "file",
@@ -134,7 +137,7 @@ class _DateAddedLast:
 
 
 async def pull(
-    store: Store,
+    store: ObjectStore,
     enricher: Optional[Enricher],
     url: str,
     collection: str,
@@ -242,7 +245,7 @@ def _newest_modified(objects: List[Dict[str, Any]], started: str) -> str:
 
 
 def push(
-    store: Store,
+    store: ObjectStore,
     url: str,
     collection: str,
     source: str,
@@ -262,8 +265,12 @@ def push(
     sent = ok = failed = 0
     while True:
         page = store.query(source, limit=batch, next_token=next_token, versions=["all"])
-        if page.objects:
-            objs = [json.loads(r["body"]) for r in page.objects]
+        rows = [r for r in page.objects if stored_body_ok(r["body"])]
+        if len(rows) < len(page.objects):  # stored by an older version: never sent to a peer
+            log.warning("push: %d stored object(s) are not strict JSON; not sent",
+                        len(page.objects) - len(rows))  # fmt: skip
+        if rows:
+            objs = [json.loads(r["body"]) for r in rows]
             status = coll.add_objects(
                 {"objects": objs}, wait_for_completion=True, poll_interval=1, timeout=60
             )
@@ -272,6 +279,7 @@ def push(
             failed += int(status.failure_count)
             if status.status != "complete":
                 raise RuntimeError(f"the remote did not finish status {status.id} within 60 s")
+        if page.objects:
             last = page.objects[-1]
             store.set_state(state_key, encode_next(last["date_added"], last["id"]))
         if not page.more:

@@ -26,7 +26,7 @@ class TaxiiError(Exception):
 
 def reply(body: Any, status: int = 200, headers: Optional[Dict[str, str]] = None) -> web.Response:
     return web.Response(
-        body=json.dumps(body).encode(),
+        body=json.dumps(body, allow_nan=False).encode(),  # strict JSON, never NaN
         status=status,
         headers={"Content-Type": MEDIA, **(headers or {})},
     )

@@ -8,10 +8,13 @@ import csv
 import datetime as _dt
 import io
 import json
+import logging
 import re
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from aiohttp import web
+
+log = logging.getLogger(__name__)
 
 PATTERN = re.compile(
     r"^\[(file:hashes\.(?:MD5|'SHA-1'|'SHA-256')|url:value|domain-name:value|ipv4-addr:value"
@@ -23,21 +26,42 @@ KINDS = ("file", "url", "domain", "ip", "all")
 
 
 def entries(rows: Iterator[Dict], now: str) -> Iterator[Tuple[str, str, Dict]]:
-    """(kind, value, indicator) for live, unrevoked single-comparison indicators."""
+    """(kind, value, indicator) for live, unrevoked single-comparison indicators. One object
+    that cannot be served (not valid Unicode, odd types stored by an older version) is left out
+    and logged: it never breaks the feed for every firewall."""
     for row in rows:
-        obj = json.loads(row["body"])
-        if obj.get("type") != "indicator" or obj.get("revoked"):
+        try:
+            entry = _entry(json.loads(row["body"]), now)
+        except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+            log.warning("feed: object %s left out: %s", row.get("id"), type(exc).__name__)
             continue
-        if obj.get("valid_until", "9999") <= now:
-            continue
-        m = PATTERN.match(obj.get("pattern", ""))
-        if not m:
-            continue
-        kind = KIND_OF.get(m.group(1), "file")
-        value = m.group(2).replace("\\'", "'").replace("\\\\", "\\")
-        if not value or any(c.isspace() or not c.isprintable() for c in value):
-            continue  # a line break in a value would add lines to a firewall's block list
-        yield kind, value, obj
+        if entry is not None:
+            yield entry
+
+
+def _entry(obj: Dict, now: str) -> Optional[Tuple[str, str, Dict]]:
+    if obj.get("type") != "indicator" or obj.get("revoked"):
+        return None
+    if obj.get("valid_until", "9999") <= now:
+        return None
+    m = PATTERN.match(obj.get("pattern", ""))
+    if not m:
+        return None
+    kind = KIND_OF.get(m.group(1), "file")
+    value = m.group(2).replace("\\'", "'").replace("\\\\", "\\")
+    if not value or any(c.isspace() or not c.isprintable() for c in value):
+        return None  # a line break in a value would add lines to a firewall's block list
+    "".join(_row(kind, value, obj)).encode("utf-8")  # UnicodeEncodeError: a lone surrogate
+    return kind, value, obj
+
+
+def _row(kind: str, value: str, obj: Dict) -> List[str]:
+    """The CSV cells of one entry (the text feed uses the value alone)."""
+    labels = obj.get("labels", [])
+    row = [value, kind, obj.get("confidence", ""), obj.get("valid_until", ""),
+           ";".join(str(x) for x in labels) if isinstance(labels, list) else "",
+           obj.get("name", "")]  # fmt: skip
+    return [_cell(c) for c in row]
 
 
 def collect(store: Any, collection: str, kind: str) -> List[Tuple[str, str, Dict]]:
@@ -62,11 +86,7 @@ def render(items: List[Tuple[str, str, Dict]], ext: str) -> web.Response:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["value", "kind", "confidence", "valid_until", "labels", "name"])
     for kind, value, obj in items:
-        labels = obj.get("labels", [])
-        row = [value, kind, obj.get("confidence", ""), obj.get("valid_until", ""),
-               ";".join(str(x) for x in labels) if isinstance(labels, list) else "",
-               obj.get("name", "")]  # fmt: skip
-        w.writerow([_cell(c) for c in row])
+        w.writerow(_row(kind, value, obj))
     return web.Response(text=buf.getvalue(), content_type="text/csv")
 
 

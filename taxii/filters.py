@@ -12,10 +12,13 @@ from typing import Any, Dict, List, Mapping, Sequence
 from .errors import TaxiiError
 from .pagination import MAX_US, us_to_rfc3339
 
-TS_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?Z$")
+# ASCII digits only (\d also matches other scripts' digits) and \Z: "$" would let a trailing
+# newline through.
+TS_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?Z\Z", re.ASCII)
+LIMIT_RE = re.compile(r"^[0-9]{1,18}\Z")  # more digits than that cannot be a page size
 MAX_VALUES = 100  # per match[...] filter: SQLite bounds the variables in one statement
-ID_RE = re.compile(r"^[a-z0-9-]{1,250}--[0-9a-fA-F-]{36}$")
-TYPE_RE = re.compile(r"^[a-z0-9-]{1,250}$")
+ID_RE = re.compile(r"^[a-z0-9-]{1,250}--[0-9a-fA-F-]{36}\Z")
+TYPE_RE = re.compile(r"^[a-z0-9-]{1,250}\Z")
 OBJECTS = ("match[id]", "match[type]", "match[version]", "match[spec_version]")
 OBJECT = ("match[version]", "match[spec_version]")
 VERSIONS = ("match[spec_version]",)
@@ -60,9 +63,10 @@ def parse(
         out["limit"] = page_size
         if "limit" in query:
             raw = query["limit"].strip()
-            if not raw.isdigit() or int(raw) < 1:
+            # str.isdigit() admits "²", which int() refuses; int() refuses 5,000 digits.
+            if not LIMIT_RE.match(raw) or int(raw) < 1:
                 raise TaxiiError(400, "limit must be a positive integer")
-            out["limit"] = min(int(raw[:12]), max_page_size)
+            out["limit"] = min(int(raw), max_page_size)
         if "added_after" in query:
             out["added_after"] = timestamp_us(query["added_after"].strip(), "added_after")
         if query.get("next"):
@@ -77,7 +81,7 @@ def parse(
     out["ids"], out["types"] = ids, types
     out["spec_versions"] = _values(query, "match[spec_version]")
     for v in out["spec_versions"]:
-        if not re.match(r"^\d\.\d$", v):
+        if not re.match(r"^[0-9]\.[0-9]\Z", v):
             raise TaxiiError(400, f"match[spec_version]: {v[:20]!r} is not a version like 2.1")
     versions: List[str] = []
     for v in _values(query, "match[version]") or ["last"]:

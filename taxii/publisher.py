@@ -21,7 +21,8 @@ from connectors.core.report import Report
 from connectors.core.verdict import Enrichment, Verdict
 
 from .config import TaxiiConfig
-from .store import Store
+from .store import ObjectStore
+from .validate import repaired
 
 log = logging.getLogger(__name__)
 CURSOR = "publisher:verdict_log"
@@ -29,9 +30,10 @@ GROUP = {"md5": "file", "sha1": "file", "sha256": "file", "ipv4": "ip", "ipv6": 
 
 
 async def poll_sources(
-    enricher: Enricher, store: Store, cfg: TaxiiConfig, due: Dict[int, float]
+    enricher: Enricher, store: ObjectStore, cfg: TaxiiConfig, due: Dict[int, float]
 ) -> int:
     """Poll the VirusTotal sources whose time has come; returns objects stored."""
+    from connectors.core.gateway import Slot
     from connectors.core.quota import Priority
 
     from . import sources
@@ -43,20 +45,21 @@ async def poll_sources(
             continue
         due[i] = now + src["every"]
 
-        async def acquire() -> bool:  # background work: never waits long for the budget
-            return await enricher.governor.acquire(Priority.BACKGROUND, time.time() + 5)
+        def slot() -> Slot:  # background work: never waits long for the budget
+            return Slot(Priority.BACKGROUND, time.time() + 5, "taxii")
 
         objects = await sources.poll(
-            enricher.gateway, acquire, src, enricher.settings.policy, cfg.tlp, enricher.lists
+            enricher.gateway, slot, src, enricher.settings.policy, cfg.tlp, enricher.lists
         )
         if objects:
-            stored += sum(
-                store.add(src["collection"], [stix.PRODUCER, stix.marking(cfg.tlp), *objects])
-            )
+            objs = repaired([stix.PRODUCER, stix.marking(cfg.tlp), *objects])
+            stored += sum(store.add(src["collection"], objs))
     return stored
 
 
-def publish_once(enricher: Enricher, store: Store, cfg: TaxiiConfig, batch: int = 1000) -> int:
+def publish_once(
+    enricher: Enricher, store: ObjectStore, cfg: TaxiiConfig, batch: int = 1000
+) -> int:
     """One pass over new verdict log rows; returns how many objects were stored. The cached
     report (when the cache still has it) adds labels, first_seen and the Malware SDO."""
     lists = getattr(enricher, "lists", None)  # the core's [lists]: they decide first
@@ -90,7 +93,7 @@ def publish_once(enricher: Enricher, store: Store, cfg: TaxiiConfig, batch: int 
             ):
                 objects.append(stix.indicator(enr, now, cfg.tlp, revoked=True))
         if objects:
-            batches[coll.id] = [stix.PRODUCER, stix.marking(cfg.tlp), *objects]
+            batches[coll.id] = repaired([stix.PRODUCER, stix.marking(cfg.tlp), *objects])
     # Objects and cursor in one transaction: a crash never loses or repeats a verdict, and a
     # second server process that got here first makes this pass a no-op.
     return (store.publish(batches, CURSOR, seen, str(rows[-1][0])) or 0) + revoked
@@ -99,7 +102,7 @@ def publish_once(enricher: Enricher, store: Store, cfg: TaxiiConfig, batch: int 
 LISTS_STATE = "publisher:lists"
 
 
-def revoke_listed(lists: Lists, store: Store, cfg: TaxiiConfig, page: int = 500) -> int:
+def revoke_listed(lists: Lists, store: ObjectStore, cfg: TaxiiConfig, page: int = 500) -> int:
     """When the [lists] changed since the last pass: revoke the live indicators this publisher
     put out for values now ignored or forced harmless. Returns the versions stored."""
     from .client import observables
@@ -173,7 +176,7 @@ def _listed(lists: Optional[Lists], enr: Enrichment) -> Enrichment:
     return replace(enr, verdict=rule.verdict, score=rule.score, reason=rule.reason)
 
 
-def _published(store: Store, collection: str, kind: str, value: str) -> bool:
+def _published(store: ObjectStore, collection: str, kind: str, value: str) -> bool:
     """Whether the collection holds a live (not yet revoked) indicator for this value."""
     page = store.query(collection, limit=1, ids=[stix.indicator_id(kind, value)])
     return bool(page.objects) and not json.loads(page.objects[0]["body"]).get("revoked")
@@ -188,7 +191,7 @@ def _link(kind: str, key: str, value: str) -> str:
 
 
 def publisher_task(
-    enricher: Enricher, store: Store, cfg: TaxiiConfig
+    enricher: Enricher, store: ObjectStore, cfg: TaxiiConfig
 ) -> Callable[[Any], AsyncIterator[None]]:
     async def ctx(app: Any) -> AsyncIterator[None]:
         async def loop() -> None:

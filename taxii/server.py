@@ -13,6 +13,7 @@ from importlib import resources
 from typing import Any, Awaitable, Callable, Dict, List, Optional
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from connectors.core.config import Settings
 from connectors.core.enricher import Enricher
@@ -22,11 +23,11 @@ from . import config as taxii_config
 from .errors import MEDIA, STIX_MEDIA, TaxiiError, error, reply
 from .pagination import BadToken, date_headers, envelope, us_to_rfc3339
 from .publisher import publisher_task
-from .store import Page, Store, new_status_id
-from .validate import envelope_objects, problem
+from .store import ObjectStore, Page, new_status_id, store_for
+from .validate import envelope_objects, problem, stored_body_ok
 
 log = logging.getLogger(__name__)
-STORE = web.AppKey("store", Store)
+STORE = web.AppKey("store", ObjectStore)
 CONFIG = web.AppKey("config", taxii_config.TaxiiConfig)
 AUTH = web.AppKey("auth", auth.Authenticator)
 # The authenticated user; absent for anonymous requests. RequestKey is aiohttp 3.14+ (Python 3.10+).
@@ -43,18 +44,50 @@ async def taxii_middleware(request: web.Request, handler: Handler) -> web.Stream
         user = await request.app[AUTH].user(request.headers.get("Authorization", ""))
         if user is not None:
             request[USER] = user
-        return await handler(request)
+        return await _settled(request, await handler(request))
     except TaxiiError as exc:
         headers = {"WWW-Authenticate": f'Basic realm="{REALM}"'} if exc.status == 401 else None
-        return error(exc.status, exc.title, exc.description, headers)
+        return await _settled(request, error(exc.status, exc.title, exc.description, headers))
     except web.HTTPException as exc:  # routing: unknown path, wrong method
-        return error(exc.status, exc.reason, "", {"Allow": exc.headers["Allow"]}
-                     if "Allow" in exc.headers else None)  # fmt: skip
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return await _settled(request, error(exc.status, exc.reason, "", allow))
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:  # a bug, never bad input: log it, answer as TAXII does
         log.exception("TAXII request failed: %s %s", request.method, request.path)
         return error(500, "Internal Server Error")
+
+
+def _last_line(exc: Exception) -> str:
+    return ([x.strip() for x in str(exc).splitlines() if x.strip()] or [type(exc).__name__])[-1]
+
+
+LINGER = 10.0  # seconds a body left unread may take to drain, as aiohttp's own lingering read
+
+
+async def _settled(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    """Answer a request whose compressed body was not read to its end, then drain that body
+    here as aiohttp would, but close the connection when it cannot be decoded (gzip or deflate
+    data that does not decompress) instead of letting aiohttp log a traceback."""
+    if (
+        "Content-Encoding" not in request.headers
+        or not request.body_exists
+        or request.content.is_eof()
+        or response.prepared
+    ):
+        return response
+    await response.prepare(request)
+    await response.write_eof()
+
+    async def drain() -> None:
+        while await request.content.readany():
+            pass
+
+    try:
+        await asyncio.wait_for(drain(), LINGER)
+    except (web.RequestPayloadError, BadHttpMessage, asyncio.TimeoutError):
+        request.protocol.force_close()
+    return response
 
 
 def _cfg(request: web.Request) -> taxii_config.TaxiiConfig:
@@ -139,7 +172,12 @@ async def get_objects(request: web.Request) -> web.Response:
     # Stored bodies are JSON already: splice them into the envelope instead of re-encoding.
     head = json.dumps(envelope(page.more, page.next, [], "objects"))[:-1]
     bodies = ",".join(r["body"] for r in page.objects)
-    tail = f', "objects": [{bodies}]}}' if page.objects else "}"
+    if not stored_body_ok(bodies):  # stored before ingest refused NaN and lone surrogates
+        good = [r["body"] for r in page.objects if stored_body_ok(r["body"])]
+        log.warning("collection %s: %d stored object(s) are not strict JSON; left out",
+                    coll.id, len(page.objects) - len(good))  # fmt: skip
+        bodies = ",".join(good)
+    tail = f', "objects": [{bodies}]}}' if bodies else "}"
     return web.Response(
         body=(head + tail).encode(),
         headers={"Content-Type": MEDIA, **date_headers(page.objects)},
@@ -177,10 +215,13 @@ async def _body(request: web.Request, cap: int) -> bytes:
     if (request.content_length or 0) > cap:
         raise TaxiiError(413, f"at most {cap} bytes")
     raw = bytearray()
-    async for chunk in request.content.iter_chunked(1 << 16):  # read() may return less
-        raw += chunk
-        if len(raw) > cap:
-            raise TaxiiError(413, f"at most {cap} bytes")
+    try:
+        async for chunk in request.content.iter_chunked(1 << 16):  # read() may return less
+            raw += chunk
+            if len(raw) > cap:  # counted after decompression: a gzip bomb stops here too
+                raise TaxiiError(413, f"at most {cap} bytes")
+    except (web.RequestPayloadError, BadHttpMessage) as exc:  # e.g. gzip data that is not
+        raise TaxiiError(400, f"the body cannot be read: {_last_line(exc)}") from None
     return bytes(raw)
 
 
@@ -262,7 +303,7 @@ def build_app(settings: Settings, enricher: Optional[Enricher]) -> web.Applicati
     core's verdict log and polls the configured VirusTotal sources; it stops on app cleanup."""
     cfg = taxii_config.load(settings.raw)
     app = web.Application(middlewares=[taxii_middleware], client_max_size=cfg.max_body_bytes + 1)
-    store = Store(cfg.store or settings.state_path / "taxii.db")
+    store = store_for(settings, cfg.store)
     app[CONFIG], app[STORE], app[AUTH] = cfg, store, auth.Authenticator(cfg)
     col = "/{root}/collections/{collection}"
     app.router.add_get("/openapi.json", openapi)  # before /{root}, which would match it

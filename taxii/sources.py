@@ -9,11 +9,11 @@ again stores nothing new; a fresh analysis publishes a new version.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from connectors.core import stix
 from connectors.core.enricher import from_report
-from connectors.core.gateway import Gateway
+from connectors.core.gateway import BudgetSpent, Gateway, RateLimited, Slot
 from connectors.core.observable import InvalidObservable, parse
 from connectors.core.report import ReportError, parse_report
 from connectors.core.verdict import Enrichment, Verdict
@@ -63,7 +63,7 @@ def _listed(lists: Any, enr: Enrichment) -> Optional[Enrichment]:
 
 async def poll(
     gateway: Gateway,
-    acquire: Callable[[], Awaitable[bool]],
+    slot: Callable[[], Slot],
     source: Dict[str, Any],
     policy_settings: Any,
     tlp: str,
@@ -71,17 +71,19 @@ async def poll(
     max_pages: int = 20,
 ) -> List[Dict[str, Any]]:
     """STIX objects for the risky objects a source lists now (at most max_pages pages). Every
-    page is one API call and asks the quota governor first (`acquire`): no budget, no call.
+    page is one API call for which the gateway asks the quota governor first (`slot` says who
+    asks and until when): no budget, no call.
     `lists` (core.lists.Lists): ignored values are left out, forced verdicts replace ours."""
     wanted = {Verdict(v) for v in source.get("verdicts", ["malicious", "suspicious"])}
     out: List[Dict[str, Any]] = []
     for path, params in requests_for(source):
         cursor = None
         for _ in range(max_pages):
-            if not await acquire():
-                return out
             query = dict(params, limit=40, **({"cursor": cursor} if cursor else {}))
-            doc = await gateway.get_json(path, query)
+            try:
+                doc = await gateway.get_json(path, query, slot())
+            except (BudgetSpent, RateLimited):
+                return out
             items = doc.get("data") if isinstance(doc, dict) else None
             for item in items if isinstance(items, list) else []:
                 enr = enrichment_of(item, policy_settings) if isinstance(item, dict) else None

@@ -4,12 +4,21 @@ Each invalid object is reported in the status resource; the valid ones are store
 from __future__ import annotations
 
 import json
-from typing import Any, List
+import logging
+import math
+import re
+from typing import Any, Dict, List, Optional
 
 import stix2
 
 from .errors import TaxiiError
 from .filters import ID_RE, TS_RE
+
+log = logging.getLogger(__name__)
+# json.dumps spells a lone surrogate as an escape without its pair (emoji are escaped pairs)
+LONE_ESCAPE = re.compile(
+    r"\\ud(?:[89ab][0-9a-f]{2}(?!\\ud[c-f][0-9a-f]{2})|(?<!\\ud[89ab][0-9a-f]{2}\\ud)[c-f][0-9a-f]{2})"
+)
 
 
 def envelope_objects(raw: bytes) -> List[Any]:
@@ -24,10 +33,71 @@ def envelope_objects(raw: bytes) -> List[Any]:
     return objects
 
 
+def unwritable(value: Any) -> Optional[str]:
+    """Why `value` cannot be written out as strict JSON in UTF-8, or None: Python's json reads
+    NaN, Infinity and 1e999 (as inf) and lone surrogates ("\\ud800"), and what is stored is served
+    to every consumer of the collection. Walked without recursion."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, float):
+            if not math.isfinite(v):
+                return "numbers must be finite (NaN, Infinity and 1e999 are not JSON)"
+        elif isinstance(v, str):
+            if not v.isascii() and not _encodes(v):
+                return "text must be valid Unicode (a lone surrogate such as \\ud800 is not)"
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def stored_body_ok(body: str) -> bool:
+    """Whether a stored body (json.dumps output: ASCII, surrogates escaped) is strict JSON in
+    valid Unicode; bodies stored before ingest refused such values may hold them."""
+    lone = "\\ud" in body and LONE_ESCAPE.search(body)
+    if "NaN" not in body and "Infinity" not in body and not lone:
+        return True  # the fast path: none of the spellings can be there
+    try:
+        return unwritable(json.loads(body)) is None
+    except (ValueError, RecursionError):
+        return False
+
+
+def repaired(objects: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Objects we build from VirusTotal answers, made storable: a lone surrogate in a threat
+    name becomes "?" (the indicator is kept); an object with a non-finite number is left out and
+    logged. (What others POST is refused instead, see problem().)"""
+    out = []
+    for obj in objects:
+        if unwritable(obj) is not None:
+            text = json.dumps(obj, ensure_ascii=False).encode("utf-8", "replace").decode()
+            obj = json.loads(text)
+            why = unwritable(obj)
+            if why:
+                log.warning("object %s not stored: %s", obj.get("id"), why)
+                continue
+        out.append(obj)
+    return out
+
+
 def problem(obj: Any) -> str:
     """Why an object is not stored, or "" when it is fine."""
     if not isinstance(obj, dict):
         return "not a JSON object"
+    bad = unwritable(obj)
+    if bad:
+        return bad
     oid, otype = obj.get("id"), obj.get("type")
     if (
         not isinstance(otype, str)

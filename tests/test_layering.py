@@ -77,3 +77,81 @@ def test_checker_sees_a_violation(tmp_path):
         assert any(_hits(m, CORE_FORBIDDEN) for m in imports(f))
     finally:
         f.unlink()
+
+
+# -- storage: interface and backends side by side, the driver in one place ---------------------
+STORES = {
+    "taxii.store": ROOT / "taxii" / "store",
+    "connectors.webhook.outbox": ROOT / "connectors" / "webhook" / "outbox",
+}
+SOURCES = [ROOT / "connectors", ROOT / "taxii"]
+
+
+def _module(path: Path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts)
+
+
+@pytest.mark.parametrize("package", sorted(STORES))
+def test_store_packages_hold_an_interface_and_two_backends(package):
+    folder = STORES[package]
+    assert {p.name for p in folder.glob("*.py")} >= {"__init__.py", "sqlite.py", "postgres.py"}
+    web = ("aiohttp", "click", "rich", "splunklib")  # storage knows no web framework or CLI
+    bad = [(f.name, m) for f in sorted(folder.glob("*.py")) for m in imports(f) if _hits(m, web)]
+    assert bad == []
+
+
+def test_backends_are_chosen_by_their_package_only():
+    """Callers go through the package's factory; only `vtconnect db` (which lists every
+    schema) names a PostgreSQL backend."""
+    backends = tuple(f"{pkg}.{name}" for pkg in STORES for name in ("sqlite", "postgres"))
+    allowed = {"connectors.cli_db"}
+    bad = []
+    for f in sorted(p for src in SOURCES for p in src.rglob("*.py")):
+        mod = _module(f)
+        if any(mod.startswith(pkg) for pkg in STORES) or mod in allowed:
+            continue
+        bad += [(mod, m) for m in imports(f) if _hits(m, backends)]
+    assert bad == []
+
+
+def test_the_driver_is_imported_in_one_place_and_lazily():
+    users = sorted(
+        _module(f)
+        for src in SOURCES
+        for f in src.rglob("*.py")
+        if any(_hits(m, ("psycopg", "psycopg_pool")) for m in imports(f))
+    )
+    assert users == ["connectors.core.database"]
+    tree = ast.parse((ROOT / "connectors" / "core" / "database.py").read_text(encoding="utf-8"))
+    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert not [n for n in top if any(_hits(m, ("psycopg",)) for m in _names(n))]
+
+
+def _names(node):
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    return [node.module or ""]
+
+
+def test_sqlite_users_need_no_driver():
+    """Without psycopg installed, the core, both stores and both servers still import and open
+    their SQLite backends."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tempfile, pathlib; sys.modules['psycopg'] = None; "
+        "sys.modules['psycopg_pool'] = None\n"
+        "import connectors.core.database, connectors.core.config, taxii.server, "
+        "connectors.webhook.app\n"
+        "from taxii.store import open_store\n"
+        "from connectors.webhook.outbox import open_outbox\n"
+        "d = pathlib.Path(tempfile.mkdtemp())\n"
+        "open_store(d / 't.db').close(); open_outbox(d / 'w.db').close()\n"
+        "from connectors.core.config import ConfigError\n"
+        "try:\n    open_store('postgresql://x/y')\nexcept ConfigError as e:\n    print(e)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "psycopg is not installed" in done.stdout

@@ -15,6 +15,12 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from . import relationships
+from .weights import (
+    DEFAULT_ENGINE_WEIGHTS,
+    DEFAULT_TRUSTED_PUBLISHERS,
+    DEFAULT_WEAK_NAME_WEIGHT,
+    DEFAULT_WEAK_NAMES,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -23,6 +29,8 @@ else:  # Python 3.9/3.10 (Splunk 9.x)
 
 DEFAULT_API_URL = "https://www.virustotal.com"
 DEFAULT_INTERNAL_SUFFIXES = (".local", ".internal", ".lan", ".corp", ".home.arpa", ".localhost")
+# The names connectors give the Enricher (Enricher(connector=...)): the keys [quota.shares] knows.
+CONNECTORS = ("cli", "demo", "serve", "splunk", "taxii", "taxii-pull", "webhook")
 
 
 class ConfigError(ValueError):
@@ -113,17 +121,38 @@ class ListsSettings:
 
 @dataclass(frozen=True)
 class PolicySettings:
-    malicious_min: int = 3  # engines saying malicious
-    malicious_percent: float = 3.0  # ... or this share of engines that gave an answer
+    malicious_min: int = 3  # weighted engines saying malicious
+    malicious_percent: float = 3.0  # ... and this share of the engines that gave an answer
     suspicious_min: int = 1
     suspicious_percent: float = 0.0
     min_engines: int = 5  # fewer answering engines than this: at most suspicious
     trusted_engines: Tuple[str, ...] = ()  # any of these saying malicious makes it malicious
-    use_yara: bool = False  # crowdsourced YARA hits raise to suspicious
-    use_sigma: bool = False  # high/critical Sigma hits raise to suspicious
-    use_ids: bool = False  # high-severity IDS alerts raise to suspicious
-    use_sandbox: bool = False  # a sandbox saying malicious raises to suspicious
+    preferred_engines: Tuple[str, ...] = ()  # preferred_min of these saying malicious: malicious
+    preferred_min: int = 2
+    weak_names: Tuple[str, ...] = DEFAULT_WEAK_NAMES  # heuristic/ML/generic detection names
+    weak_name_weight: float = DEFAULT_WEAK_NAME_WEIGHT  # what one such detection counts for
+    engine_weights: Tuple[str, ...] = DEFAULT_ENGINE_WEIGHTS  # "engine=weight", default 1
+    trusted_publishers: Tuple[str, ...] = DEFAULT_TRUSTED_PUBLISHERS  # verified signers
+    use_virustotal_verdicts: bool = True  # GTI assessment, threat severity, known distributors
+    use_yara: bool = False  # crowdsourced YARA hits raise to suspicious (many rules are generic)
+    use_sigma: bool = True  # critical/high Sigma hits raise to suspicious
+    use_ids: bool = True  # high-severity IDS alerts raise to suspicious
+    use_sandbox: bool = True  # a sandbox saying malicious raises to suspicious
+    use_reputation: bool = True  # community reputation <= -bad_reputation raises to suspicious
+    bad_reputation: int = 20
     rescan_after_days: int = 0  # 0: never request a reanalysis
+
+    def __post_init__(self) -> None:
+        for item in self.engine_weights:
+            name, sep, weight = item.rpartition("=")
+            try:
+                ok = bool(sep and name.strip()) and float(weight) >= 0
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ConfigError(
+                    f"policy.engine_weights: {item!r} is not 'engine=weight' (weight >= 0)"
+                )
 
 
 @dataclass(frozen=True)
@@ -146,15 +175,18 @@ class CacheSettings:
 @dataclass(frozen=True)
 class QuotaSettings:
     # public: 4/min and 500/day; premium: the two numbers below; unlimited: no local limit
-    # (VirusTotal still answers 429 when a contract's real limit is reached, and we back off)
-    tier: str = "public"
+    # (VirusTotal still answers 429 when a contract's real limit is reached, and we back off);
+    # auto: public, except against a local emulator, which says which tier it enforces
+    tier: str = "auto"
     per_minute: int = 0  # 0: the tier's default
     per_day: int = 0
     path: str = ""  # SQLite file shared by every process on the host; "" -> <state_dir>/quota.db
+    # [quota.shares]: part of the daily budget reserved per connector, e.g. (("webhook", 0.4),)
+    shares: Tuple[Tuple[str, float], ...] = ()
 
     def limits(self) -> Tuple[int, int]:
         """(per minute, per day); (0, 0) means no local limit."""
-        if self.tier == "public":
+        if self.tier in ("public", "auto"):
             return (self.per_minute or 4, self.per_day or 500)
         if self.tier == "unlimited":
             return (0, 0)
@@ -170,6 +202,8 @@ class Settings:
     quota: QuotaSettings = field(default_factory=QuotaSettings)
     lists: ListsSettings = field(default_factory=ListsSettings)
     state_dir: str = ""
+    # postgresql:// URL shared by replicas; "" -> SQLite files in state_dir (may hold a password)
+    database: str = field(default="", repr=False)
     source: str = ""  # the file this came from, for messages
     raw: Mapping[str, Any] = field(default_factory=dict)  # the whole document, for other parts
 
@@ -252,13 +286,18 @@ def from_mapping(
     vt = replace(vt, api_url=normalize_api_url(vt.api_url))
     if vt.max_concurrency < 1:
         raise ConfigError("virustotal.max_concurrency must be at least 1")
-    quota = _section(QuotaSettings, doc.get("quota", {}), "quota")
-    if quota.tier not in ("public", "premium", "unlimited"):
-        raise ConfigError("quota.tier must be 'public', 'premium' or 'unlimited'")
+    quota_doc = doc.get("quota", {})
+    shares = _shares(quota_doc.get("shares", {}) if isinstance(quota_doc, Mapping) else {})
+    if isinstance(quota_doc, Mapping):
+        quota_doc = {k: v for k, v in quota_doc.items() if k != "shares"}
+    quota = replace(_section(QuotaSettings, quota_doc, "quota"), shares=shares)
+    if quota.tier not in ("auto", "public", "premium", "unlimited"):
+        raise ConfigError("quota.tier must be 'auto', 'public', 'premium' or 'unlimited'")
     core = doc.get("core", {})
     if not isinstance(core, Mapping):
         raise ConfigError("[core] must be a table")
-    check_known(core, ("state_dir",), "core")
+    check_known(core, ("database", "state_dir"), "core")
+    database = _database_url(env.get("VTCONNECT_DATABASE") or core.get("database", ""))
     privacy = _section(PrivacySettings, doc.get("privacy", {}), "privacy")
     privacy = replace(
         privacy,
@@ -278,9 +317,42 @@ def from_mapping(
         quota=quota,
         lists=lists,
         state_dir=str(core.get("state_dir", "")),
+        database=database,
         source=source,
         raw=doc,
     )
+
+
+def _shares(data: Any) -> Tuple[Tuple[str, float], ...]:
+    """[quota.shares]: connector name -> part of the day (0..1), together at most 1."""
+    if not isinstance(data, Mapping):
+        raise ConfigError("[quota.shares] must be a table of connector = share")
+    out = []
+    for name, value in data.items():
+        if name not in CONNECTORS:
+            raise ConfigError(
+                f"unknown connector quota.shares.{name} (known: {', '.join(CONNECTORS)})"
+            )
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ConfigError(f"quota.shares.{name} must be a number from 0 to 1")
+        out.append((name, float(value)))
+    total = sum(v for _, v in out)
+    if total > 1 + 1e-9:
+        biggest = max(out, key=lambda item: item[1])[0]
+        raise ConfigError(
+            f"quota.shares add up to {total:g}, more than 1 (largest: quota.shares.{biggest})"
+        )
+    return tuple(out)
+
+
+def _database_url(value: Any) -> str:
+    """core.database: empty (SQLite files in state_dir) or a PostgreSQL URL."""
+    if not isinstance(value, str):
+        raise ConfigError("core.database must be a string")
+    value = value.strip()
+    if value and not value.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("core.database must be empty or a postgresql:// URL")
+    return value
 
 
 def normalize_api_url(url: str) -> str:

@@ -19,11 +19,13 @@ from .config import PolicySettings, Settings
 from .flights import Flights
 from .gateway import (
     BadAnswer,
+    BudgetSpent,
     CredentialsRejected,
     Gateway,
     GatewayError,
     NotFound,
     RateLimited,
+    Slot,
 )
 from .lists import matcher as lists_matcher
 from .observable import InvalidObservable, Kind, Observable, parse
@@ -60,7 +62,13 @@ class Enricher:
         self.cache = cache or Cache(settings.cache_path, settings.cache, self.clock)
         per_minute, per_day = settings.quota.limits()
         self.governor = governor or QuotaGovernor(
-            settings.quota_path, settings.virustotal.api_key.get(), per_minute, per_day, self.clock
+            settings.quota_path,
+            settings.virustotal.api_key.get(),
+            per_minute,
+            per_day,
+            self.clock,
+            shares=dict(settings.quota.shares),
+            tier=settings.quota.tier,
         )
         self._gateway = gateway
         self.lists = lists_matcher(settings.lists)
@@ -78,7 +86,7 @@ class Enricher:
     @property
     def gateway(self) -> Gateway:
         if self._gateway is None:
-            self._gateway = Gateway(self.settings.virustotal)
+            self._gateway = Gateway(self.settings.virustotal, self.governor)
         return self._gateway
 
     async def aclose(self) -> None:
@@ -204,7 +212,9 @@ class Enricher:
         hits = len(answers)
 
         missing = [by_key[k][0] for k in by_key if k not in answers]
-        fetched = await self._fetch_all(missing, priority, deadline, max_lookups, share=use_cache)
+        fetched = await self._fetch_all(
+            missing, priority, deadline, max_lookups, connector, share=use_cache
+        )
         answers.update(fetched)
         # Cached or just fetched, a report analysed too long ago is stale; a report without an
         # analysis date (many domain/IP objects) has no known age and is never rescanned.
@@ -216,7 +226,13 @@ class Enricher:
         if stale:
             calls = sum(1 for e in fetched.values() if not e.cached)
             await self._rescan(
-                stale, rescan_days, priority, deadline, fetched_count=calls, max_lookups=max_lookups
+                stale,
+                rescan_days,
+                priority,
+                deadline,
+                fetched_count=calls,
+                max_lookups=max_lookups,
+                connector=connector,
             )
 
         self._store(by_key, fetched, answers, connector, now)
@@ -239,6 +255,7 @@ class Enricher:
         priority: Priority,
         deadline: Optional[float],
         max_lookups: Optional[int],
+        connector: str = "",
         share: bool = True,
     ) -> Dict[str, Enrichment]:
         """Answers for values not in the cache; `share`: lease them host-wide (with the cache
@@ -259,7 +276,7 @@ class Enricher:
             async with sem:
                 if fatal:
                     return _from_obs(obs.value, obs, Verdict.ERROR, reason="not looked up")
-                return await self._fetch_one(obs, priority, until, fatal)
+                return await self._fetch_one(obs, Slot(priority, until, connector), fatal)
 
         # One value, one call: a value another enrich() of this process is fetching waits for
         # that answer; one another process leases waits for its cache entry (flights.py).
@@ -289,12 +306,14 @@ class Enricher:
         finally:
             renewer.cancel()
             self._flights.flush()
-        for task in done:
-            exc = task.exception()
-            if exc is not None and not isinstance(exc, asyncio.CancelledError):
-                raise exc
+        # Every task's exception is retrieved (else asyncio logs "Task exception was never
+        # retrieved" with a traceback for each), then a rejected key wins over the rest.
+        failures = [t.exception() for t in done if not t.cancelled()]
         if fatal:
             raise fatal[0]
+        for exc in failures:
+            if exc is not None:
+                raise exc
         for obs in chosen:
             if obs.cache_key not in results:
                 results[obs.cache_key] = _from_obs(
@@ -309,42 +328,37 @@ class Enricher:
     async def _fetch_one(
         self,
         obs: Observable,
-        priority: Priority,
-        until: Optional[float],
+        slot: Slot,
         fatal: List[CredentialsRejected],
     ) -> Enrichment:
-        while True:
-            if not await self.governor.acquire(priority, until):
-                return _from_obs(
-                    obs.value,
-                    obs,
-                    Verdict.QUOTA,
-                    reason="VirusTotal API budget spent; not looked up",
-                )
-            try:
-                report = await self.gateway.fetch(obs, self._relationships[obs.kind.collection])
-            except NotFound:
-                return _from_obs(
-                    obs.value, obs, Verdict.NOT_FOUND, score=0, reason=policy.NOT_FOUND.reason
-                )
-            except RateLimited as exc:
-                # Never retry at once: the governor holds every caller until the cooldown ends,
-                # or answers quota when that is past the deadline.
-                self.governor.learn_429(exc.retry_after)
-                log.warning("VirusTotal rate limit (%s); backing off", exc.code)
-                continue
-            except CredentialsRejected as exc:
-                fatal.append(exc)
-                raise
-            except (BadAnswer, GatewayError) as exc:
-                return _from_obs(
-                    obs.value,
-                    obs,
-                    Verdict.ERROR,
-                    reason=f"VirusTotal lookup failed: {exc}",
-                    error=exc.code,
-                )
-            return self._from_report(obs, report, cached=False)
+        # The gateway asks the governor before every attempt and honours 429s host-wide.
+        try:
+            report = await self.gateway.fetch(obs, self._relationships[obs.kind.collection], slot)
+        except NotFound:
+            return _from_obs(
+                obs.value, obs, Verdict.NOT_FOUND, score=0, reason=policy.NOT_FOUND.reason
+            )
+        except BudgetSpent as exc:
+            return _from_obs(obs.value, obs, Verdict.QUOTA, reason=f"not looked up: {exc.message}")
+        except RateLimited as exc:
+            return _from_obs(
+                obs.value,
+                obs,
+                Verdict.QUOTA,
+                reason=f"VirusTotal kept answering 429 ({exc.code}); not looked up",
+            )
+        except CredentialsRejected as exc:
+            fatal.append(exc)
+            raise
+        except (BadAnswer, GatewayError) as exc:
+            return _from_obs(
+                obs.value,
+                obs,
+                Verdict.ERROR,
+                reason=f"VirusTotal lookup failed: {exc}",
+                error=exc.code,
+            )
+        return self._from_report(obs, report, cached=False)
 
     async def _rescan(
         self,
@@ -354,6 +368,7 @@ class Enricher:
         deadline: Optional[float],
         fetched_count: int,
         max_lookups: Optional[int],
+        connector: str = "",
     ) -> None:
         """Ask for reanalysis of reports older than rescan_after_days (one API call each), at
         most once per object per rescan_after_days on this host (recorded in the cache db)."""
@@ -365,11 +380,11 @@ class Enricher:
             if not self.cache.claim_rescan(key, every_days):
                 continue  # asked already, by this process or another
             budget -= 1
-            if not await self.governor.acquire(priority, until):
-                self.cache.forget_rescan(key)
-                return
             try:
-                await self.gateway.reanalyse(obs)
+                await self.gateway.reanalyse(obs, Slot(priority, until, connector))
+            except (BudgetSpent, RateLimited):
+                self.cache.forget_rescan(key)  # not asked after all
+                return
             except CredentialsRejected:
                 raise
             except GatewayError as exc:

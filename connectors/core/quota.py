@@ -1,27 +1,48 @@
 """One API budget per key, shared by every process on the host through a small SQLite ledger.
 
 A sliding 60-second window for the per-minute rate, a daily budget that resets at 00:00 UTC,
-and priorities: lower priorities may use only part of the day so that interactive lookups and
-alerts still have budget late in the day. A 429 from VirusTotal stops every process on the host
-until Retry-After has passed and lowers the rate it trusts for an hour.
+priorities (lower priorities may use only part of the day so that interactive lookups and alerts
+still have budget late in the day) and optional daily shares per connector. Every request that
+leaves the process takes a slot first (`take`), and the slot is stamped again when its answer
+arrives (`sent`): the server counted it at some moment in between, so budgeting by the later
+stamp never lets a window hold more requests than the server allows, however late the request
+really left. A 429 from VirusTotal stops every process on the host until Retry-After has passed
+(on every tier, "unlimited" too) and lowers the rate we trust, gently and for a while.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
+import logging
+import math
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 from .cache import open_db, write
 from .clock import Clock
 
-SCHEMA_VERSION = 1
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 2
 WINDOW = 60.0
-LEARNED_FOR = 3600.0  # a rate learned from a 429 is trusted this long after the last 429
-DEFAULT_COOLDOWN = 60.0
+DEFAULT_COOLDOWN = 60.0  # a 429 without (a readable) Retry-After
+# 429 learning: halve the trusted rate, at most once per burst, never below a tenth of the
+# configured rate; climb back a tenth of it per quiet period without a 429.
+DECREASE_FACTOR = 0.5
+DECREASE_GAP = 10.0  # 429s closer together than this are one burst: one decrease
+FLOOR_FRACTION = 0.1
+QUIET = 300.0
+# A request that got no answer (timeout, dropped connection) may still reach the server a moment
+# after we gave up on it.
+NO_ANSWER_MARGIN = 1.0
+SAY_WAIT_FROM = 1.0  # waits shorter than this are not worth a line on stderr
+# A caller without a deadline still does not sit out a Retry-After longer than this (a daily
+# quota answers "until midnight"): it gets Refused, as with a deadline.
+LONGEST_COOLDOWN_WAIT = 300.0
+COOLDOWN = "VirusTotal asked to wait (Retry-After)"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (key TEXT NOT NULL, at REAL NOT NULL);
@@ -30,6 +51,8 @@ CREATE TABLE IF NOT EXISTS days (key TEXT NOT NULL, day TEXT NOT NULL, used INTE
     PRIMARY KEY (key, day));
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, cooldown_until REAL NOT NULL,
     learned_rate INTEGER NOT NULL, learned_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS shares (key TEXT NOT NULL, day TEXT NOT NULL, connector TEXT NOT NULL,
+    used INTEGER NOT NULL, PRIMARY KEY (key, day, connector));
 """
 
 
@@ -56,12 +79,21 @@ DAY_SHARE = {
 }
 
 
+class Refused(Exception):
+    """No slot: the day's budget (or the connector's share) is spent, or the next slot comes
+    after the caller's deadline. The message says which."""
+
+
 def _day(ts: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(ts))
 
 
 def _next_midnight(ts: float) -> float:
     return (ts // 86400 + 1) * 86400
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 class QuotaGovernor:
@@ -72,6 +104,9 @@ class QuotaGovernor:
         per_minute: int,
         per_day: int,
         clock: Optional[Clock] = None,
+        *,
+        shares: Optional[Mapping[str, float]] = None,
+        tier: str = "",
     ) -> None:
         # Only a digest names the key in the ledger; the key itself is never stored.
         self.key = hashlib.sha256(api_key.encode("utf-8", "replace")).hexdigest()[:16]
@@ -79,9 +114,21 @@ class QuotaGovernor:
         self.per_day = max(0, int(per_day))
         self.clock = clock or Clock()
         self.unlimited = self.per_minute == 0 and self.per_day == 0
+        self.shares: Dict[str, float] = dict(shares or {}) if self.per_day else {}
+        self.tier = tier
         self.path = Path(path)
         self._db: Optional[sqlite3.Connection] = None
         self._waiting: Dict[int, int] = {}  # priority -> callers of this process waiting
+        self._said_until = 0.0  # the wait we last told the user about ends then
+
+    def adopt(self, tier: str, per_minute: int, per_day: int) -> None:
+        """Budget for the limits the API itself announced (a local emulator does)."""
+        self.tier = tier
+        self.per_minute = max(0, int(per_minute))
+        self.per_day = max(0, int(per_day))
+        self.unlimited = self.per_minute == 0 and self.per_day == 0
+        if not self.per_day:
+            self.shares = {}
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -94,61 +141,170 @@ class QuotaGovernor:
             self._db.close()
             self._db = None
 
+    # -- taking slots ----------------------------------------------------------------------
     async def acquire(
-        self, priority: Priority = Priority.INTERACTIVE, deadline: Optional[float] = None
+        self,
+        priority: Priority = Priority.INTERACTIVE,
+        deadline: Optional[float] = None,
+        connector: str = "",
     ) -> bool:
-        """Take one request slot. False when the day's budget for this priority is spent or the
-        next slot comes after `deadline` (absolute, clock time); never sleeps past it."""
-        if self.unlimited:
-            return True
+        """Take one request slot; False where `take` refuses."""
+        try:
+            await self.take(priority, deadline, connector)
+        except Refused:
+            return False
+        return True
+
+    async def take(
+        self,
+        priority: Priority = Priority.INTERACTIVE,
+        deadline: Optional[float] = None,
+        connector: str = "",
+    ) -> int:
+        """Take one request slot and return its ticket for `sent`. Raises Refused when the day's
+        budget for this priority or connector is spent or the next slot (or the end of a
+        cooldown) comes after `deadline` (absolute, clock time); never sleeps past it."""
+        said = False
         while True:
             now = self.clock.now()
             if any(n for p, n in self._waiting.items() if p < priority):
-                wait: Optional[float] = 0.05  # a more urgent caller here goes first
+                wait: float = 0.05  # a more urgent caller here goes first
+                why = "a more urgent caller goes first"
             else:
-                granted, wait = self._try_take(priority, now)
-                if granted:
-                    return True
-                if wait is None:
-                    return False  # the day is spent for this priority
+                ticket, wait, why = self._try_take(priority, connector, now)
+                if ticket is not None:
+                    return ticket
+                if wait < 0:
+                    raise Refused(why)
             if deadline is not None and now + wait > deadline:
-                return False
+                raise Refused(f"{why}: next slot in {math.ceil(wait)} s, after the deadline")
+            if why is COOLDOWN and wait > LONGEST_COOLDOWN_WAIT:
+                raise Refused(f"{why}: next slot in {math.ceil(wait)} s")
+            if not said:
+                said = self._say_wait(now, wait, why)
             self._waiting[priority] = self._waiting.get(priority, 0) + 1
             try:
                 await self.clock.sleep(wait)
             finally:
                 self._waiting[priority] -= 1
 
-    def _try_take(self, priority: Priority, now: float) -> Tuple[bool, Optional[float]]:
-        """(True, 0) when a slot was taken; else (False, seconds to wait) or (False, None)."""
+    def sent(self, ticket: int, answered: bool = True) -> None:
+        """The request of `ticket` is over: stamp its slot now (the server counted it at some
+        moment before), a little later when no answer came."""
+        if not ticket:
+            return
+        at = self.clock.now() + (0.0 if answered else NO_ANSWER_MARGIN)
+        write(
+            self.db, lambda db: db.execute("UPDATE calls SET at = ? WHERE rowid = ?", (at, ticket))
+        )
 
-        def txn(db: sqlite3.Connection) -> Tuple[bool, Optional[float]]:
+    def _try_take(
+        self, priority: Priority, connector: str, now: float
+    ) -> Tuple[Optional[int], float, str]:
+        """(ticket, 0, "") when a slot was taken (ticket 0: nothing recorded, unlimited);
+        else (None, seconds to wait, why) or (None, -1, why) when waiting cannot help."""
+        if self.unlimited:
+            # No local limit, but a 429 seen by any process on the host still holds everyone.
+            row = self.db.execute(
+                "SELECT cooldown_until FROM state WHERE key = ?", (self.key,)
+            ).fetchone()
+            if row is not None and now < row[0]:
+                return None, row[0] - now, COOLDOWN
+            return 0, 0.0, ""
+
+        def txn(db: sqlite3.Connection) -> Tuple[Optional[int], float, str]:
             cooldown, rate = self._state(db, now)
             if now < cooldown:
-                return False, cooldown - now
+                return None, cooldown - now, COOLDOWN
             day = _day(now)
             if self.per_day:
                 row = db.execute(
                     "SELECT used FROM days WHERE key = ? AND day = ?", (self.key, day)
                 ).fetchone()
-                if (row[0] if row else 0) >= self.per_day * DAY_SHARE[priority]:
-                    return False, None
+                used = row[0] if row else 0
+                if used >= self.per_day * DAY_SHARE[priority]:
+                    why = (
+                        f"today's API budget for {priority.name.lower()} priority is spent "
+                        f"({used} of {self.per_day} used; resets 00:00 UTC)"
+                    )
+                    return None, -1, why
+                if self.shares and not self._share_allows(db, day, connector):
+                    why = (
+                        f"connector {connector or '(unnamed)'} has used its daily share "
+                        "and the unreserved part of today's budget is spent"
+                    )
+                    return None, -1, why
             if rate:
                 db.execute("DELETE FROM calls WHERE key = ? AND at <= ?", (self.key, now - WINDOW))
                 count, oldest = db.execute(
                     "SELECT COUNT(*), MIN(at) FROM calls WHERE key = ?", (self.key,)
                 ).fetchone()
                 if count >= rate:
-                    return False, max(0.001, oldest + WINDOW - now)
-            db.execute("INSERT INTO calls VALUES (?, ?)", (self.key, now))
+                    return None, max(0.001, oldest + WINDOW - now), f"{rate}/min in use"
+            ticket = db.execute("INSERT INTO calls VALUES (?, ?)", (self.key, now)).lastrowid
             db.execute(
                 "INSERT INTO days VALUES (?, ?, 1) ON CONFLICT(key, day) "
                 "DO UPDATE SET used = used + 1",
                 (self.key, day),
             )
-            return True, 0.0
+            if self.shares:
+                db.execute(
+                    "INSERT INTO shares VALUES (?, ?, ?, 1) ON CONFLICT(key, day, connector) "
+                    "DO UPDATE SET used = used + 1",
+                    (self.key, day, connector),
+                )
+            return int(ticket or 0), 0.0, ""
 
         return write(self.db, txn)
+
+    def _share_allows(self, db: sqlite3.Connection, day: str, connector: str) -> bool:
+        """Shares are reservations: a listed connector may always use its own share; beyond
+        it, and for connectors not listed, only the unreserved part of the day is left."""
+        used = dict(
+            db.execute(
+                "SELECT connector, used FROM shares WHERE key = ? AND day = ?", (self.key, day)
+            ).fetchall()
+        )
+        if used.get(connector, 0) < self.shares.get(connector, 0.0) * self.per_day:
+            return True
+        pool = (1.0 - sum(self.shares.values())) * self.per_day
+        over = sum(max(0.0, n - self.shares.get(c, 0.0) * self.per_day) for c, n in used.items())
+        return over + 1 <= pool + 1e-9
+
+    def _say_wait(self, now: float, wait: float, why: str) -> bool:
+        """One line on stderr per wait period (however many callers wait in it, and however
+        often one of them wakes up to a slot that is not free yet), so a CLI user knows why
+        nothing happens. True when the wait was said (or falls in one that was)."""
+        if now < self._said_until:
+            return True
+        if wait < SAY_WAIT_FROM:
+            return False
+        self._said_until = now + wait
+        tier = f"{'public' if self.tier == 'auto' else self.tier} tier " if self.tier else ""
+        rate = f"{self.per_minute}/min" if self.per_minute else "no local limit"
+        left = ""
+        if self.per_day:
+            row = self.db.execute(
+                "SELECT used FROM days WHERE key = ? AND day = ?", (self.key, _day(now))
+            ).fetchone()
+            left = f", {max(0, self.per_day - (row[0] if row else 0))} left today"
+        log.warning(
+            "rate-limited: %s%s, next slot in %d s%s (%s)", tier, rate, math.ceil(wait), left, why
+        )
+        return True
+
+    # -- what a 429 teaches ----------------------------------------------------------------
+    def _floor(self) -> int:
+        return max(1, int(self.per_minute * FLOOR_FRACTION))
+
+    def _effective(self, learned: int, learned_at: float, now: float) -> int:
+        """The trusted rate: the learned one, plus a tenth of the configured rate per quiet
+        period since the last decrease, up to the configured rate."""
+        if not learned or not self.per_minute:
+            return self.per_minute
+        step = max(1, self.per_minute // 10)
+        quiet_periods = max(0, int((now - learned_at) // QUIET))
+        return min(self.per_minute, learned + step * quiet_periods)
 
     def _state(self, db: sqlite3.Connection, now: float) -> Tuple[float, int]:
         row = db.execute(
@@ -157,44 +313,75 @@ class QuotaGovernor:
         if row is None:
             return 0.0, self.per_minute
         cooldown, learned, learned_at = row
-        if learned and now - learned_at < LEARNED_FOR:
-            return cooldown, min(learned, self.per_minute) if self.per_minute else learned
-        return cooldown, self.per_minute
+        return cooldown, self._effective(learned, learned_at, now)
 
-    def learn_429(self, retry_after: Optional[float] = None) -> None:
+    def learn_429(self, retry_after: Optional[float] = None, code: str = "") -> None:
         """VirusTotal said 429: nobody on this host sends before Retry-After, and the rate we
-        trust drops below what was just seen in the window."""
+        trust is halved (once per burst, not below a tenth of the configured rate)."""
         now = self.clock.now()
-        until = now + (retry_after if retry_after and retry_after > 0 else DEFAULT_COOLDOWN)
+        wait = retry_after if retry_after and retry_after > 0 else DEFAULT_COOLDOWN
+        until = now + wait
 
-        def txn(db: sqlite3.Connection) -> None:
-            seen = db.execute(
-                "SELECT COUNT(*) FROM calls WHERE key = ? AND at > ?", (self.key, now - WINDOW)
-            ).fetchone()[0]
-            learned = max(1, seen - 1)
+        def txn(db: sqlite3.Connection) -> Tuple[int, int, bool]:
+            row = db.execute(
+                "SELECT cooldown_until, learned_rate, learned_at FROM state WHERE key = ?",
+                (self.key,),
+            ).fetchone()
+            cooldown, learned, learned_at = row if row else (0.0, 0, 0.0)
+            before = self._effective(learned, learned_at, now)
+            after = before
+            if self.per_minute and (not learned or now - learned_at >= DECREASE_GAP):
+                after = max(self._floor(), int(before * DECREASE_FACTOR))
+            if after != before or row is None:
+                learned, learned_at = after, now
             db.execute(
                 "INSERT INTO state VALUES (?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
                 "cooldown_until = MAX(cooldown_until, excluded.cooldown_until), "
                 "learned_rate = excluded.learned_rate, learned_at = excluded.learned_at",
-                (self.key, until, learned, now),
+                (self.key, until, learned if self.per_minute else 0, learned_at),
             )
+            return before, after, now < cooldown
 
-        write(self.db, txn)
+        before, after, cooling = write(self.db, txn)
+        why = f"VirusTotal answered 429 {code}".rstrip()
+        if after < before:
+            log.warning(
+                "%s: lowering the request rate for this key from %d/min to %d/min on this "
+                "host (waiting %d s first); it climbs back by %d/min every %d min without a 429",
+                why,
+                before,
+                after,
+                math.ceil(wait),
+                max(1, self.per_minute // 10),
+                int(QUIET // 60),
+            )
+        else:  # said once per cooldown: a burst of 429s is one event
+            say = log.info if cooling else log.warning
+            say("%s: every process on this host waits %d s (Retry-After)", why, math.ceil(wait))
 
+    # -- reporting -------------------------------------------------------------------------
     def status(self) -> Dict[str, Any]:
         now = self.clock.now()
-        if self.unlimited:
-            return {"limited": False, "used_today": None, "per_day": 0, "per_minute": 0}
         db = self.db
         cooldown, rate = self._state(db, now)
+        cooldown_text = _iso(cooldown) if cooldown > now else ""
+        if self.unlimited:
+            return {
+                "limited": False,
+                "used_today": None,
+                "per_day": 0,
+                "per_minute": 0,
+                "cooldown_until": cooldown_text,
+            }
+        day = _day(now)
         row = db.execute(
-            "SELECT used FROM days WHERE key = ? AND day = ?", (self.key, _day(now))
+            "SELECT used FROM days WHERE key = ? AND day = ?", (self.key, day)
         ).fetchone()
         used = row[0] if row else 0
         last_minute = db.execute(
             "SELECT COUNT(*) FROM calls WHERE key = ? AND at > ?", (self.key, now - WINDOW)
         ).fetchone()[0]
-        return {
+        out: Dict[str, Any] = {
             "limited": True,
             "used_today": used,
             "per_day": self.per_day,
@@ -202,8 +389,19 @@ class QuotaGovernor:
             "used_last_minute": last_minute,
             "per_minute": rate,
             "configured_per_minute": self.per_minute,
-            "cooldown_until": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(cooldown))
-            if cooldown > now
-            else "",
-            "resets_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(_next_midnight(now))),
+            "cooldown_until": cooldown_text,
+            "resets_at": _iso(_next_midnight(now)),
         }
+        if self.shares:
+            by_connector = dict(
+                db.execute(
+                    "SELECT connector, used FROM shares WHERE key = ? AND day = ?",
+                    (self.key, day),
+                ).fetchall()
+            )
+            out["shares"] = {
+                c: {"share": s, "reserved": int(s * self.per_day), "used": by_connector.get(c, 0)}
+                for c, s in sorted(self.shares.items())
+            }
+            out["unreserved"] = int((1.0 - sum(self.shares.values())) * self.per_day)
+        return out

@@ -24,6 +24,9 @@ FILE_STATS = (
 OTHER_STATS = ("harmless", "malicious", "suspicious", "undetected", "timeout")
 # Engines that gave an opinion; timeouts and unsupported types did not look at the sample.
 ANSWERED = ("harmless", "malicious", "suspicious", "undetected")
+NAMES_CAP = 100  # file names kept (VirusTotal itself returns at most 100)
+RULES_CAP = 10  # Sigma rule titles and IDS messages kept, most severe first
+SEVERITIES = ("critical", "high", "medium", "low", "info")
 
 
 class ReportError(ValueError):
@@ -87,6 +90,13 @@ class Report:
     threat_names: Tuple[str, ...] = ()
     first_seen: int = 0
     last_analysis: int = 0
+    last_modified: int = 0  # shown when there is no last analysis date (older domains and IPs)
+    # VirusTotal's own assessment, when the object carries it
+    severity: str = ""  # threat_severity level, e.g. "SEVERITY_HIGH"
+    severity_description: str = ""
+    gti_verdict: str = ""  # gti_assessment verdict, e.g. "VERDICT_MALICIOUS"
+    gti_score: int = 0  # gti_assessment threat score 0-100 (with a verdict)
+    gti_severity: str = ""
     # file
     md5: str = ""
     sha1: str = ""
@@ -95,10 +105,14 @@ class Report:
     type_description: str = ""
     size: int = 0
     trusted_verdict: str = ""  # "goodware" when a known software publisher vouches for it
+    distributors: Tuple[str, ...] = ()  # known_distributors: vendors that ship this file
+    signer: str = ""  # first signer named by signature_info
+    signature_verified: str = ""  # signature_info "verified" as given ("Signed" when valid)
     # url
     url: str = ""
     final_url: str = ""
     title: str = ""
+    redirection_chain: Tuple[str, ...] = ()
     # domain (categories also for urls)
     categories: Tuple[str, ...] = ()
     registrar: str = ""
@@ -111,7 +125,10 @@ class Report:
     # crowdsourced and sandbox signals
     yara_rules: Tuple[str, ...] = ()
     sigma: Dict[str, int] = field(default_factory=dict)  # severity -> count
+    sigma_rules: Tuple[str, ...] = ()  # "high: <rule title>", most severe first
     ids: Dict[str, int] = field(default_factory=dict)  # severity -> count
+    ids_rules: Tuple[str, ...] = ()  # "high: <alert message>", most severe first
+    sandbox_names: Tuple[str, ...] = ()  # malware names the sandboxes gave
     sandbox_malicious: Tuple[str, ...] = ()  # sandboxes whose category is malicious
     sandbox_verdicts: Dict[str, str] = field(default_factory=dict)  # sandbox -> category
     relationships: Dict[str, List[Dict[str, str]]] = field(default_factory=dict)
@@ -128,6 +145,10 @@ class Report:
     @property
     def last_analysis_iso(self) -> str:
         return _iso(self.last_analysis)
+
+    @property
+    def last_modified_iso(self) -> str:
+        return _iso(self.last_modified)
 
     def age_days(self, now: float) -> float:
         return (now - self.last_analysis) / 86400.0 if self.last_analysis else float("inf")
@@ -161,6 +182,7 @@ class Report:
                 "categories": list(self.categories),
                 "final_url": self.final_url,
                 "title": self.title,
+                "redirection_chain": list(self.redirection_chain),
             }
         return {}
 
@@ -175,16 +197,9 @@ class Report:
     def from_dict(cls, d: Mapping[str, Any]) -> Report:
         """Inverse of to_dict (cache entries)."""
         kw = dict(d)
-        for name in (
-            "tags",
-            "threat_categories",
-            "threat_names",
-            "names",
-            "categories",
-            "yara_rules",
-            "sandbox_malicious",
-        ):
-            kw[name] = tuple(kw.get(name) or ())
+        for name in _TUPLES:
+            if name in kw:
+                kw[name] = tuple(kw[name] or ())
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in kw.items() if k in known})
 
@@ -194,6 +209,7 @@ _DEFAULTS: Dict[str, Any] = {
     for f in fields(Report)
     if f.default is not MISSING or f.default_factory is not MISSING
 }
+_TUPLES = tuple(k for k, v in _DEFAULTS.items() if isinstance(v, tuple))
 
 
 def parse_report(doc: Any) -> Report:
@@ -209,6 +225,8 @@ def parse_report(doc: Any) -> Report:
         raise ReportError("object has no attributes")
     keys = FILE_STATS if kind == "file" else OTHER_STATS
     raw_stats = _dict(a.get("last_analysis_stats"))
+    if "typeUnsupported" in raw_stats or (not raw_stats and "positives" in a):
+        raw_stats = _feed_stats(raw_stats, a)
     stats = {k: _int(raw_stats.get(k)) for k in keys}
     engines: Dict[str, str] = {}
     results: Dict[str, str] = {}
@@ -216,8 +234,7 @@ def parse_report(doc: Any) -> Report:
     for name, res in _dict(a.get("last_analysis_results")).items():
         if type(res) is dict:
             cat = res.get("category")
-            if type(cat) is not str:
-                cat = ""
+            # == is False for any non-string category, so no separate type check is needed
             if cat == "malicious" or cat == "suspicious":
                 engines[name] = cat
                 if res.get("result"):
@@ -239,12 +256,15 @@ def parse_report(doc: Any) -> Report:
         threat_names=_values(ptc.get("popular_threat_name")),
         first_seen=_int(a.get("first_submission_date")),
         last_analysis=_int(a.get("last_analysis_date")),
+        last_modified=_int(a.get("last_modification_date")),
         relationships=_relationships(data.get("relationships")),
     )
+    if "threat_severity" in a or "gti_assessment" in a:
+        _assessments(r, a)
     if kind == "file":
         r.md5, r.sha1 = _str(a.get("md5")).lower(), _str(a.get("sha1")).lower()
         r.sha256 = _str(a.get("sha256")).lower() or oid.lower()
-        r.names = _strs(a.get("names"), 20)
+        r.names = _strs(a.get("names"), NAMES_CAP)
         if a.get("meaningful_name") and _str(a["meaningful_name"]) not in r.names:
             r.names = (_str(a["meaningful_name"]),) + r.names
         r.type_description = _str(a.get("type_description"))
@@ -255,18 +275,34 @@ def parse_report(doc: Any) -> Report:
             for y in (a.get("crowdsourced_yara_results") or [])[:50]
             if isinstance(y, dict)
         )
-        r.sigma = {k: _int(v) for k, v in _dict(a.get("sigma_analysis_stats")).items()}
-        r.ids = {k: _int(v) for k, v in _dict(a.get("crowdsourced_ids_stats")).items()}
-        sandboxes = {
-            str(k): _str(_dict(v).get("category"))
-            for k, v in _dict(a.get("sandbox_verdicts")).items()
-        }
-        r.sandbox_verdicts = sandboxes
-        r.sandbox_malicious = tuple(k for k, v in sandboxes.items() if v == "malicious")
+        r.sigma, r.sigma_rules = _rules(
+            a.get("sigma_analysis_stats"), a.get("sigma_analysis_results"), "rule_level",
+            "rule_title",
+        )  # fmt: skip
+        r.ids, r.ids_rules = _rules(
+            a.get("crowdsourced_ids_stats"), a.get("crowdsourced_ids_results"),
+            "alert_severity", "rule_msg",
+        )  # fmt: skip
+        sandboxes = _dict(a.get("sandbox_verdicts"))
+        r.sandbox_verdicts = {str(k): _str(_dict(v).get("category")) for k, v in sandboxes.items()}
+        r.sandbox_malicious = tuple(k for k, v in r.sandbox_verdicts.items() if v == "malicious")
+        r.sandbox_names = tuple(
+            dict.fromkeys(
+                n for v in sandboxes.values() for n in _strs(_dict(v).get("malware_names"))
+            )
+        )
+        r.distributors = _strs(_dict(a.get("known_distributors")).get("distributors"))
+        sig = _dict(a.get("signature_info"))
+        r.signature_verified = _str(sig.get("verified"))
+        r.signer = _str(sig.get("signers")).split(";")[0].strip()
     elif kind == "url":
         r.url = _str(a.get("url"))
         r.final_url = _str(a.get("last_final_url"))
         r.title = _str(a.get("title"))
+        r.redirection_chain = _strs(a.get("redirection_chain"), 20)
+        # URLs carry VirusTotal's threat names directly (no popular classification).
+        r.threat_names = r.threat_names or _strs(a.get("threat_names"), 10)
+        r.threat_label = r.threat_label or (r.threat_names[0] if r.threat_names else "")
         r.categories = tuple(sorted(set(_str(v) for v in _dict(a.get("categories")).values())))
     elif kind == "domain":
         r.categories = tuple(sorted(set(_str(v) for v in _dict(a.get("categories")).values())))
@@ -280,6 +316,53 @@ def parse_report(doc: Any) -> Report:
     meta = doc.get("meta")
     r.emulated = isinstance(meta, dict) and meta.get("emulator") is True
     return r
+
+
+def _feed_stats(raw: Dict[str, Any], a: Dict[str, Any]) -> Dict[str, Any]:
+    """Feed items (hunting notifications, IoC stream) may spell `typeUnsupported`, or carry
+    only `positives` of `total` engines instead of the stats."""
+    if raw:
+        return {**raw, "type-unsupported": raw.get("type-unsupported", raw["typeUnsupported"])}
+    positives = _int(a.get("positives"))
+    return {"malicious": positives, "undetected": max(0, _int(a.get("total")) - positives)}
+
+
+def _assessments(r: Report, a: Dict[str, Any]) -> None:
+    sev = _dict(a.get("threat_severity"))
+    r.severity = _str(sev.get("threat_severity_level"))
+    r.severity_description = _str(sev.get("level_description"))
+    gti = _dict(a.get("gti_assessment"))
+    r.gti_verdict = _str(_dict(gti.get("verdict")).get("value"))
+    r.gti_score = _int(_dict(gti.get("threat_score")).get("value"))
+    r.gti_severity = _str(_dict(gti.get("severity")).get("value"))
+
+
+def _rules(
+    stats: Any, results: Any, level_key: str, name_key: str
+) -> Tuple[Dict[str, int], Tuple[str, ...]]:
+    """Counts by severity (VirusTotal's stats, else counted from the results) and the rule
+    names, most severe first, each once (one pass: no sort on the cold path)."""
+    if not stats and not results:
+        return {}, ()
+    by_level: Dict[str, Dict[str, None]] = {}
+    counts = {k: _int(v) for k, v in stats.items()} if isinstance(stats, dict) else {}
+    counted: Dict[str, int] = {}
+    for x in results[:500] if isinstance(results, list) else ():
+        if type(x) is not dict:
+            continue
+        level = x.get(level_key)
+        level = level.lower() if type(level) is str else ""
+        if not counts:
+            counted[level] = counted.get(level, 0) + 1
+        name = x.get(name_key)
+        if name:
+            names_at = by_level.setdefault(level, {})
+            if len(names_at) < RULES_CAP:
+                names_at[f"{level}: {_str(name)}"] = None
+    names: List[str] = []
+    for level in (*SEVERITIES, *sorted(set(by_level) - set(SEVERITIES))):
+        names.extend(by_level.get(level, ()))
+    return counts or counted, tuple(names[:RULES_CAP])
 
 
 def _values(v: Any) -> Tuple[str, ...]:

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import ipaddress
+import json
 import math
+import re
 import time
 import uuid
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
+from .evidence import evidence
 from .verdict import Enrichment, Verdict
 
 NAMESPACE = uuid.UUID("6f0d3c48-5d0e-4c4b-9a43-2b1f6b0f7a1e")  # vtconnect's, fixed forever
@@ -46,6 +50,8 @@ PRODUCER = {
 
 
 _NS = NAMESPACE.bytes
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+SCO_NAMESPACE = uuid.UUID("00abedb4-aa42-466c-9c01-fed23315a9b7")  # STIX 2.1 section 2.9
 INDICATOR_TYPES = {
     Verdict.MALICIOUS: "malicious-activity",
     Verdict.SUSPICIOUS: "anomalous-activity",
@@ -64,8 +70,9 @@ def timestamp(ts: float) -> str:
 
 
 def uuid5(name: str) -> str:
-    """uuid.uuid5(NAMESPACE, name) as a string, without building UUID objects (hot path)."""
-    b = bytearray(hashlib.sha1(_NS + name.encode("utf-8")).digest()[:16])
+    """uuid.uuid5(NAMESPACE, name) as a string, without building UUID objects (hot path).
+    surrogatepass: VirusTotal answers have carried lone surrogates in threat names."""
+    b = bytearray(hashlib.sha1(_NS + name.encode("utf-8", "surrogatepass")).digest()[:16])
     b[6] = (b[6] & 0x0F) | 0x50
     b[8] = (b[8] & 0x3F) | 0x80
     x = b.hex()
@@ -154,6 +161,89 @@ def indicates(ind: Dict[str, Any], mal: Dict[str, Any]) -> Dict[str, Any]:
     }  # fmt: skip
 
 
+def note(enr: Enrichment, ind: Dict[str, Any], tlp: str = "green") -> Optional[Dict[str, Any]]:
+    """A Note on the indicator with the detection names and VirusTotal's own assessment (labels
+    hold only the threat label and tags; the names would not fit there)."""
+    r = enr.report
+    if r is None:
+        return None
+    ev = evidence(r)
+    lines = []
+    if ev["detections"]:
+        head = f"Detections ({len(r.engines)} of {r.total} engines): "
+        lines.append(head + "; ".join(ev["detections"]))
+    for key, title in (
+        ("threat_names", "Threat names"), ("threat_categories", "Threat categories"),
+        ("sigma_counts", "Sigma"), ("ids_counts", "IDS"), ("sandbox_verdicts", "Sandboxes"),
+        ("known_distributors", "Known distributors"),
+    ):  # fmt: skip
+        if ev[key]:
+            lines.append(f"{title}: " + "; ".join(ev[key]))
+    if r.severity:
+        lines.append(f"VirusTotal threat severity: {r.severity}")
+    if r.gti_verdict:
+        lines.append(f"GTI assessment: {r.gti_verdict} (score {r.gti_score})")
+    if r.signer:
+        lines.append(f"Signer: {r.signer} ({r.signature_verified or 'unverified'})")
+    if not lines:
+        return None
+    return {
+        "type": "note", "spec_version": "2.1", "id": f"note--{uuid5('note:' + ind['id'])}",
+        "created": ind["created"], "modified": ind["modified"],
+        "abstract": f"VirusTotal evidence for {ind['name']}"[:250], "content": "\n".join(lines),
+        "object_refs": [ind["id"]], "created_by_ref": PRODUCER["id"],
+        "object_marking_refs": ind["object_marking_refs"],
+    }  # fmt: skip
+
+
+def _sco(kind: str, value: str) -> Optional[Dict[str, Any]]:
+    """A STIX cyber observable for a related VirusTotal object, with its spec-defined id."""
+    if kind == "ip_address":
+        try:
+            ip = ipaddress.ip_address(value)
+        except ValueError:
+            return None
+        typ, props = f"ipv{ip.version}-addr", {"value": str(ip)}
+    elif kind == "domain":
+        labels = value.rstrip(".").split(".")
+        if len(labels) < 2 or not all(lab and _LABEL.fullmatch(lab) for lab in labels):
+            return None  # stix2-validator wants an idn-hostname ("_" is not allowed)
+        typ, props = "domain-name", {"value": value.lower()}
+    elif kind == "file":
+        if len(value) != 64 or not all(c in "0123456789abcdefABCDEF" for c in value):
+            return None
+        typ, props = "file", {"hashes": {"SHA-256": value.lower()}}
+    else:  # URL ids are hashes of the URL: no value to show
+        return None
+    canon = json.dumps(props, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    sid = f"{typ}--{uuid.uuid5(SCO_NAMESPACE, canon)}"
+    return {"type": typ, "spec_version": "2.1", "id": sid, **props}
+
+
+def related(enr: Enrichment, ind: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The relationships VirusTotal returned (contacted domains/IPs, dropped files...) as
+    observables, each linked to the indicator by `related-to`."""
+    r = enr.report
+    out: List[Dict[str, Any]] = []
+    if r is None:
+        return out
+    for name, items in sorted(r.relationships.items()):
+        for item in items[:40]:
+            sco = _sco(item["type"], item["id"])
+            if sco is None:
+                continue
+            rid = uuid5(f"related-to:{ind['id']}:{sco['id']}")
+            out.append(sco)
+            out.append({
+                "type": "relationship", "spec_version": "2.1", "id": f"relationship--{rid}",
+                "created": ind["created"], "modified": ind["modified"],
+                "relationship_type": "related-to", "description": f"VirusTotal {name}",
+                "source_ref": ind["id"], "target_ref": sco["id"],
+                "created_by_ref": PRODUCER["id"], "object_marking_refs": ind["object_marking_refs"],
+            })  # fmt: skip
+    return out
+
+
 def objects_for(
     enrichments: Iterable[Enrichment],
     now: float,
@@ -174,6 +264,11 @@ def objects_for(
             out[mal["id"]] = mal
             rel = indicates(ind, mal)
             out[rel["id"]] = rel
+        extra = note(enr, ind, tlp)
+        if extra is not None:
+            out[extra["id"]] = extra
+        for obj in related(enr, ind):
+            out[obj["id"]] = obj
     if not out:
         return []
     return [PRODUCER, marking(tlp), *out.values()]

@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
+from .evidence import evidence
+
 
 class Verdict(str, enum.Enum):
     MALICIOUS = "malicious"
@@ -85,6 +87,7 @@ class Enrichment:
             "stale": self.stale,
             "error": self.error,
         }
+        out.update(evidence(r))
         if r is not None:
             out.update(r.kind_fields())
         return out

@@ -13,11 +13,13 @@ import logging
 from typing import Awaitable, Callable, Optional
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from . import api, sources
 from .faults import Faults
 from .objects import InvalidArgument, NotFound
 from .paging import BadPage
+from .quota import TIERS
 from .responses import coded, error
 from .state import EMULATOR, Emulator, EmulatorConfig
 
@@ -88,9 +90,39 @@ async def _api(emu: Emulator, request: web.Request, handler: Handler, key: str):
         return coded("NotFoundError", str(exc.args[0]) if exc.args else "Not found")
     except web.HTTPException:
         raise
+    except (web.RequestPayloadError, BadHttpMessage):  # a body that cannot be read (bad gzip)
+        return coded("InvalidArgumentError", "the request body cannot be read")
     except Exception as exc:  # answer like VirusTotal's 500, keep serving, leave a trace
         LOG.exception("emulator handler failed")
         return coded("ServerError", f"{type(exc).__name__}")
+
+
+LINGER = 10.0  # seconds a body left unread may take to drain, as aiohttp's own lingering read
+
+
+async def _settled(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    """Answer a request whose compressed body was not read to its end, then drain that body
+    here as aiohttp would, but close the connection when it cannot be decoded (gzip or deflate
+    data that does not decompress) instead of letting aiohttp log a traceback."""
+    if (
+        "Content-Encoding" not in request.headers
+        or not request.body_exists
+        or request.content.is_eof()
+        or response.prepared
+    ):
+        return response
+    await response.prepare(request)
+    await response.write_eof()
+
+    async def drain() -> None:
+        while await request.content.readany():
+            pass
+
+    try:
+        await asyncio.wait_for(drain(), LINGER)
+    except (web.RequestPayloadError, BadHttpMessage, asyncio.TimeoutError):
+        request.protocol.force_close()
+    return response
 
 
 def _middleware(emu: Emulator):
@@ -102,13 +134,15 @@ def _middleware(emu: Emulator):
             resp = await (_api(emu, request, handler, key) if api_call else handler(request))
         except web.HTTPException as exc:
             resp = _http_error(exc)
+        except (web.RequestPayloadError, BadHttpMessage):  # control endpoints: the same
+            resp = error(400, "InvalidArgumentError", "the request body cannot be read")
         if api_call:
             info = request.match_info.route.resource
             endpoint = info.canonical if info is not None else request.path
             gone = request.transport is None or request.transport.is_closing()
             emu.count(f"{request.method} {endpoint}", "dropped" if gone else str(resp.status), key)
         resp.headers["X-VT-Emulator"] = "1"
-        return resp
+        return await _settled(request, resp)
 
     return middleware
 
@@ -137,7 +171,13 @@ async def set_faults(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"ok": True, "emulator": True})
+    """Also says which quota the key asking (X-Apikey) gets, so a client can budget for it."""
+    cfg = request.app[EMULATOR].config
+    tier = cfg.keys.get(request.headers.get("X-Apikey", ""), cfg.default_tier)
+    per_minute, per_day = {**TIERS, **cfg.tier_limits}[tier]
+    return web.json_response(
+        {"ok": True, "emulator": True, "tier": tier, "per_minute": per_minute, "per_day": per_day}
+    )
 
 
 async def no_endpoint(request: web.Request) -> web.Response:

@@ -239,3 +239,34 @@ EICAR_NAMES = (
     "Virus:DOS/EICAR_Test_File",
     "Misc.Eicar-Test-File",
 )
+
+# Engines that answer with model/heuristic verdicts, and the shapes of the names they give
+# (as in real reports, tests/fixtures/vt): "{n}" is a number drawn per report.
+ML_NAMES = {
+    "Bkav": "W32.AIDetectNet.01",
+    "MaxSecure": "Trojan.Malware.{n}.susgen",
+    "Trapmine": "malicious.moderate.ml.score",
+    "Gridinsoft": "Ransom.Win32.Sabsik.dd!n",
+    "Cylance": "Unsafe",
+    "SentinelOne": "Static AI - Suspicious PE",
+    "DeepInstinct": "MALICIOUS",
+    "CrowdStrike": "win/malicious_confidence_60% (W)",
+    "Elastic": "malicious (moderate confidence)",
+    "MAX": "malware (ai score=87)",
+    "Google": "Detected",
+}
+DISTRIBUTORS = ("Microsoft Corporation", "Google LLC", "Linux", "Adobe Inc.")
+SIGNERS = ("Example Software Ltd", "Contoso Tools GmbH", "Fabrikam Inc.")
+SIGMA_RULES = (
+    ("critical", "Potential Credential Dumping Via LSASS Process Clone"),
+    ("high", "Suspicious Encoded PowerShell Command Line"),
+    ("medium", "Hidden Executable In NTFS Alternate Data Stream"),
+    ("low", "Failed Code Integrity Checks"),
+)
+IDS_RULES = (
+    ("high", "ET MALWARE Win32/Emotet CnC Activity (POST)", "A Network Trojan was detected"),
+    ("medium", "ET INFO Observed DNS Query to .top TLD", "Potentially Bad Traffic"),
+    ("low", "(http_inspect) NO CONTENT-LENGTH OR TRANSFER-ENCODING IN HTTP RESPONSE",
+     "Unknown Traffic"),
+    ("info", "ET INFO HTTP Request to a *.top domain", "Misc activity"),
+)  # fmt: skip

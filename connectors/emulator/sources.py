@@ -60,6 +60,8 @@ async def hunting(request: web.Request) -> web.Response:
     def render(item: Tuple[str, Dict[str, Any]]) -> Dict[str, Any]:
         obj = emu.objects.full({"type": "file", "id": item[0]})
         obj["context_attributes"] = item[1]
+        if int(item[0][:2], 16) % 4 == 0:
+            feed_item_shape(obj["attributes"])
         return obj
 
     return page(request, feeds.hunting_notifications(emu.objects.synth), render)
@@ -79,6 +81,16 @@ async def ioc_stream(request: web.Request) -> web.Response:
         return {**obj, "context_attributes": item[1]}
 
     return page(request, feeds.ioc_stream(emu.objects.synth, entity), render)
+
+
+def feed_item_shape(a: Dict[str, Any]) -> None:
+    """Some feed items spell the stats key `typeUnsupported` and add `positives`/`total`."""
+    stats = a.get("last_analysis_stats")
+    if not isinstance(stats, dict) or "type-unsupported" not in stats:
+        return
+    stats["typeUnsupported"] = stats.pop("type-unsupported")
+    a["positives"] = stats["malicious"]
+    a["total"] = sum(stats.get(k, 0) for k in ("harmless", "malicious", "suspicious", "undetected"))
 
 
 def _bare(emu: Emulator, value: str) -> List[Dict[str, Any]]:

@@ -34,7 +34,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     def ready(urls: Dict[str, str]) -> None:
         print(f"webhook listening on {urls['webhook']}", file=sys.stderr, flush=True)
 
-    asyncio.run(serve(settings, parts, ready))
+    try:
+        asyncio.run(serve(settings, parts, ready))
+    except ConfigError as exc:  # the outbox cannot be opened, the port is in use
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import sqlite3
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,9 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 
+from connectors.core import evidence
 from connectors.core.config import Settings
 from connectors.core.enricher import Enricher
 from connectors.core.gateway import CredentialsRejected
@@ -26,13 +29,17 @@ from connectors.core.verdict import Enrichment, Verdict
 from . import auth, delivery, formats, payload, shapes
 from .config import Source, WebhookConfig, load
 from .metrics import CONTENT_TYPE, Metrics
-from .outbox import Outbox
+from .outbox import outbox_for
 
 log = logging.getLogger(__name__)
 JSON_TYPES = ("application/json", "application/x-ndjson", "text/plain", "application/jsonl")
 ORDER = [Verdict.MALICIOUS, Verdict.SUSPICIOUS, Verdict.UNDETECTED, Verdict.HARMLESS,
          Verdict.NOT_FOUND]  # fmt: skip
-JOB_TRIES = 3  # unexpected errors before a job is marked failed
+JOB_TRIES = 3  # transient errors (disk, database) before a job is marked failed
+JOB_RETRY = 2.0  # seconds before such a job is tried again, times the tries so far
+# What may pass: anything else a job raises is a bug its alert triggers, which fails alike on
+# every try, so the job is marked failed at once instead of holding the queue.
+TRANSIENT = (OSError, sqlite3.OperationalError, asyncio.TimeoutError, MemoryError)
 BODY_TIMEOUT = 30.0  # seconds a request body may take to arrive
 PRUNE_EVERY = 3600.0  # seconds between clean-ups of old finished jobs (the first one at start)
 CREDENTIALS_RETRY = 30.0  # seconds between tries while VirusTotal rejects the API key
@@ -53,7 +60,7 @@ class Receiver:
     def __init__(self, settings: Settings, enricher: Enricher) -> None:
         self.cfg: WebhookConfig = load(settings.raw)
         self.enricher = enricher
-        self.outbox = Outbox(self.cfg.outbox or settings.state_path / "webhook.db")
+        self.outbox = outbox_for(settings, self.cfg)
         self.replay = auth.ReplayGuard()
         self.buckets: Dict[str, List[float]] = {}
         self.wake = asyncio.Event()
@@ -144,6 +151,8 @@ class Receiver:
         except asyncio.TimeoutError:  # a stalled or trickling sender must not hold a slot
             # (aiohttp then reads what is left for at most its 10 s lingering time)
             return fail(408, "timeout", f"the body did not arrive within {self.body_timeout:g} s")
+        except (web.RequestPayloadError, BadHttpMessage) as exc:  # e.g. gzip that is not
+            return fail(400, "bad_body", f"the body cannot be read: {_last_line(exc)}")
         if body is None:
             return fail(413, "too_large", f"at most {src.max_body_bytes} bytes")
         try:
@@ -333,17 +342,18 @@ class Receiver:
                     except asyncio.TimeoutError:
                         pass
                     break
-                except Exception:  # a bug: keep the worker alive, keep the job for a retry
+                except TRANSIENT as exc:  # the disk or the database: the job may succeed later
                     tries = self.job_failures[job["id"]] = self.job_failures.get(job["id"], 0) + 1
-                    if tries >= JOB_TRIES:  # a poison job must not be retried forever
+                    if tries >= JOB_TRIES:  # ... but is not retried forever
                         log.exception("job %s failed %d times; giving up", job["id"], tries)
                         self.outbox.finish(job["id"], "failed", {"error": "internal error"})
                         del self.job_failures[job["id"]]
-                    else:
-                        log.exception("job %s failed; it is queued again", job["id"])
-                    self.outbox.requeue_running()
-                    await asyncio.sleep(1.0)
-                    break  # the rest of this batch is queued again too: claim afresh
+                    else:  # later, behind the jobs queued after it: never a blocked queue head
+                        log.warning("job %s failed (%r); retried later", job["id"], exc)
+                        self.outbox.retry_job(job["id"], time.time() + JOB_RETRY * tries)
+                except Exception:  # a bug this alert triggers: it fails alike on every try
+                    log.exception("job %s failed; marked failed", job["id"])
+                    self.outbox.finish(job["id"], "failed", {"error": "internal error"})
 
 
 def _refuse_unread(request: web.Request, src: Source) -> Optional[web.Response]:
@@ -360,6 +370,38 @@ if sys.version_info >= (3, 11):
     _timeout = asyncio.timeout  # a timer on the running task: no task per request
 else:  # pragma: no cover
     from async_timeout import timeout as _timeout  # what aiohttp itself uses before 3.11
+
+
+def _last_line(exc: Exception) -> str:
+    return ([x.strip() for x in str(exc).splitlines() if x.strip()] or [type(exc).__name__])[-1]
+
+
+LINGER = 10.0  # seconds a body left unread may take to drain, as aiohttp's own lingering read
+
+
+async def _settled(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    """Answer a request whose compressed body was not read to its end, then drain that body
+    here as aiohttp would, but close the connection when it cannot be decoded (gzip or deflate
+    data that does not decompress) instead of letting aiohttp log a traceback."""
+    if (
+        "Content-Encoding" not in request.headers
+        or not request.body_exists
+        or request.content.is_eof()
+        or response.prepared
+    ):
+        return response
+    await response.prepare(request)
+    await response.write_eof()
+
+    async def drain() -> None:
+        while await request.content.readany():
+            pass
+
+    try:
+        await asyncio.wait_for(drain(), LINGER)
+    except (web.RequestPayloadError, BadHttpMessage, asyncio.TimeoutError):
+        request.protocol.force_close()
+    return response
 
 
 async def _read_body(request: web.Request, cap: int) -> Optional[bytes]:
@@ -435,9 +477,10 @@ def block(fmt: str, results: List[Enrichment]) -> Dict[str, Any]:
                     "harmless",
                     "undetected",
                     "link",
+                    "threat_label",
                 )
             }
-            | {"pending": pending}
+            | {"pending": pending, "evidence": {k: d[k] for k in evidence.FIELDS}}
         )
     known = [r.verdict for r in results if r.verdict in ORDER]
     overall = min(known, key=ORDER.index).value if known else "none"
@@ -460,12 +503,13 @@ def block(fmt: str, results: List[Enrichment]) -> Dict[str, Any]:
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        return await handler(request)
+        response = await handler(request)
     except web.HTTPException as exc:
-        return fail(exc.status, "http", exc.reason)
+        response = fail(exc.status, "http", exc.reason)
     except Exception:  # a bug, never bad input (the tests show bad input stays 4xx)
         log.exception("webhook request failed")
-        return fail(500, "internal", "internal error")
+        response = fail(500, "internal", "internal error")
+    return await _settled(request, response)
 
 
 OPENAPI = resources.files(__package__).joinpath("openapi.json").read_bytes()

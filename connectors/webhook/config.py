@@ -42,12 +42,15 @@ class WebhookConfig:
     max_wait: float = 30.0  # seconds a synchronous caller may ask for
     shutdown_grace: float = 5.0  # seconds the job in hand may take to finish at shutdown
     keep_days: float = 7.0  # finished jobs (and their idempotency keys) are dropped after this
+    # PostgreSQL ([core] database): seconds a replica holds a claimed job or callback; a killed
+    # replica's work is taken over by another one after this
+    lease_seconds: float = 300.0
     sources: Dict[str, Source] = field(default_factory=dict)
 
 
 # host, port and TLS are read by the serve loop; the rest here.
 SECTION_KEYS = ("host", "port", "tls_cert", "tls_key", "outbox", "max_wait", "shutdown_grace",
-                "keep_days", "sources")  # fmt: skip
+                "keep_days", "lease_seconds", "sources")  # fmt: skip
 
 
 def load(raw: Mapping[str, Any]) -> WebhookConfig:
@@ -66,11 +69,15 @@ def load(raw: Mapping[str, Any]) -> WebhookConfig:
     keep = section.get("keep_days", WebhookConfig.keep_days)
     if isinstance(keep, bool) or not isinstance(keep, (int, float)) or keep <= 0:
         raise ConfigError("webhook.keep_days must be a number of days above 0")
+    lease = section.get("lease_seconds", WebhookConfig.lease_seconds)
+    if isinstance(lease, bool) or not isinstance(lease, (int, float)) or lease <= 0:
+        raise ConfigError("webhook.lease_seconds must be a number of seconds above 0")
     cfg = WebhookConfig(
         outbox=str(section.get("outbox", "")),
         max_wait=float(max_wait),
         shutdown_grace=grace,
         keep_days=float(keep),
+        lease_seconds=float(lease),
     )
     for i, s in enumerate(section.get("sources", []) or []):
         where = f"webhook.sources[{i}]"

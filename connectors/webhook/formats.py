@@ -35,14 +35,25 @@ SKIP_KEYS = {"user_agent", "useragent", "process", "command_line", "commandline"
 
 
 def _walk(node: Any, prefix: str = "") -> Iterator[Tuple[str, Any]]:
+    """(dotted path, leaf value) in document order; an explicit stack, so that no nesting depth
+    can exhaust Python's recursion limit."""
+    stack: List[Iterator[Tuple[str, Any]]] = [iter([(prefix, node)])]
+    while stack:
+        item = next(stack[-1], None)
+        if item is None:
+            stack.pop()
+            continue
+        path, value = item
+        if isinstance(value, (dict, list)):
+            stack.append(_children(path, value))
+        else:
+            yield path, value
+
+
+def _children(path: str, node: Any) -> Iterator[Tuple[str, Any]]:
     if isinstance(node, dict):
-        for k, v in node.items():
-            yield from _walk(v, f"{prefix}.{k}" if prefix else str(k))
-    elif isinstance(node, list):
-        for v in node:
-            yield from _walk(v, prefix)
-    else:
-        yield prefix, node
+        return ((f"{path}.{k}" if path else str(k), v) for k, v in node.items())
+    return ((path, v) for v in node)
 
 
 def _get(doc: Any, path: str) -> Any:

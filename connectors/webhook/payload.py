@@ -53,8 +53,10 @@ def decode(raw: bytes) -> List[Dict[str, Any]]:
         for item in items:
             if not isinstance(item, dict):
                 raise PayloadError("alerts must be JSON objects")
-            _check_depth(item)
-            out.append(unflatten(item))
+            _check_depth(item)  # before unflattening, so that it walks a bounded tree
+            flat = unflatten(item)
+            _check_depth(flat)  # and after: dotted keys make new levels ("k.k.k...")
+            out.append(flat)
     if not out:
         raise PayloadError("no alert objects in the body")
     if len(out) > MAX_OBJECTS:
@@ -98,15 +100,32 @@ def _check_depth(value: Any) -> None:
 
 def unflatten(doc: Dict[str, Any]) -> Dict[str, Any]:
     """{"source.ip": x, "host": {...}} -> {"source": {"ip": x}, "host": {...}}; a key that is
-    both a value and a prefix keeps the value under its full dotted name."""
+    both a value and a prefix keeps the value under its full dotted name. Without recursion:
+    nested objects are unflattened innermost first; a key of more than MAX_DEPTH parts is a
+    PayloadError (the caller checks the depth of the result too)."""
+    order: List[Dict[str, Any]] = []  # every object, parents before their children
+    stack = [doc]
+    while stack:
+        node = stack.pop()
+        order.append(node)
+        stack.extend(v for v in node.values() if isinstance(v, dict))
+    done: Dict[int, Dict[str, Any]] = {}
+    for node in reversed(order):  # children first: their results are ready for the parent
+        done[id(node)] = _unflatten_one(node, done)
+    return done[id(doc)]
+
+
+def _unflatten_one(doc: Dict[str, Any], done: Dict[int, Dict[str, Any]]) -> Dict[str, Any]:
     out: Dict[str, Any] = {}
     for key, value in doc.items():
         if isinstance(value, dict):
-            value = unflatten(value)
+            value = done[id(value)]
         if "." not in key or key.startswith(".") or key.endswith("."):
             _merge(out, key, value)
             continue
         parts = key.split(".")
+        if len(parts) > MAX_DEPTH:
+            raise PayloadError(f"a key with more than {MAX_DEPTH} dotted parts")
         node = out
         for part in parts[:-1]:
             nxt = node.get(part)
@@ -124,8 +143,12 @@ def unflatten(doc: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _merge(node: Dict[str, Any], key: str, value: Any) -> None:
-    if isinstance(node.get(key), dict) and isinstance(value, dict):
-        for k, v in value.items():
-            _merge(node[key], k, v)
-    else:
-        node[key] = value
+    """node[key] = value, where two objects meet key by key (an explicit stack, no recursion:
+    the keys of one object go into disjoint subtrees, so their order does not matter)."""
+    stack = [(node, key, value)]
+    while stack:
+        n, k, v = stack.pop()
+        if isinstance(n.get(k), dict) and isinstance(v, dict):
+            stack.extend((n[k], kk, vv) for kk, vv in v.items())
+        else:
+            n[k] = v

@@ -8,7 +8,7 @@ import html
 import time
 from typing import Any, Dict, List
 
-from connectors.core import stix
+from connectors.core import evidence, stix
 from connectors.core.verdict import Enrichment
 
 SHAPES = ("vtconnect", "elastic", "sentinel", "stix")
@@ -46,17 +46,26 @@ def elastic(results: List[Enrichment]) -> List[Dict[str, Any]]:
     return out
 
 
+def _threat(r: Enrichment, engines: int = 3) -> str:
+    """The threat label and the first (most trusted) detection names, for people."""
+    if r.report is None:
+        return ""
+    dets = evidence.evidence(r.report)["detections"]
+    return "; ".join(([r.report.threat_label] if r.report.threat_label else []) + dets[:engines])
+
+
 def sentinel_comment(results: List[Enrichment]) -> str:
     """HTML for a Sentinel incident comment (the Logic App posts it as the message)."""
     rows = "".join(
         f"<tr><td>{html.escape(r.normalized)}</td><td>{r.verdict.value}</td><td>{r.score}</td>"
+        f"<td>{html.escape(_threat(r))}</td>"
         f'<td><a href="{html.escape(r.link)}">VirusTotal</a></td></tr>'
         for r in results
     )
     risky = sum(r.is_risky for r in results)
     return (
         f"<p><b>VirusTotal</b>: {risky} of {len(results)} indicators risky</p>"
-        f"<table><tr><th>indicator</th><th>verdict</th><th>score</th><th></th></tr>"
+        f"<table><tr><th>indicator</th><th>verdict</th><th>score</th><th>threat</th><th></th></tr>"
         f"{rows}</table>"
     )
 

@@ -70,3 +70,12 @@ def test_check_reports_the_first_problem_of_any_part(tmp_path):
     cfg.write_text('[[webhook.sources]]\nname = "k"\nsecret = "short"\n')
     r = run(tmp_path, "config", "check", "--config", str(cfg))
     assert r.returncode == 2 and "secret must be at least 16" in r.stderr
+
+
+def test_check_shows_the_database_without_its_password(tmp_path):
+    url = "postgresql://vtc:db-pa55word@db.example:5432/vtconnect"
+    r = run(tmp_path, "config", "check", env_extra={"VTCONNECT_DATABASE": url})
+    assert r.returncode == 0, r.stderr
+    shown = tomllib.loads(r.stdout)
+    assert shown["core"]["database"] == "postgresql://vtc:********@db.example:5432/vtconnect"
+    assert "db-pa55word" not in r.stdout + r.stderr

@@ -110,3 +110,22 @@ def test_relationships_flat_or_per_kind_and_unknown_names_refused():
         with pytest.raises(config.ConfigError, match="virustotal.relationships") as exc:
             config.from_mapping({"virustotal": {"relationships": bad}}, env={})
         assert says in str(exc.value)
+
+
+def test_database_url_from_file_or_environment(tmp_path):
+    assert config.from_mapping({}, env={}).database == ""  # SQLite files in state_dir
+    url = "postgresql://vtc:s3cret@db.example:5432/vtconnect"
+    s = config.from_mapping({"core": {"database": url}}, env={})
+    assert s.database == url
+    assert "s3cret" not in repr(s.with_(raw={}))  # the URL may carry a password
+    env = {"VTCONNECT_DATABASE": "postgres://other/vtc"}
+    assert (
+        config.from_mapping({"core": {"database": url}}, env=env).database
+        == env["VTCONNECT_DATABASE"]
+    )
+
+
+@pytest.mark.parametrize("value", ["sqlite:///x.db", "/var/lib/vtc.db", 5])
+def test_database_must_be_a_postgresql_url(value):
+    with pytest.raises(config.ConfigError, match="core.database"):
+        config.from_mapping({"core": {"database": value}}, env={})

@@ -22,6 +22,7 @@ SCRIPT = r"""
 import asyncio, json, sys, tempfile
 from connectors.core import config
 from connectors.core.enricher import Enricher
+from connectors.core import database  # PostgreSQL support imports without psycopg
 
 async def main(url):
     with tempfile.TemporaryDirectory() as state:

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import time
 
+import pytest
+
 from connectors.core.clock import FakeClock
-from connectors.core.quota import Priority, QuotaGovernor
+from connectors.core.quota import Priority, QuotaGovernor, Refused
 from connectors.emulator.quota import TierQuota
 
 
@@ -79,10 +82,18 @@ async def test_learning_from_429(tmp_path):
     assert g.status()["per_minute"] == 10
 
 
-async def test_unlimited_never_touches_disk(tmp_path):
-    g = gov(tmp_path, per_minute=0, per_day=0)
+async def test_unlimited_records_nothing_but_honours_a_cooldown(tmp_path):
+    clock = FakeClock()
+    g = gov(tmp_path, per_minute=0, per_day=0, clock=clock)
     assert all([await g.acquire() for _ in range(100)])
-    assert not (tmp_path / "q.db").exists()
+    assert g.db.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 0
+    other = gov(tmp_path, per_minute=0, per_day=0, clock=clock)  # another process, same dir
+    other.learn_429(retry_after=30)
+    t = clock.now()
+    assert await g.acquire(deadline=t + 10) is False  # Retry-After holds "unlimited" too
+    assert clock.now() == t  # refused at once, without sleeping
+    assert await g.acquire(deadline=t + 40) is True
+    assert 29.9 <= clock.now() - t <= 30.1
 
 
 async def test_simulated_day_has_no_429_and_uses_the_budget(tmp_path):
@@ -131,3 +142,78 @@ def test_limit_holds_across_processes(tmp_path):
         p.join(60)
     total = sum(results.get(timeout=5) for _ in procs)
     assert total == 20  # 45 asked within a minute, 20 allowed, on the whole host
+
+
+async def test_429_learning_is_gentle_bounded_and_recovers(tmp_path, caplog):
+    clock = FakeClock()
+    g = gov(tmp_path, per_minute=1000, per_day=0, clock=clock)
+    for _ in range(8):
+        assert await g.acquire()
+    with caplog.at_level(logging.WARNING, logger="connectors.core.quota"):
+        g.learn_429(retry_after=1, code="QuotaExceededError")
+        g.learn_429(retry_after=1, code="QuotaExceededError")  # the same burst: one decrease
+    assert g.status()["per_minute"] == 500
+    lowered = [r.getMessage() for r in caplog.records if "lowering" in r.getMessage()]
+    assert len(lowered) == 1 and "from 1000/min to 500/min" in lowered[0]
+    for _ in range(10):  # 429s keep coming, each after a quiet moment: never below the floor
+        clock.advance(15)
+        g.learn_429(retry_after=1)
+    assert g.status()["per_minute"] == 100  # a tenth of the configured rate
+    clock.advance(301)  # additive increase: a tenth of the configured rate per quiet 5 min
+    assert g.status()["per_minute"] == 200
+    clock.advance(10 * 300)
+    assert g.status()["per_minute"] == 1000
+
+
+async def test_shares_reserve_part_of_the_day_per_connector(tmp_path):
+    g = QuotaGovernor(
+        tmp_path / "q.db", "k", 0, 100, FakeClock(), shares={"webhook": 0.4, "splunk": 0.3}
+    )
+
+    async def drain(connector):
+        n = 0
+        while await g.acquire(connector=connector):
+            n += 1
+        return n
+
+    # Splunk may use its own 30 and the 30 nobody reserved; the webhook's 40 stay.
+    assert await drain("splunk") == 60
+    assert await drain("cli") == 0  # not listed: only the unreserved part, which is spent
+    assert await drain("webhook") == 40
+    status = g.status()
+    assert status["shares"]["webhook"] == {"share": 0.4, "reserved": 40, "used": 40}
+    assert status["shares"]["splunk"]["used"] == 60 and status["unreserved"] == 30
+    assert status["left_today"] == 0
+
+
+async def test_shares_refuse_with_a_reason(tmp_path):
+    g = QuotaGovernor(tmp_path / "q.db", "k", 0, 10, FakeClock(), shares={"webhook": 1.0})
+    with pytest.raises(Refused, match="connector cli has used its daily share"):
+        await g.take(connector="cli")
+    assert await g.acquire(connector="webhook")
+
+
+async def test_waiting_is_said_once_per_wait_period(tmp_path, caplog):
+    clock = FakeClock()
+    g = QuotaGovernor(tmp_path / "q.db", "k", 4, 500, clock, tier="public")
+    with caplog.at_level(logging.WARNING, logger="connectors.core.quota"):
+        for _ in range(4):
+            assert await g.acquire()
+        assert all(await asyncio.gather(*(g.acquire() for _ in range(4))))  # one wait, 4 callers
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("rate-limited")]
+    assert said == [
+        "rate-limited: public tier 4/min, next slot in 60 s, 496 left today (4/min in use)"
+    ]
+
+
+async def test_a_long_retry_after_refuses_even_without_a_deadline(tmp_path):
+    clock = FakeClock()
+    g = gov(tmp_path, per_minute=0, per_day=0, clock=clock)
+    g.learn_429(retry_after=6 * 3600)  # a daily quota: "come back after midnight"
+    with pytest.raises(Refused, match="Retry-After"):
+        await g.take()
+    assert clock.now() == 1_767_225_600.0  # did not sit it out
+    short = QuotaGovernor(tmp_path / "other.db", "k", 0, 0, clock)
+    short.learn_429(retry_after=None)  # absent: 60 s, sat out by a caller without a deadline
+    assert await short.take() == 0
+    assert clock.now() == 1_767_225_600.0 + 60

@@ -88,3 +88,45 @@ def test_relationship_descriptors():
     r = parse_report(d)
     assert r.relationships["resolutions"] == [{"type": "resolution", "id": "r1"}]
     assert r.relationships["last_serving_ip_address"][0]["id"] == "1.1.1.1"
+
+
+def _fixture(name):
+    import json
+    from pathlib import Path
+
+    return json.loads((Path(__file__).parents[1] / "fixtures" / "vt" / name).read_text())
+
+
+def test_url_threat_names_become_the_threat_label():
+    r = parse_report(_fixture("xsoar_url_threat_names.json"))
+    assert r.threat_names == ("Mal/HTMLGen-A",) and r.threat_label == "Mal/HTMLGen-A"
+
+
+def test_evidence_fields_from_a_real_file_object():
+    from connectors.core.evidence import evidence
+
+    r = parse_report(_fixture("azul_orcusrat_crowdsourced.json"))
+    ev = evidence(r)
+    assert len(ev["detections"]) == 20  # bounded; the object has 54
+    assert ev["detections"][0] == "AhnLab-V3: Win-Trojan/OrcusRAT.Exp"  # family names first
+    assert all(not d.startswith(("Bkav:", "MaxSecure:")) for d in ev["detections"][:20])
+    assert ev["sigma_counts"] == ["medium=2"] and ev["ids_counts"] == ["low=4"]
+    assert ev["sigma_rules"][0] == "medium: Hidden Executable In NTFS Alternate Data Stream"
+    assert ev["sandbox_verdicts"] == ["CAPE Sandbox: malicious", "Zenbox: malicious"]
+    assert "OrcusRAT" in ev["sandbox_malware"]
+    assert ev["threat_severity"] == "SEVERITY_MEDIUM" and ev["gti_verdict"] == ""
+    assert ev["threat_names"] == ["orcusrat", "msil", "orcus"]
+
+
+def test_relationships_and_last_modified_without_analysis_date():
+    from connectors.core.evidence import evidence
+
+    r = parse_report(_fixture("xsoar_domain_no_analysis_date.json"))
+    assert r.last_analysis_iso == "" and r.first_seen_iso == ""
+    ev = evidence(r)
+    assert ev["last_modified"] == "2021-02-08T23:54:21Z"
+    assert ev["relationships"] == [
+        "siblings: domain test1.pw",
+        "siblings: domain test2.pw",
+        "subdomains: domain test3.pw",
+    ]

@@ -187,13 +187,20 @@ async def test_detection_mix_is_realistic(client):
 
 
 async def test_dates_mix_fresh_and_old_reports(client):
-    ages = []
+    ages, unanalysed = [], 0
     for i in range(60):
         try:
             d = await client.get_json_async(f"/domains/d{i}.example.com")
         except vt.APIError:
             continue
-        ages.append((REFERENCE - d["data"]["attributes"]["last_analysis_date"]) / 86400)
+        a = d["data"]["attributes"]
+        assert "first_submission_date" not in a  # real domain objects never have one
+        if "last_analysis_date" not in a:  # like older real objects: a modification date only
+            unanalysed += 1
+            assert a["last_modification_date"] > 0
+            continue
+        ages.append((REFERENCE - a["last_analysis_date"]) / 86400)
+    assert 0 < unanalysed < 0.3 * 60
     assert all(0 <= age <= 401 for age in ages)
     old = sum(age > 30 for age in ages)
     assert 0.15 * len(ages) < old < 0.6 * len(ages)
@@ -278,3 +285,51 @@ async def test_last_analysis_date_within_a_day_of_now_after_reanalysis(client):
     await client.post_async(f"/files/{EICAR[2]}/analyse")
     a = (await client.get_json_async(f"/files/{EICAR[0]}"))["data"]["attributes"]
     assert abs(a["last_analysis_date"] - time.time()) < 5
+
+
+async def test_objects_carry_the_fields_real_objects_have(client):
+    """Shapes seen in real reports (tests/fixtures/vt), consistent with each object's counts."""
+    from connectors.core.report import parse_report
+
+    seen = {"gti": 0, "ml": 0, "signed": 0, "distributed": 0, "sigma": 0}
+    for i in range(80):
+        try:
+            f = await client.get_json_async(f"/files/{hashlib.sha256(b'f%d' % i).hexdigest()}")
+        except vt.APIError:
+            continue
+        a = f["data"]["attributes"]
+        stats = a["last_analysis_stats"]
+        assert stats["harmless"] == 0  # real file reports: clean files are "undetected"
+        assert a["threat_severity"]["threat_severity_level"].startswith("SEVERITY_")
+        seen["gti"] += "gti_assessment" in a
+        seen["signed"] += a.get("signature_info", {}).get("verified") == "Signed"
+        seen["distributed"] += "known_distributors" in a
+        if "sigma_analysis_results" in a:
+            seen["sigma"] += 1
+            levels = [x["rule_level"] for x in a["sigma_analysis_results"]]
+            assert {k: levels.count(k) for k in set(levels)} == {
+                k: v for k, v in a["sigma_analysis_stats"].items() if v
+            }
+            ids = [x["alert_severity"] for x in a["crowdsourced_ids_results"]]
+            assert len(ids) == sum(a["crowdsourced_ids_stats"].values())
+        names = [r["result"] for r in a["last_analysis_results"].values() if r["result"]]
+        seen["ml"] += any(n in engines.ML_NAMES.values() for n in names)
+        r = parse_report(f)
+        assert r.severity and r.total == sum(
+            stats[k] for k in ("malicious", "suspicious", "undetected")
+        )
+    assert all(seen.values()), seen
+
+
+async def test_some_feed_items_have_the_positives_shape(client):
+    from connectors.core.report import parse_report
+
+    items = [o async for o in client.iterator("/intelligence/hunting_notification_files", limit=45)]
+    odd = [o for o in items if "typeUnsupported" in o.last_analysis_stats]
+    assert 0 < len(odd) < len(items)
+    for o in odd:
+        raw = o.last_analysis_stats
+        doc = {"data": {"type": "file", "id": o.id, "attributes": o.to_dict()["attributes"]}}
+        r = parse_report(doc)
+        assert r.stats["type-unsupported"] == raw["typeUnsupported"]  # the other spelling
+        assert r.stats["malicious"] == o.positives and r.total == o.total

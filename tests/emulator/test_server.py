@@ -60,3 +60,26 @@ def test_serve_prints_its_url_and_blocks():
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+async def test_bodies_that_do_not_decompress_are_400_without_a_traceback(emu, caplog):
+    """Content-Encoding gzip with data that is not gzip, on an API call and on a control
+    endpoint: a JSON 400 and the connection closed, never a 500 or aiohttp's traceback."""
+    import asyncio
+    import json
+
+    port = int(emu.url.rsplit(":", 1)[1])
+    for path, key in (("/api/v3/urls", b"X-Apikey: k\r\n"), ("/_emulator/faults", b"")):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n".encode()
+            + key + b"Content-Encoding: gzip\r\nContent-Length: 12\r\n\r\nnot gzip....",
+        )  # fmt: skip
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), 10)  # the server closes the connection
+        writer.close()
+        head, _, body = raw.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400"), raw[:200]
+        assert json.loads(body)["error"]["code"] == "InvalidArgumentError"
+    await asyncio.sleep(0.1)
+    assert not [r for r in caplog.records if r.exc_info], caplog.text

@@ -24,7 +24,13 @@ FIELDS = [
     "undetected", "total", "reputation", "threat_label", "tags", "first_seen", "last_analysis",
     "link", "cached", "error", "file_names", "file_type", "file_size", "md5", "sha1", "sha256",
     "categories", "registrar", "creation_date", "country", "asn", "as_owner", "network",
-    "final_url", "title",
+    "final_url", "title", "redirection_chain",
+    # evidence (connectors/core/evidence.py)
+    "detections", "votes_malicious", "votes_harmless", "threat_categories", "threat_names",
+    "threat_severity", "threat_severity_description", "gti_verdict", "gti_score", "yara_rules",
+    "sigma_counts", "sigma_rules", "ids_counts", "ids_rules", "sandbox_verdicts",
+    "sandbox_malware", "known_distributors", "signer", "signature_verified", "relationships",
+    "last_modified",
 ]  # fmt: skip
 
 

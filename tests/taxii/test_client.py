@@ -89,8 +89,12 @@ def test_push_then_pull_with_enrichment(taxii_settings, peer):
     again = cli(taxii_settings, *args)  # added_after remembered: nothing new to pull
     assert again.exit_code == 0 and "pulled=0" in again.output, again.output
     objs = stored(taxii_settings, FEED)
-    notes = [o for o in objs if o["type"] == "note"]
+    notes = [o for o in objs if o["type"] == "note" and o["abstract"] == "VirusTotal opinion"]
     assert len(notes) == 3  # one per source indicator
+    # and the risky ones carry VirusTotal's evidence (detection names) in a note of their own
+    evidence = [o for o in objs if o["type"] == "note" and o not in notes]
+    eicar_refs = [sources[0]["id"]]
+    assert any(n["object_refs"] == eicar_refs and "Detections" in n["content"] for n in evidence)
     eicar_note = next(n for n in notes if n["object_refs"] == [sources[0]["id"]])
     assert "malicious" in eicar_note["content"]
     # Same pattern, same deterministic id: VirusTotal's opinion is a new version of the feed's
@@ -176,3 +180,49 @@ def test_pull_from_our_own_server_with_a_bearer_token(taxii_settings, server):
             "--token", "wrong", "--into", "Inbox")  # fmt: skip
     assert r.exit_code == 1 and "401" in r.output
     assert len([o for o in stored(taxii_settings, INBOX) if o["type"] == "indicator"]) == 12
+
+
+def test_pull_enriched_with_a_rejected_key_is_exit_3_and_one_line(taxii_settings, server):
+    from dataclasses import replace
+
+    from connectors.core.config import for_emulator
+    from connectors.emulator.server import EmulatorThread
+    from connectors.emulator.state import EmulatorConfig
+
+    from .conftest import TOKEN
+    from .test_server import MEDIA, http
+
+    objs = [indicator("domain", f"k{i}.example.net") for i in range(5)]
+    body = json.dumps({"objects": objs}).encode()
+    url = f"{server.url}/api/collections/{FEED}/objects/"
+    status, _, _ = http(url, "POST", body, {"Content-Type": MEDIA})
+    assert status == 202
+    emu = EmulatorThread(EmulatorConfig(accept_any_key=False, keys={"good": "unlimited"}))
+    try:
+        url = emu.start()
+        settings = for_emulator(taxii_settings, url, str(taxii_settings.state_dir), "wrong")
+        settings = replace(settings, raw=taxii_settings.raw)
+        r = cli(settings, "pull", f"{server.url}/api/", "--collection", "VirusTotal malicious",
+                "--token", TOKEN, "--into", "Inbox", "--enrich")  # fmt: skip
+    finally:
+        emu.stop()
+    assert r.exit_code == 3, r.output
+    assert r.output.splitlines() == [
+        "error: VirusTotal rejected the API key (WrongCredentialsError): Wrong API key"
+    ]
+
+
+def test_push_never_sends_rows_that_are_not_strict_json(taxii_settings, peer):
+    """Rows an older version stored with NaN or a lone surrogate stay home: medallion would
+    take them and serve invalid JSON to its own consumers."""
+    discovery, _ = peer
+    good, nan, lone = (indicator("domain", f"p{i}.example.org") for i in range(3))
+    nan["x_score"] = float("nan")
+    lone["x_note"] = "a\ud800"
+    local = Store(taxii_settings.raw["taxii"]["store"])
+    local.add(INBOX, [good, nan, lone])
+    local.close()
+    creds = ["--user", USER, "--password", PASSWORD]
+    r = cli(taxii_settings, "push", discovery, "--collection", "peer", *creds, "--from", "Inbox")
+    assert r.exit_code == 0, r.output
+    assert "sent=1 succeeded=1 failed=0" in r.output

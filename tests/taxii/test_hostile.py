@@ -171,3 +171,71 @@ def test_flat_feeds_resist_line_and_formula_injection(server):
     http(url, "POST", json.dumps({"objects": [labelled]}).encode(), {"Content-Type": MEDIA})
     csv_text = http(f"{server.url}/feeds/{INBOX}/all.csv")[2].decode()
     assert "'=cmd" in csv_text and ",=cmd" not in csv_text
+
+
+def test_objects_stored_before_ingest_refused_them_never_break_a_reader(server):
+    """Rows an older version stored (NaN, a lone surrogate, a valid_until that is a number) are
+    left out of objects/ and of the feeds, which keep serving the rest as strict JSON."""
+    from taxii.server import STORE
+
+    good, nan, lone, odd = indicators(4, start=980)
+    nan["x_score"] = float("nan")
+    lone["name"] = "a\ud800b"
+    odd["valid_until"] = 5
+    server.app[STORE].add(INBOX, [good, nan, lone, odd])  # past the checks of POST
+
+    def no_constant(name):
+        raise ValueError(name)
+
+    status, _, raw = http(f"{server.url}/api/collections/{INBOX}/objects/")
+    assert status == 200
+    ids = [o["id"] for o in json.loads(raw.decode("utf-8"), parse_constant=no_constant)["objects"]]
+    assert good["id"] in ids and nan["id"] not in ids
+    for feed in ("all.csv", "all.txt"):
+        status, _, raw = http(f"{server.url}/feeds/{INBOX}/{feed}")
+        assert status == 200, raw
+        assert "host980.example.com" in raw.decode("utf-8")
+        assert "host982" not in raw.decode() and "host983" not in raw.decode()
+
+
+@pytest.mark.parametrize("value, code", [
+    ("é", 401), ("\udcc3\udca9", 401), ("QUJD\udcff", 401),
+])  # fmt: skip
+def test_basic_credentials_decoding_never_raises(value, code):
+    import asyncio
+
+    from taxii import config as taxii_config
+    from taxii.auth import Authenticator
+    from taxii.errors import TaxiiError
+
+    auth = Authenticator(taxii_config.TaxiiConfig())
+    with pytest.raises(TaxiiError) as info:
+        asyncio.run(auth.user("Basic " + value))
+    assert info.value.status == code
+
+
+def test_a_lone_surrogate_in_a_virustotal_answer_is_published_repaired(taxii_settings, tmp_path):
+    """VirusTotal answers have carried lone surrogates in threat names: the indicator is
+    published with "?" in their place, never stored as text no consumer can decode."""
+    import time
+
+    from connectors.core.cache import Cache, CacheEntry, LogRecord
+    from connectors.core.report import Report
+    from taxii import config as taxii_config
+    from taxii.publisher import publish_once
+    from taxii.store import Store
+
+    class Holder:  # publish_once reads only the enricher's cache
+        cache = Cache(tmp_path / "log.db", taxii_settings.cache)
+
+    now = time.time()
+    report = Report(kind="domain", id="bad.example.com", threat_label="trojan.\ud800x",
+                    tags=("ok", "odd\udfff"), stats={"malicious": 9})  # fmt: skip
+    Holder.cache.put(CacheEntry("domain:bad.example.com", "malicious", report.to_dict(), now))
+    Holder.cache.log([LogRecord("domain:bad.example.com", "domain", "bad.example.com",
+                                "malicious", 90, "cli", now)])  # fmt: skip
+    store = Store(tmp_path / "pub.db")
+    assert publish_once(Holder, store, taxii_config.load(taxii_settings.raw)) >= 3
+    (row,) = store.query(FEED, limit=10, types=["indicator"]).objects
+    assert "\\ud8" not in row["body"] and "\\udf" not in row["body"]
+    assert json.loads(row["body"])["labels"][:1] == ["trojan.?x"]

@@ -54,7 +54,7 @@ async def test_serve_publishes_the_verdict_log_and_stops(taxii_settings):
         await asyncio.wait_for(task, 15)  # the publisher task is cancelled on cleanup
     types = sorted(o["type"] for o in objs)
     assert types == ["identity", "indicator", "indicator", "malware", "marking-definition",
-                     "relationship"]  # fmt: skip
+                     "note", "note", "relationship"]  # fmt: skip (notes: detection names)
     by_type = {o["type"]: o for o in objs}
     eicar = next(o for o in objs if o["type"] == "indicator" and EICAR in o["pattern"])
     assert by_type["relationship"]["source_ref"] == eicar["id"]

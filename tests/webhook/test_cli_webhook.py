@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from click.testing import CliRunner
 
 from connectors.cli_webhook import webhook
-from connectors.webhook.outbox import Outbox
+from connectors.webhook.outbox import SQLiteOutbox as Outbox
 
 from .test_receiver import SECRET, WHSEC, post
 

@@ -66,3 +66,11 @@ def test_good_values_and_section_keys():
     with pytest.raises(ConfigError, match="used twice"):
         load({"webhook": {"sources": [BASE, BASE]}})
     assert one(auth="none", secret="").auth == "none"  # only when chosen explicitly
+
+
+def test_lease_seconds():
+    assert load({}).lease_seconds == 300.0
+    assert load({"webhook": {"lease_seconds": 30}}).lease_seconds == 30.0
+    for bad in (0, -1, "5", True):
+        with pytest.raises(ConfigError, match="webhook.lease_seconds"):
+            load({"webhook": {"lease_seconds": bad}})

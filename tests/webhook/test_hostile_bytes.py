@@ -163,3 +163,72 @@ async def test_a_stalled_body_is_408_and_stores_nothing(receiver):
     assert int(data.split()[1]) == 408 and b'"timeout"' in data
     assert time.monotonic() - started < 5
     assert runner.app[RECEIVER].outbox.counts() == {}
+
+
+def _unflatten_recursive(doc):
+    """The recursive unflatten of earlier versions: the reference for the one without recursion."""
+    out: dict = {}
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            value = _unflatten_recursive(value)
+        if "." not in key or key.startswith(".") or key.endswith("."):
+            _merge_recursive(out, key, value)
+            continue
+        parts, node = key.split("."), out
+        for part in parts[:-1]:
+            nxt = node.get(part)
+            if not isinstance(nxt, dict):
+                if nxt is not None:
+                    node = None
+                    break
+                nxt = node[part] = {}
+            node = nxt
+        if node is None:
+            out[key] = value
+        else:
+            _merge_recursive(node, parts[-1], value)
+    return out
+
+
+def _merge_recursive(node, key, value):
+    if isinstance(node.get(key), dict) and isinstance(value, dict):
+        for k, v in value.items():
+            _merge_recursive(node[key], k, v)
+    else:
+        node[key] = value
+
+
+FLAT_KEYS = st.sampled_from(["a", "b", "a.b", "a.b.c", "b.a", ".a", "a.", "a..b", "c", "a.c"])
+FLAT_DOCS = st.recursive(
+    st.integers(0, 3) | st.text(max_size=3),
+    lambda inner: st.dictionaries(FLAT_KEYS, inner, max_size=5) | st.lists(inner, max_size=2),
+    max_leaves=25,
+)
+
+
+@hsettings(max_examples=400, deadline=None)
+@given(st.dictionaries(FLAT_KEYS, FLAT_DOCS, max_size=6))
+def test_unflatten_without_recursion_keeps_what_unflatten_did(doc):
+    from connectors.webhook.payload import unflatten
+
+    assert unflatten(doc) == _unflatten_recursive(doc)
+
+
+def test_deep_documents_are_walked_without_recursion():
+    from connectors.webhook import formats, payload
+
+    deep: dict = {"ip": "203.0.113.9"}
+    for _ in range(5000):
+        deep = {"k": deep}
+    assert formats.structured(deep) == ["203.0.113.9"]
+    assert formats.structured(payload.unflatten(deep)) == ["203.0.113.9"]  # no recursion
+    for body in (
+        json.dumps({".".join(["k"] * 5000): "8.8.8.8"}),
+        json.dumps({".".join(["k"] * 40): {".".join(["k"] * 40): "8.8.8.8"}}),
+    ):
+        try:
+            payload.decode(body.encode())
+        except payload.PayloadError as exc:
+            assert "dotted parts" in str(exc) or "deeper than" in str(exc)
+        else:
+            raise AssertionError("a document deeper than MAX_DEPTH once unflattened")

@@ -84,7 +84,7 @@ async def test_standard_webhooks_retry_gets_the_first_job(receiver):
 
 
 def test_old_finished_jobs_are_pruned_but_pending_work_stays(tmp_path):
-    from connectors.webhook.outbox import Outbox
+    from connectors.webhook.outbox import SQLiteOutbox as Outbox
 
     box = Outbox(tmp_path / "jobs.db")
     ids = {}

@@ -13,7 +13,7 @@ from connectors.core.enricher import Enricher
 from connectors.emulator.app import EmulatorConfig
 from connectors.emulator.server import running_emulator
 from connectors.webhook.app import build_app
-from connectors.webhook.outbox import Outbox
+from connectors.webhook.outbox import SQLiteOutbox as Outbox
 
 TOKEN = "shutdown-token-0123456789"
 

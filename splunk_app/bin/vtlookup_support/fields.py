@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Sequence
 
+from connectors.core import evidence
 from connectors.core.verdict import Enrichment
 
 # Output field names without the prefix, in the order they are written.
@@ -17,10 +18,13 @@ KIND_SPECIFIC = (
     "file_names", "file_type", "file_size", "md5", "sha1", "sha256",  # files
     "categories", "registrar", "creation_date",  # domains (categories also urls)
     "country", "asn", "as_owner", "network",  # IP addresses
-    "final_url", "title",  # urls
+    "final_url", "title", "redirection_chain",  # urls
 )  # fmt: skip
-NAMES = COMMON + KIND_SPECIFIC
-LIST_FIELDS = frozenset(("tags", "file_names", "categories"))
+EVIDENCE = evidence.FIELDS  # detections, votes, threat names, GTI, Sigma/IDS, relationships...
+NAMES = COMMON + KIND_SPECIFIC + EVIDENCE
+LIST_FIELDS = frozenset(("tags", "file_names", "categories", "redirection_chain")) | (
+    evidence.LIST_FIELDS
+)
 
 Value = Any  # str, or a list of str for multivalue fields
 
@@ -62,6 +66,8 @@ def render(enr: Enrichment) -> Dict[str, Value]:
         for k, v in r.kind_fields().items():
             if k in out:
                 out[k] = [str(x) for x in v] if isinstance(v, (list, tuple)) else _text(v)
+        for k, v in evidence.evidence(r).items():
+            out[k] = [str(x) for x in v] if isinstance(v, list) else _text(v)
     return out
 
 

@@ -1,30 +1,24 @@
-"""TAXII object storage: SQLite (WAL) behind a small interface, so that a shared database can
-replace it for several server processes later.
+"""The TAXII object store in SQLite (WAL): the embedded default, one file shared by the server
+processes of one host.
 
-date_added is integer microseconds, strictly increasing per collection (also across processes:
-it is assigned inside the write transaction), which makes (date_added, id) a stable keyset for
-stateless pagination: a `next` token stays valid across restarts and server processes.
+date_added is assigned inside the write transaction (BEGIN IMMEDIATE: the file's one writer at
+a time is the per-collection lock), so it is strictly increasing also across processes.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import json
 import sqlite3
 import threading
 import time
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar, Union
 
 from connectors.core.cache import open_db, write
 
-from .filters import canonical
-from .pagination import BadToken, decode_next, encode_next, us_to_rfc3339
+from ..filters import canonical
+from .base import ObjectStore, version_clause
 
-__all__ = ["BadToken", "Page", "Store", "new_status_id", "us_to_rfc3339"]
 T = TypeVar("T")
 
 SCHEMA_VERSION = 2  # 2: objects_types index
@@ -43,14 +37,7 @@ CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
-@dataclass
-class Page:
-    objects: List[Dict[str, Any]]  # stored rows: id, type, spec_version, modified, date_added, body
-    more: bool
-    next: str
-
-
-class Store:
+class SQLiteStore(ObjectStore):
     def __init__(self, path: Union[str, Path]) -> None:
         # Reads and writes on separate connections: a write running in a worker thread never
         # shows a reader its uncommitted rows (WAL: readers see the last commit).
@@ -94,7 +81,7 @@ class Store:
         """Delete an object's versions (match[version]: all by default, first, last or
         timestamps); returns how many were deleted."""
         args: List[Any] = [collection, oid]
-        clause = _version_clause(list(versions) or ["all"], args)
+        clause = version_clause("objects", list(versions) or ["all"], args)
         sql = f"DELETE FROM objects AS o WHERE collection = ? AND id = ? AND {clause}"
         return self._write(lambda db: db.execute(sql, args).rowcount)
 
@@ -121,80 +108,8 @@ class Store:
         )
 
     # -- reading -----------------------------------------------------------------------------
-    def query(
-        self,
-        collection: str,
-        *,
-        limit: int,
-        added_after: Optional[int] = None,
-        next_token: Optional[str] = None,
-        ids: Iterable[str] = (),
-        types: Iterable[str] = (),
-        versions: Iterable[str] = ("last",),
-        spec_versions: Iterable[str] = (),
-    ) -> Page:
-        where = ["collection = ?"]
-        args: List[Any] = [collection]
-        if added_after is not None:
-            where.append("date_added > ?")
-            args.append(added_after)
-        if next_token:
-            stamp, oid = decode_next(next_token)
-            where.append("(date_added, id) > (?, ?)")  # a row value: the index serves it
-            args += [stamp, oid]
-        for column, values in (("id", list(ids)), ("spec_version", list(spec_versions))):
-            if values:
-                where.append(f"{column} IN ({','.join('?' * len(values))})")
-                args += values
-        where.append(_version_clause(list(versions), args))
-        sql = (
-            "SELECT id, type, spec_version, modified, date_added, body FROM objects o WHERE "
-            + " AND ".join(where)
-        )
-        wanted = list(dict.fromkeys(types))
-        if not wanted:
-            rows = self.db.execute(sql + " ORDER BY date_added, id LIMIT ?", (*args, limit + 1))
-        else:
-            # One query per type, each served in order by the (collection, type, date_added, id)
-            # index, merged here: a rare type costs what a common one does, not a full scan.
-            per_type = [
-                self.db.execute(
-                    sql + " AND type = ? ORDER BY date_added, id LIMIT ?", (*args, t, limit + 1)
-                ).fetchall()
-                for t in wanted
-            ]
-            rows = heapq.merge(*per_type, key=lambda r: (r[4], r[0]))
-        rows = list(itertools.islice(rows, limit + 1))
-        more = len(rows) > limit
-        rows = rows[:limit]
-        objs = [
-            {
-                "id": r[0],
-                "type": r[1],
-                "spec_version": r[2],
-                "modified": r[3],
-                "date_added": r[4],
-                "body": r[5],
-            }
-            for r in rows
-        ]
-        token = encode_next(rows[-1][4], rows[-1][0]) if more and rows else ""
-        return Page(objs, more and bool(token), token)
-
-    def summary(self) -> Dict[str, Tuple[int, int]]:
-        """collection id -> (objects stored, newest date_added in µs), for the status page."""
-        rows = self.db.execute(
-            "SELECT collection, COUNT(*), MAX(date_added) FROM objects GROUP BY collection"
-        )
-        return {c: (n, last) for c, n, last in rows}
-
-    def has_collection_objects(self, collection: str) -> bool:
-        return (
-            self.db.execute(
-                "SELECT 1 FROM objects WHERE collection = ? LIMIT 1", (collection,)
-            ).fetchone()
-            is not None
-        )
+    def _rows(self, sql: str, args: Sequence[Any]) -> List[Tuple[Any, ...]]:
+        return self.db.execute(sql, args).fetchall()
 
 
 def _insert(
@@ -234,29 +149,3 @@ def _canonicalise(db: sqlite3.Connection) -> None:
             except sqlite3.IntegrityError:
                 db.execute("DELETE FROM objects WHERE rowid = ?", (rowid,))
     db.execute("INSERT OR REPLACE INTO state VALUES (?, '1')", (CANONICAL,))
-
-
-def _version_clause(versions: List[str], args: List[Any]) -> str:
-    """match[version]: last (default), first, all, or modified timestamps."""
-    if "all" in versions:
-        return "1"
-    parts = []
-    stamps = [canonical(v) for v in versions if v not in ("first", "last")]
-    if "last" in versions:
-        parts.append(
-            "modified = (SELECT MAX(modified) FROM objects o2 "
-            "WHERE o2.collection = o.collection AND o2.id = o.id)"
-        )
-    if "first" in versions:
-        parts.append(
-            "modified = (SELECT MIN(modified) FROM objects o2 "
-            "WHERE o2.collection = o.collection AND o2.id = o.id)"
-        )
-    if stamps:
-        parts.append(f"modified IN ({','.join('?' * len(stamps))})")
-        args += stamps
-    return "(" + " OR ".join(parts) + ")"
-
-
-def new_status_id() -> str:
-    return str(uuid.uuid4())

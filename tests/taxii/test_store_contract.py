@@ -1,7 +1,9 @@
-"""The store's keyset pagination on its own: date_added strictly increasing even across
-processes, no object missed or repeated while others are written, added_after with next, the
-version filters, and query plans that walk the (collection, date_added, id) index (what keeps
-the first page of a 1,000,000-object collection in tens of milliseconds)."""
+"""One contract for both object stores (SQLite and a real PostgreSQL, tests/pg.py): keyset
+pagination with date_added strictly increasing even across processes and store instances, no
+object missed or repeated while others are written, `next` tokens that work on another
+instance (another replica), added_after with next, the version filters, and query plans that
+walk the (collection, date_added, id) index (what keeps the first page of a 1,000,000-object
+collection in tens of milliseconds)."""
 
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from connectors.core import database
 from taxii.pagination import decode_next, encode_next
-from taxii.store import BadToken, Store
+from taxii.store import BadToken, ObjectStore, Store, open_store
 
 COLL = str(uuid.UUID(int=7, version=4))
 OTHER = str(uuid.UUID(int=8, version=4))
@@ -32,7 +35,7 @@ def modified(row: Dict) -> str:
     return json.loads(row["body"])["modified"]  # as the producer spelled it
 
 
-def page_all(store: Store, coll: str = COLL, limit: int = 7, **kw: Any) -> List[Dict]:
+def page_all(store: ObjectStore, coll: str = COLL, limit: int = 7, **kw: Any) -> List[Dict]:
     seen: List[Dict] = []
     token = None
     while True:
@@ -44,31 +47,38 @@ def page_all(store: Store, coll: str = COLL, limit: int = 7, **kw: Any) -> List[
         token = page.next
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def target(request, tmp_path) -> str:
+    """Where a store lives: a SQLite file, or a fresh schema on the test PostgreSQL server."""
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_database")
+    return str(tmp_path / "taxii.db")
+
+
 @pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "taxii.db")
+def store(target):
+    s = open_store(target)
     yield s
     s.close()
 
 
-def _writer(path: str, base: int) -> None:
-    s = Store(path)
+def _writer(target: str, base: int) -> None:
+    s = open_store(target)
     for batch in range(30):
         s.add(COLL, [obj(base + batch * 5 + i) for i in range(5)])
     s.close()
 
 
-def test_date_added_is_unique_and_increasing_across_processes(tmp_path):
-    path = str(tmp_path / "taxii.db")
-    Store(path).close()
+def test_date_added_is_unique_and_increasing_across_processes(target):
+    open_store(target).close()
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(path, base)) for base in (0, 10_000)]
+    procs = [ctx.Process(target=_writer, args=(target, base)) for base in (0, 10_000)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
-    s = Store(path)
+    s = open_store(target)
     try:
         rows = page_all(s, limit=13, versions=["all"])
         stamps = [r["date_added"] for r in rows]
@@ -156,7 +166,8 @@ def test_foreign_tokens_are_bad_tokens(token):
         decode_next(token)
 
 
-def test_queries_walk_the_keyset_index(store):
+def test_queries_walk_the_keyset_index(tmp_path):
+    store = Store(tmp_path / "taxii.db")
     store.add(COLL, [obj(i) for i in range(50)])
     token = store.query(COLL, limit=10).next
     sql: List[str] = []
@@ -174,6 +185,7 @@ def test_queries_walk_the_keyset_index(store):
         plan = " | ".join(r[-1] for r in store.db.execute("EXPLAIN QUERY PLAN " + statement))
         assert "USING INDEX objects_keyset" in plan or "USING INDEX objects_type" in plan, plan
         assert "TEMP B-TREE" not in plan, plan  # no sort of the whole collection
+    store.close()
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -186,24 +198,21 @@ def test_queries_walk_the_keyset_index(store):
     ),
     limit=st.integers(1, 5),
 )
-def test_paging_returns_every_stored_version_once(tmp_path_factory, batches, limit):
-    s = Store(tmp_path_factory.mktemp("prop") / "taxii.db")
-    try:
-        expected = set()
-        for batch in batches:
-            objs = [obj(n, f"2026-01-0{day}T00:00:00.000Z") for n, day in batch]
-            stored = s.add(COLL, objs)
-            for o, ok in zip(objs, stored):
-                assert ok == ((o["id"], o["modified"]) not in expected)
-                expected.add((o["id"], o["modified"]))
-        rows = page_all(s, limit=limit, versions=["all"])
-        assert sorted((r["id"], modified(r)) for r in rows) == sorted(expected)
-        stamps = [r["date_added"] for r in rows]
-        assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
-        latest = page_all(s, limit=limit)
-        assert len(latest) == len({oid for oid, _ in expected})
-    finally:
-        s.close()
+def test_paging_returns_every_stored_version_once(store, batches, limit):
+    coll = str(uuid.uuid4())  # one collection per example: one store serves them all
+    expected = set()
+    for batch in batches:
+        objs = [obj(n, f"2026-01-0{day}T00:00:00.000Z") for n, day in batch]
+        stored = store.add(coll, objs)
+        for o, ok in zip(objs, stored):
+            assert ok == ((o["id"], o["modified"]) not in expected)
+            expected.add((o["id"], o["modified"]))
+    rows = page_all(store, coll, limit=limit, versions=["all"])
+    assert sorted((r["id"], modified(r)) for r in rows) == sorted(expected)
+    stamps = [r["date_added"] for r in rows]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    latest = page_all(store, coll, limit=limit)
+    assert len(latest) == len({oid for oid, _ in expected})
 
 
 def test_one_instant_is_one_version_whatever_its_spelling(store):
@@ -255,3 +264,134 @@ def test_paging_by_several_types_keeps_order_and_misses_nothing(store):
             break
         token = page.next
     assert got == expected and len(got) == 24
+
+
+def test_next_tokens_work_on_another_instance(target):
+    """Two store instances on one target are two replicas' connections: a token issued by one
+    pages on the other, while both write."""
+    a, b = open_store(target), open_store(target)
+    try:
+        a.add(COLL, [obj(i) for i in range(20)])
+        b.add(COLL, [obj(100 + i) for i in range(20)])
+        seen, token, turn = [], None, 0
+        while True:
+            page = (a, b)[turn % 2].query(COLL, limit=6, next_token=token)
+            seen += [r["id"] for r in page.objects]
+            if turn < 3:
+                (b, a)[turn % 2].add(COLL, [obj(1000 + turn)])  # arrives after the cursor
+            turn += 1
+            if not page.more:
+                break
+            token = page.next
+        assert len(seen) == len(set(seen)) == 43
+        # the publisher's cursor: only one of two instances moves it from the same value
+        assert a.publish({COLL: [obj(5000)]}, "cursor", "", "1") == 1
+        assert b.publish({COLL: [obj(5001)]}, "cursor", "", "1") is None
+        assert b.get_state("cursor") == "1"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_postgres_refuses_a_newer_schema(pg_database):
+    open_store(pg_database).close()
+    conn = database.connect(pg_database)
+    conn.execute("UPDATE vtconnect_schema SET version = 99 WHERE component = 'taxii'")
+    conn.close()
+    with pytest.raises(database.SchemaTooNew, match="taxii is version 99"):
+        open_store(pg_database)
+
+
+def test_postgres_queries_walk_the_keyset_index(pg_database):
+    store = open_store(pg_database)
+    try:
+        for chunk in range(4):  # past a few thousand rows the planner would scan and sort
+            store.add(COLL, [obj(chunk * 5000 + i) for i in range(5000)])
+        store.add(OTHER, [obj(i) for i in range(10)])
+        token = store.query(COLL, limit=100).next
+        conn = database.connect(pg_database)
+        conn.execute("ANALYZE taxii_objects")
+        conn.close()
+        sql: List[str] = []
+        real_rows = store._rows
+        store._rows = lambda q, args: sql.append((q, args)) or real_rows(q, args)  # type: ignore
+        store.query(COLL, limit=100)
+        store.query(COLL, limit=100, next_token=token)
+        store.query(COLL, limit=100, added_after=1, next_token=token, types=["indicator"])
+        store.query(COLL, limit=100, versions=["all"])
+        assert len(sql) == 4
+        with store.pool.connection() as conn:  # the plans the store's own connections get
+            for q, args in sql:
+                plan = "\n".join(r[0] for r in conn.execute(
+                    "EXPLAIN " + q.replace("?", "%s"), args).fetchall())  # fmt: skip
+                assert "taxii_objects_keyset" in plan or "taxii_objects_types" in plan, plan
+                assert "Sort" not in plan and "Seq Scan" not in plan, plan
+    finally:
+        store.close()
+
+
+def test_concurrent_writers_on_several_instances_never_share_a_stamp(target):
+    """Writers on four instances at once (four replicas' connections): every stamp unique, and
+    a reader paging meanwhile never finds a row appear behind its cursor."""
+    import threading
+
+    stores = [open_store(target) for _ in range(4)]
+    start = threading.Barrier(len(stores) + 1)
+    errors: List[BaseException] = []
+
+    def write(s: ObjectStore, base: int) -> None:
+        try:
+            start.wait()
+            for batch in range(40):
+                s.add(COLL, [obj(base + batch * 3 + i) for i in range(3)])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(s, n * 10_000)) for n, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    start.wait()
+    reader, seen, token = stores[0], [], None
+    while any(t.is_alive() for t in threads):  # page along while they write
+        page = reader.query(COLL, limit=50, next_token=token, versions=["all"])
+        seen += page.objects
+        if page.objects:
+            token = encode_next(page.objects[-1]["date_added"], page.objects[-1]["id"])
+    for t in threads:
+        t.join(60)
+    while True:  # the rest, after the last write
+        page = reader.query(COLL, limit=50, next_token=token, versions=["all"])
+        seen += page.objects
+        if not page.objects:
+            break
+        token = encode_next(page.objects[-1]["date_added"], page.objects[-1]["id"])
+    for s in stores:
+        s.close()
+    assert errors == []
+    stamps = [r["date_added"] for r in seen]
+    assert len(seen) == 4 * 40 * 3 == len({r["id"] for r in seen})  # none missed, none twice
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+
+
+def test_summary_counts_objects_per_collection(store):
+    assert store.summary() == {}
+    store.add(COLL, [obj(i) for i in range(3)])
+    store.add(OTHER, [obj(9)])
+    newest = page_all(store, versions=["all"])[-1]["date_added"]
+    summary = store.summary()
+    assert summary[COLL] == (3, newest) and summary[OTHER][0] == 1
+
+
+def test_nul_characters_in_lookups_match_nothing(store):
+    """PostgreSQL text cannot hold NUL: a value carrying one (hostile URLs) matches nothing
+    instead of failing the request."""
+    store.add(COLL, [obj(1)])
+    nul = "indicator--\x00"
+    assert store.query(COLL, limit=5, ids=[nul]).objects == []
+    assert store.query("\x00", limit=5).objects == []
+    assert store.query(COLL, limit=5, types=["\x00"], spec_versions=["2.1\x00"]).objects == []
+    token = encode_next(1, "indicator--\x00")
+    assert len(store.query(COLL, limit=5, next_token=token).objects) in (0, 1)
+    assert store.delete(COLL, nul) == 0 and store.status("\x00") is None
+    assert store.get_state("\x00", "d") == "d" and not store.has_collection_objects("\x00")
+    assert len(store.query(COLL, limit=5).objects) == 1

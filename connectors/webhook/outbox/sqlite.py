@@ -1,7 +1,7 @@
-"""The durable job table: an alert is stored before it is answered, and jobs left running by a
-crash are queued again at start. WAL with synchronous=NORMAL: a committed job survives any crash
-of the process (kill -9); only a power cut can lose the last transactions (FULL would fsync every
-request and cost about half the accept rate)."""
+"""The durable job table in SQLite (one host): an alert is stored before it is answered, and
+jobs left running by a crash are queued again at start. WAL with synchronous=NORMAL: a
+committed job survives any crash of the process (kill -9); only a power cut can lose the last
+transactions (FULL would fsync every request and cost about half the accept rate)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 from connectors.core.cache import open_db, write
 
+from .base import Outbox
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, source TEXT NOT NULL, format TEXT NOT NULL, idem TEXT UNIQUE,
@@ -26,7 +28,7 @@ CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, created);
 """
 
 
-class Outbox:
+class SQLiteOutbox(Outbox):
     def __init__(self, path: Union[str, Path]) -> None:
         self.db = open_db(path, SCHEMA, 1)
 
@@ -67,8 +69,8 @@ class Outbox:
         def txn(db: sqlite3.Connection) -> List[Dict[str, Any]]:
             rows = db.execute(
                 "SELECT id, source, format, body FROM jobs WHERE state = 'queued' "
-                "ORDER BY created LIMIT ?",
-                (limit,),
+                "AND next_attempt <= ? ORDER BY created LIMIT ?",
+                (time.time(), limit),
             ).fetchall()
             db.executemany(
                 "UPDATE jobs SET state = 'running', updated = ? WHERE id = ?",
@@ -83,8 +85,20 @@ class Outbox:
         write(
             self.db,
             lambda db: db.execute(
-                "UPDATE jobs SET state = ?, result = ?, updated = ?, delivery = ? WHERE id = ?",
+                "UPDATE jobs SET state = ?, result = ?, updated = ?, delivery = ?, "
+                "next_attempt = 0 WHERE id = ?",
                 (state, json.dumps(result), time.time(), delivery, jid),
+            ),
+        )
+
+    def retry_job(self, jid: str, when: float) -> None:
+        """Queue a job again, not to be claimed before `when` (next_attempt schedules the job
+        until it is finished, then its callback)."""
+        write(
+            self.db,
+            lambda db: db.execute(
+                "UPDATE jobs SET state = 'queued', next_attempt = ?, updated = ? WHERE id = ?",
+                (when, time.time(), jid),
             ),
         )
 
