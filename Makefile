@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # PYTHONWARNINGS: setuptools' editable-install banner is advice for packagers, not for users.
 PIP    := PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q --disable-pip-version-check
 
-.PHONY: demo test fuzz lint bench clean browser
+.PHONY: demo test fuzz lint bench bench-stewardship clean browser
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 9))' || { \
@@ -48,6 +48,11 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/taxii.py
 	$(BIN)/python bench/webhook.py
 	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/stewardship.py
+
+# VirusTotal calls made against the minimum, and privacy leaks (about 3 minutes; --quick: 1)
+bench-stewardship: $(BIN)/.installed
+	$(BIN)/python bench/stewardship.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -22,9 +23,10 @@ from .config import CacheSettings
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2  # 2: verdict_log_key index
+SCHEMA_VERSION = 3  # 2: verdict_log_key index; 3: leases and rescans
 MEMORY_SECONDS = 60.0
 LOG_KEEP_DAYS = 30  # verdict log rows older than this are dropped (publishers read it sooner)
+RESCAN_KEEP_DAYS = 366  # `cache purge` drops reanalysis records older than this
 CHUNK = 500  # keys per SELECT ... IN (...): below SQLite's variable limit everywhere
 T = TypeVar("T")
 
@@ -44,6 +46,9 @@ CREATE INDEX IF NOT EXISTS verdict_log_key ON verdict_log(key, connector, at);
 CREATE TABLE IF NOT EXISTS counters (
     day TEXT NOT NULL, connector TEXT NOT NULL, hits INTEGER NOT NULL, misses INTEGER NOT NULL,
     PRIMARY KEY (day, connector));
+CREATE TABLE IF NOT EXISTS leases (
+    key TEXT PRIMARY KEY, holder TEXT NOT NULL, pid INTEGER NOT NULL, until REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS rescans (key TEXT PRIMARY KEY, at REAL NOT NULL);
 """
 
 
@@ -126,6 +131,8 @@ class Cache:
         self.db = open_db(self.path, SCHEMA, SCHEMA_VERSION)
         self._memory: Dict[str, Tuple[float, CacheEntry]] = {}
         self._logged: Dict[Tuple[str, str], float] = {}
+        # Names this Cache object as a lease holder: two Enrichers in one process are two holders.
+        self.holder = f"{os.getpid()}:{secrets.token_hex(4)}"
 
     def close(self) -> None:
         self.db.close()
@@ -167,8 +174,13 @@ class Cache:
     def put(self, entry: CacheEntry, aliases: Iterable[str] = ()) -> None:
         self.put_many([(entry, aliases)])
 
-    def put_many(self, items: Iterable[Tuple[CacheEntry, Iterable[str]]]) -> None:
+    def put_many(
+        self, items: Iterable[Tuple[CacheEntry, Iterable[str]]], release: Iterable[str] = ()
+    ) -> None:
+        """Store entries; `release` names leases of this holder to drop in the same transaction,
+        so an asker waiting on one never sees the lease gone before the entry is there."""
         now = self.clock.now()
+        released = [(k, self.holder) for k in release]
         rows, alias_rows = [], []
         for entry, aliases in items:
             if not entry.expires_at:
@@ -178,12 +190,14 @@ class Cache:
             for alias in {entry.key, *aliases}:
                 alias_rows.append((alias, entry.key))
                 self._remember(alias, entry, now)
-        if not rows:
+        if not rows and not released:
             return
 
         def txn(db: sqlite3.Connection) -> None:
             db.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?)", rows)
             db.executemany("INSERT OR REPLACE INTO aliases VALUES (?, ?)", alias_rows)
+            if released:
+                db.executemany("DELETE FROM leases WHERE key = ? AND holder = ?", released)
 
         write(self.db, txn)
 
@@ -201,6 +215,9 @@ class Cache:
         self._memory.clear()
 
         def txn(db: sqlite3.Connection) -> int:
+            # Leases whose time is up; reanalysis records older than any sensible period.
+            db.execute("DELETE FROM leases WHERE until <= ?", (now,))
+            db.execute("DELETE FROM rescans WHERE at < ?", (now - RESCAN_KEEP_DAYS * 86400,))
             if expired_only:
                 n = db.execute("DELETE FROM entries WHERE expires_at <= ?", (now,)).rowcount
             else:
@@ -209,6 +226,120 @@ class Cache:
             return n
 
         return write(self.db, txn)
+
+    # -- leases: one asker per value on the host, the others wait for its entry ------------------
+    def canonical(self, keys: Iterable[str]) -> Dict[str, str]:
+        """The canonical key of each key whose alias is known (also after its entry expired:
+        an MD5 names the same file for ever), so concurrent askers by other names share."""
+        wanted = list(dict.fromkeys(keys))
+        out: Dict[str, str] = {}
+        for i in range(0, len(wanted), CHUNK):
+            part = wanted[i : i + CHUNK]
+            rows = self.db.execute(
+                f"SELECT alias, key FROM aliases WHERE alias IN ({','.join('?' * len(part))})",
+                part,
+            )
+            out.update((alias, key) for alias, key in rows if alias != key)
+        return out
+
+    def take_leases(self, keys: Iterable[str], seconds: float) -> Set[str]:
+        """The keys this holder now leases (for `seconds`); the rest are held by a live asker
+        or answered already (an entry stored since the caller looked). A lease whose time is
+        up, or whose holder process has died, is taken over."""
+        now = self.clock.now()
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return set()
+
+        def txn(db: sqlite3.Connection) -> Set[str]:
+            taken: Set[str] = set()
+            for i in range(0, len(wanted), CHUNK):
+                part = wanted[i : i + CHUNK]
+                held = {
+                    key: (holder, pid, until)
+                    for key, holder, pid, until in db.execute(
+                        "SELECT key, holder, pid, until FROM leases "
+                        f"WHERE key IN ({','.join('?' * len(part))})",
+                        part,
+                    )
+                }
+                answered = {
+                    row[0]
+                    for row in db.execute(
+                        "SELECT a.alias FROM aliases a JOIN entries e ON e.key = a.key "
+                        f"WHERE a.alias IN ({','.join('?' * len(part))}) AND e.expires_at > ?",
+                        (*part, now),
+                    )
+                }
+                free = [
+                    k
+                    for k in part
+                    if k not in answered
+                    and (
+                        k not in held
+                        or held[k][0] == self.holder
+                        or held[k][2] <= now
+                        or not _alive(held[k][1])
+                    )
+                ]
+                db.executemany(
+                    "INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?)",
+                    [(k, self.holder, os.getpid(), now + seconds) for k in free],
+                )
+                taken.update(free)
+            return taken
+
+        return write(self.db, txn)
+
+    def lease_held(self, key: str) -> bool:
+        """True while another live holder leases the key."""
+        row = self.db.execute(
+            "SELECT holder, pid, until FROM leases WHERE key = ?", (key,)
+        ).fetchone()
+        return (
+            row is not None
+            and row[0] != self.holder
+            and row[2] > self.clock.now()
+            and _alive(row[1])
+        )
+
+    def renew_leases(self, keys: Iterable[str], seconds: float) -> None:
+        """Extend this holder's leases still held (never takes one back once released)."""
+        until = self.clock.now() + seconds
+        rows = [(until, k, self.holder) for k in dict.fromkeys(keys)]
+        if rows:
+            write(
+                self.db,
+                lambda db: db.executemany(
+                    "UPDATE leases SET until = ? WHERE key = ? AND holder = ?", rows
+                ),
+            )
+
+    def release_leases(self, keys: Iterable[str]) -> None:
+        rows = [(k, self.holder) for k in dict.fromkeys(keys)]
+        if rows:
+            write(
+                self.db,
+                lambda db: db.executemany("DELETE FROM leases WHERE key = ? AND holder = ?", rows),
+            )
+
+    def claim_rescan(self, key: str, every_days: float) -> bool:
+        """True when no reanalysis of `key` was asked on this host within `every_days`; the
+        claim is recorded at once, so one process asks and the others do not."""
+        now = self.clock.now()
+
+        def txn(db: sqlite3.Connection) -> bool:
+            row = db.execute("SELECT at FROM rescans WHERE key = ?", (key,)).fetchone()
+            if row is not None and row[0] > now - every_days * 86400:
+                return False
+            db.execute("INSERT OR REPLACE INTO rescans VALUES (?, ?)", (key, now))
+            return True
+
+        return write(self.db, txn)
+
+    def forget_rescan(self, key: str) -> None:
+        """The claimed reanalysis was not requested after all (no budget)."""
+        write(self.db, lambda db: db.execute("DELETE FROM rescans WHERE key = ?", (key,)))
 
     # -- verdict log and counters ------------------------------------------------------------
     def logged_recently(self, keys: Iterable[str], connector: str) -> Set[str]:
@@ -328,3 +459,18 @@ class Cache:
             "db_bytes": self.path.stat().st_size if self.path.exists() else 0,
             "memory_entries": len(self._memory),
         }
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process of this host still runs (a lease holder killed mid-call has not)."""
+    if pid <= 0:
+        return False
+    if os.name == "nt":  # os.kill(pid, 0) would end the process there; trust the lease time
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists, owned by someone else
+    return True

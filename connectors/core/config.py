@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+from . import relationships
 from .weights import (
     DEFAULT_ENGINE_WEIGHTS,
     DEFAULT_TRUSTED_PUBLISHERS,
@@ -93,7 +94,9 @@ class VirusTotalSettings:
     retries: int = 3  # for 5xx, 503 TransientError, 504 DeadlineExceededError
     proxy: Optional[str] = None
     verify_tls: bool = True
-    relationships: Tuple[str, ...] = ()  # asked for in the same GET, e.g. ("contacted_domains",)
+    # Asked for in the same GET, only of the kinds that have them (relationships.py): flat names,
+    # or "kind:name" from a table per kind.
+    relationships: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -267,7 +270,15 @@ def from_mapping(
 ) -> Settings:
     env = os.environ if env is None else env
     check_known(doc, CORE_SECTIONS + PART_SECTIONS + (SERVER_SECTION,), "")
-    vt = _section(VirusTotalSettings, doc.get("virustotal", {}), "virustotal")
+    vt_doc = doc.get("virustotal", {})
+    rels: Tuple[str, ...] = ()
+    if isinstance(vt_doc, Mapping) and "relationships" in vt_doc:
+        try:
+            rels = relationships.parse(vt_doc["relationships"])
+        except relationships.UnknownRelationship as exc:
+            raise ConfigError(f"virustotal.relationships: {exc}") from None
+        vt_doc = {k: v for k, v in vt_doc.items() if k != "relationships"}
+    vt = replace(_section(VirusTotalSettings, vt_doc, "virustotal"), relationships=rels)
     if env.get("VT_API_KEY"):
         vt = replace(vt, api_key=SecretStr(env["VT_API_KEY"].strip()))
     if env.get("VT_API_URL"):

@@ -12,10 +12,11 @@ import logging
 from dataclasses import replace
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from . import policy
+from . import policy, relationships
 from .cache import Cache, CacheEntry, LogRecord
 from .clock import Clock
 from .config import PolicySettings, Settings
+from .flights import Flights
 from .gateway import (
     BadAnswer,
     BudgetSpent,
@@ -73,6 +74,14 @@ class Enricher:
         self.lists = lists_matcher(settings.lists)
         # kind option -> raw value -> (trusted until, cached Enrichment)
         self._memos: Dict[Optional[str], Dict[str, Tuple[float, Enrichment]]] = {}
+        self._relationships = relationships.per_collection(settings.virustotal.relationships)
+        # one value, one call: in-flight answers and leases (flights.py)
+        self._flights = Flights(
+            self.cache,
+            self._entry_for,
+            self._from_entry,
+            lambda obs, enr: _shared(obs, enr, settings.policy),
+        )
 
     @property
     def gateway(self) -> Gateway:
@@ -197,26 +206,31 @@ class Enricher:
         )
         answers: Dict[str, Enrichment] = {}
         entries = self.cache.get_many(by_key) if use_cache and by_key else {}
-        stale: List[Observable] = []
         now = self.clock.now()
         for key, entry in entries.items():
-            obs = by_key[key][0]
-            enr = self._from_entry(obs, entry)
-            if rescan_days and enr.report is not None and enr.report.age_days(now) > rescan_days:
-                enr.stale = True
-                stale.append(obs)
-            answers[key] = enr
+            answers[key] = self._from_entry(by_key[key][0], entry)
         hits = len(answers)
 
         missing = [by_key[k][0] for k in by_key if k not in answers]
-        fetched = await self._fetch_all(missing, priority, deadline, max_lookups, connector)
+        fetched = await self._fetch_all(
+            missing, priority, deadline, max_lookups, connector, share=use_cache
+        )
         answers.update(fetched)
+        # Cached or just fetched, a report analysed too long ago is stale; a report without an
+        # analysis date (many domain/IP objects) has no known age and is never rescanned.
+        stale: List[Tuple[str, Observable]] = []
+        for key, enr in answers.items():
+            if rescan_days and _too_old(enr.report, now, rescan_days):
+                enr.stale = True
+                stale.append((_canonical(key, enr.report), by_key[key][0]))
         if stale:
+            calls = sum(1 for e in fetched.values() if not e.cached)
             await self._rescan(
                 stale,
+                rescan_days,
                 priority,
                 deadline,
-                fetched_count=len(fetched),
+                fetched_count=calls,
                 max_lookups=max_lookups,
                 connector=connector,
             )
@@ -242,7 +256,10 @@ class Enricher:
         deadline: Optional[float],
         max_lookups: Optional[int],
         connector: str = "",
+        share: bool = True,
     ) -> Dict[str, Enrichment]:
+        """Answers for values not in the cache; `share`: lease them host-wide (with the cache
+        on), so that askers in other processes wait for this one's answer, and vice versa."""
         if not observables:
             return {}
         until = None if deadline is None else self.clock.now() + deadline
@@ -255,27 +272,40 @@ class Enricher:
         sem = asyncio.Semaphore(self.settings.virustotal.max_concurrency)
         fatal: List[CredentialsRejected] = []
 
-        async def one(obs: Observable) -> None:
+        async def call(obs: Observable) -> Enrichment:
             async with sem:
                 if fatal:
-                    return
-                results[obs.cache_key] = await self._fetch_one(
-                    obs, Slot(priority, until, connector), fatal
-                )
+                    return _from_obs(obs.value, obs, Verdict.ERROR, reason="not looked up")
+                return await self._fetch_one(obs, Slot(priority, until, connector), fatal)
 
-        tasks = [asyncio.ensure_future(one(o)) for o in observables[:limit]]
+        # One value, one call: a value another enrich() of this process is fetching waits for
+        # that answer; one another process leases waits for its cache entry (flights.py).
+        chosen = observables[:limit]
+        plan = self._flights.plan(chosen, share)
+
+        async def one(obs: Observable) -> None:
+            results[obs.cache_key] = await self._flights.answer(plan, obs, call)
+
+        tasks = [asyncio.ensure_future(one(o)) for o in chosen]
+        renewer = asyncio.ensure_future(self._flights.renew(plan, chosen, tasks))
         timeout = None if until is None else max(0.0, until - self.clock.now())
         try:
-            done, pending = await asyncio.wait(tasks, timeout=timeout) if tasks else (set(), set())
-        except asyncio.CancelledError:  # the caller gave up (Ctrl-C, shutdown): so do the fetches
-            for task in tasks:
+            try:
+                done, pending = (
+                    await asyncio.wait(tasks, timeout=timeout) if tasks else (set(), set())
+                )
+            except asyncio.CancelledError:  # the caller gave up (Ctrl-C, shutdown): so do fetches
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise
+            for task in pending:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        finally:
+            renewer.cancel()
+            self._flights.flush()
         # Every task's exception is retrieved (else asyncio logs "Task exception was never
         # retrieved" with a traceback for each), then a rejected key wins over the rest.
         failures = [t.exception() for t in done if not t.cancelled()]
@@ -284,7 +314,7 @@ class Enricher:
         for exc in failures:
             if exc is not None:
                 raise exc
-        for obs in observables[:limit]:
+        for obs in chosen:
             if obs.cache_key not in results:
                 results[obs.cache_key] = _from_obs(
                     obs.value,
@@ -303,7 +333,7 @@ class Enricher:
     ) -> Enrichment:
         # The gateway asks the governor before every attempt and honours 429s host-wide.
         try:
-            report = await self.gateway.fetch(obs, self.settings.virustotal.relationships, slot)
+            report = await self.gateway.fetch(obs, self._relationships[obs.kind.collection], slot)
         except NotFound:
             return _from_obs(
                 obs.value, obs, Verdict.NOT_FOUND, score=0, reason=policy.NOT_FOUND.reason
@@ -332,20 +362,28 @@ class Enricher:
 
     async def _rescan(
         self,
-        stale: List[Observable],
+        stale: List[Tuple[str, Observable]],
+        every_days: float,
         priority: Priority,
         deadline: Optional[float],
         fetched_count: int,
         max_lookups: Optional[int],
         connector: str = "",
     ) -> None:
-        """Ask for reanalysis of reports older than rescan_after_days (one API call each)."""
+        """Ask for reanalysis of reports older than rescan_after_days (one API call each), at
+        most once per object per rescan_after_days on this host (recorded in the cache db)."""
         budget = len(stale) if max_lookups is None else max(0, max_lookups - fetched_count)
         until = None if deadline is None else self.clock.now() + deadline
-        for obs in stale[:budget]:
+        for key, obs in stale:
+            if budget <= 0:
+                return
+            if not self.cache.claim_rescan(key, every_days):
+                continue  # asked already, by this process or another
+            budget -= 1
             try:
                 await self.gateway.reanalyse(obs, Slot(priority, until, connector))
             except (BudgetSpent, RateLimited):
+                self.cache.forget_rescan(key)  # not asked after all
                 return
             except CredentialsRejected:
                 raise
@@ -380,21 +418,6 @@ class Enricher:
         connector: str,
         now: float,
     ) -> None:
-        items = []
-        for key, enr in fetched.items():
-            if enr.verdict not in CACHEABLE:
-                continue
-            r = enr.report
-            entry = CacheEntry(
-                key=_canonical(key, r),
-                verdict=enr.verdict.value,
-                report=r.to_dict() if r else None,
-                stored_at=now,
-                expires_at=now + self.settings.cache.ttl_for(enr.verdict.value),
-            )
-            items.append((entry, _aliases(key, r)))
-        if items:
-            self.cache.put_many(items)
         records = []
         hits = [key for key, enr in answers.items() if enr.cached and enr.verdict in CACHEABLE]
         quiet = self.cache.logged_recently(hits, connector) if hits else set()
@@ -416,6 +439,23 @@ class Enricher:
             )
         if records:
             self.cache.log(records)
+
+    def _entry_for(
+        self, obs: Observable, enr: Enrichment
+    ) -> Optional[Tuple[CacheEntry, Iterable[str]]]:
+        """The cache entry (and its aliases) for a fetched answer; None when not cacheable."""
+        if enr.verdict not in CACHEABLE:
+            return None
+        now = self.clock.now()
+        r = enr.report
+        entry = CacheEntry(
+            key=_canonical(obs.cache_key, r),
+            verdict=enr.verdict.value,
+            report=r.to_dict() if r else None,
+            stored_at=now,
+            expires_at=now + self.settings.cache.ttl_for(enr.verdict.value),
+        )
+        return entry, _aliases(obs.cache_key, r)
 
     def _remember(self, kind: Optional[str], out: Dict[str, Enrichment], until: float) -> None:
         size = self.settings.cache.lru_size
@@ -457,7 +497,31 @@ def from_report(
 def _fresh(enr: Enrichment, rescan_before: float) -> bool:
     """A remembered answer can be reused unless its report is old and no rescan was asked yet."""
     r = enr.report
-    return enr.stale or r is None or r.last_analysis >= rescan_before
+    return enr.stale or r is None or not r.last_analysis or r.last_analysis >= rescan_before
+
+
+def _too_old(report: Optional[Report], now: float, days: float) -> bool:
+    """Analysed more than `days` ago; a report without an analysis date has no known age."""
+    return report is not None and bool(report.last_analysis) and report.age_days(now) > days
+
+
+def _shared(obs: Observable, enr: Enrichment, policy_settings: PolicySettings) -> Enrichment:
+    """Another asker's answer, as this asker's value names it (an MD5 for a SHA-256's answer).
+    It cost this asker no call: cached, like an answer from the cache."""
+    cached = enr.verdict in CACHEABLE
+    if enr.kind == obs.kind.value and enr.normalized == obs.value:
+        return replace(enr, value=obs.value, cached=cached or enr.cached)
+    if enr.report is not None:
+        return from_report(obs, enr.report, policy_settings, cached=True)
+    return replace(
+        enr,
+        value=obs.value,
+        kind=obs.kind.value,
+        normalized=obs.value,
+        vt_id=obs.vt_id,
+        link=obs.gui_link,
+        cached=cached or enr.cached,
+    )
 
 
 def _from_obs(

@@ -14,27 +14,100 @@ from .synth import DAY, Synth, decode_url_id, sha256_hex
 
 HEX = re.compile(r"^[0-9a-f]+$")
 DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
-RELATIONSHIPS = {
+# Per collection, as VirusTotal documents them: descriptor -> the type of the related objects the
+# emulator synthesises ("" for kinds it does not model, answered with an empty list). Any other
+# descriptor is a 400, as VirusTotal answers it.
+_UNMODELLED = [
+    "collections",
+    "comments",
+    "graphs",
+    "related_references",
+    "related_threat_actors",
+    "user_votes",
+    "votes",
+]
+RELATIONSHIPS: Dict[str, Dict[str, str]] = {
     "files": {
+        **dict.fromkeys(_UNMODELLED + ["analyses", "submissions"], ""),
+        **dict.fromkeys(["behaviours", "clues", "screenshots", "sigma_analysis"], ""),
         "contacted_domains": "domain",
         "contacted_ips": "ip_address",
         "contacted_urls": "url",
-        "bundled_files": "file",
-        "dropped_files": "file",
-        "execution_parents": "file",
+        **dict.fromkeys(["embedded_domains", "itw_domains", "memory_pattern_domains"], "domain"),
+        **dict.fromkeys(["embedded_ips", "itw_ips", "memory_pattern_ips"], "ip_address"),
+        **dict.fromkeys(
+            ["embedded_urls", "itw_urls", "memory_pattern_urls", "urls_for_embedded_js"], "url"
+        ),
+        **dict.fromkeys(
+            [
+                "bundled_files",
+                "carbonblack_children",
+                "carbonblack_parents",
+                "ciphered_bundled_files",
+                "ciphered_parents",
+                "compressed_parents",
+                "dropped_files",
+                "email_attachments",
+                "email_parents",
+                "execution_parents",
+                "overlay_children",
+                "overlay_parents",
+                "pcap_children",
+                "pcap_parents",
+                "pe_resource_children",
+                "pe_resource_parents",
+                "similar_files",
+            ],
+            "file",
+        ),
     },
     "urls": {
+        **dict.fromkeys(_UNMODELLED + ["analyses", "submissions", "related_comments"], ""),
         "contacted_domains": "domain",
+        "network_location": "domain",
+        "contacted_ips": "ip_address",
         "last_serving_ip_address": "ip_address",
-        "downloaded_files": "file",
+        **dict.fromkeys(
+            [
+                "communicating_files",
+                "downloaded_files",
+                "embedded_js_files",
+                "memory_pattern_parents",
+                "referrer_files",
+            ],
+            "file",
+        ),
+        **dict.fromkeys(
+            ["redirecting_urls", "redirects_to", "referrer_urls", "urls_related_by_tracker_id"],
+            "url",
+        ),
     },
     "domains": {
+        **dict.fromkeys(_UNMODELLED + ["related_comments"], ""),
+        **dict.fromkeys(
+            [
+                "caa_records",
+                "cname_records",
+                "historical_ssl_certificates",
+                "historical_whois",
+                "mx_records",
+                "ns_records",
+                "soa_records",
+            ],
+            "",
+        ),
         "resolutions": "resolution",
-        "subdomains": "domain",
-        "communicating_files": "file",
+        **dict.fromkeys(["subdomains", "siblings", "parent", "immediate_parent"], "domain"),
+        **dict.fromkeys(["communicating_files", "downloaded_files", "referrer_files"], "file"),
         "urls": "url",
     },
-    "ip_addresses": {"resolutions": "resolution", "communicating_files": "file", "urls": "url"},
+    "ip_addresses": {
+        **dict.fromkeys(_UNMODELLED + ["related_comments"], ""),
+        **dict.fromkeys(["historical_ssl_certificates", "historical_whois"], ""),
+        "resolutions": "resolution",
+        **dict.fromkeys(["communicating_files", "downloaded_files", "referrer_files"], "file"),
+        "urls": "url",
+    },
 }
 TYPE_OF = {"files": "file", "urls": "url", "domains": "domain", "ip_addresses": "ip_address"}
 COLLECTION_OF = {v: k for k, v in TYPE_OF.items()}
@@ -181,7 +254,7 @@ class Objects:
     def _target(self, collection: str, rel: str) -> str:
         target = RELATIONSHIPS[collection].get(rel)
         if target is None:
-            known = ", ".join(RELATIONSHIPS[collection])
+            known = ", ".join(sorted(RELATIONSHIPS[collection]))
             raise InvalidArgument(
                 f"{rel!r} is not a valid relationship for {collection} (supported: {known})"
             )
@@ -189,8 +262,11 @@ class Objects:
 
     def related(self, collection: str, oid: str, rel: str) -> List[Dict[str, str]]:
         target = self._target(collection, rel)
+        if not target:
+            return []
         rng = self.synth.rng("rel", collection, oid, rel)
-        most = 1 if rel == "last_serving_ip_address" else 25
+        single = ("last_serving_ip_address", "network_location", "parent", "immediate_parent")
+        most = 1 if rel in single else 25
         n = rng.randint(0, most) if self.fixture(collection, oid) != "harmless" else 0
         items = self.synth.descriptors(rng, target, n, oid, TYPE_OF[collection])
         for d in items:

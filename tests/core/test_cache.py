@@ -135,3 +135,63 @@ def test_verdict_log_drops_rows_older_than_its_keep(tmp_path):
     assert [r.value for _, r in c.log_after(0)] == ["4.com", "new.com", "new.com"]
     c.log(fresh)
     assert [r.value for _, r in c.log_after(0)] == ["new.com"] * 3  # recent rows always stay
+
+
+def test_leases_one_holder_renewed_released_and_taken_over(tmp_path):
+    clock = FakeClock()
+    a = Cache(tmp_path / "c.db", S, clock)
+    b = Cache(tmp_path / "c.db", S, clock)
+    assert a.take_leases(["file:x", "file:y"], 30) == {"file:x", "file:y"}
+    assert b.take_leases(["file:x", "file:z"], 30) == {"file:z"}
+    assert b.lease_held("file:x") and not a.lease_held("file:x")  # a holds it itself
+    clock.advance(20)
+    a.renew_leases(["file:x"], 30)
+    clock.advance(20)  # y's time is up, x was renewed
+    assert b.take_leases(["file:x", "file:y"], 30) == {"file:y"}
+    # The entry and the end of the lease come in one transaction.
+    a.put_many([(entry("file:x", at=clock.now()), [])], release=["file:x"])
+    assert not b.lease_held("file:x") and b.get("file:x") is not None
+    a.renew_leases(["file:x"], 30)  # released: renewing never takes it back
+    assert not b.lease_held("file:x")
+    a.release_leases(["file:y"])  # not a's any more: b keeps it
+    assert a.lease_held("file:y")
+
+
+def test_rescan_claimed_once_per_period_across_processes(tmp_path):
+    clock = FakeClock()
+    a = Cache(tmp_path / "c.db", S, clock)
+    b = Cache(tmp_path / "c.db", S, clock)
+    assert a.claim_rescan("file:x", 30)
+    assert not b.claim_rescan("file:x", 30) and not a.claim_rescan("file:x", 30)
+    clock.advance(31 * 86400)
+    assert b.claim_rescan("file:x", 30)
+    b.forget_rescan("file:x")
+    assert a.claim_rescan("file:x", 30)
+
+
+def test_schema_upgrade_keeps_entries(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "c.db"
+    c = Cache(path, S)
+    c.put(entry(at=c.clock.now()))
+    c.db.execute("DROP TABLE leases")
+    c.db.execute("PRAGMA user_version=2")  # a cache file written before leases existed
+    c.close()
+    c = Cache(path, S)
+    assert c.get("file:" + "a" * 64) is not None
+    assert c.take_leases(["file:q"], 30) == {"file:q"}
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3
+
+
+def test_a_lease_is_not_taken_on_a_value_answered_meanwhile(tmp_path):
+    # The holder stored the answer and left between our cache miss and our take: we take no
+    # lease (and so make no call); the entry is there to read.
+    clock = FakeClock()
+    a = Cache(tmp_path / "c.db", S, clock)
+    b = Cache(tmp_path / "c.db", S, clock)
+    assert a.take_leases(["file:" + "a" * 64], 30)
+    a.put_many([(entry(at=clock.now()), ["file:" + "b" * 32])], release=["file:" + "a" * 64])
+    assert b.take_leases(["file:" + "a" * 64, "file:" + "b" * 32, "file:z"], 30) == {"file:z"}
+    clock.advance(S.ttl_malicious + 1)  # expired: asking again is right
+    assert b.take_leases(["file:" + "a" * 64], 30) == {"file:" + "a" * 64}

@@ -82,6 +82,36 @@ def test_internal_suffixes_normalised():
     assert s.privacy.internal_suffixes == (".corp", ".acme.example")
 
 
+def test_relationships_flat_or_per_kind_and_unknown_names_refused():
+    from connectors.core.relationships import per_collection
+
+    flat = config.from_mapping(
+        {"virustotal": {"relationships": ["contacted_domains", "resolutions"]}}, env={}
+    ).virustotal.relationships
+    assert per_collection(flat) == {
+        "files": ("contacted_domains",),
+        "urls": ("contacted_domains",),
+        "domains": ("resolutions",),
+        "ip_addresses": ("resolutions",),
+    }
+    table = config.from_mapping(
+        {"virustotal": {"relationships": {"file": ["dropped_files"], "url": ["redirects_to"]}}},
+        env={},
+    ).virustotal.relationships
+    assert per_collection(table)["files"] == ("dropped_files",)
+    assert per_collection(table)["domains"] == ()
+    for bad, says in [
+        (["contacted_domain"], "'contacted_domain' is not a relationship of any kind"),
+        ({"url": ["dropped_files"]}, "'dropped_files' is not a relationship of urls"),
+        ({"host": ["resolutions"]}, "unknown kind 'host'"),
+        ("contacted_domains", "must be a list"),
+        ({"file": "dropped_files"}, "file must be a list"),
+    ]:
+        with pytest.raises(config.ConfigError, match="virustotal.relationships") as exc:
+            config.from_mapping({"virustotal": {"relationships": bad}}, env={})
+        assert says in str(exc.value)
+
+
 def test_database_url_from_file_or_environment(tmp_path):
     assert config.from_mapping({}, env={}).database == ""  # SQLite files in state_dir
     url = "postgresql://vtc:s3cret@db.example:5432/vtconnect"
@@ -89,9 +119,10 @@ def test_database_url_from_file_or_environment(tmp_path):
     assert s.database == url
     assert "s3cret" not in repr(s.with_(raw={}))  # the URL may carry a password
     env = {"VTCONNECT_DATABASE": "postgres://other/vtc"}
-    assert config.from_mapping({"core": {"database": url}}, env=env).database == env[
-        "VTCONNECT_DATABASE"
-    ]
+    assert (
+        config.from_mapping({"core": {"database": url}}, env=env).database
+        == env["VTCONNECT_DATABASE"]
+    )
 
 
 @pytest.mark.parametrize("value", ["sqlite:///x.db", "/var/lib/vtc.db", 5])

@@ -255,3 +255,112 @@ async def test_relationships_in_the_same_get(emu, tmp_path):
     assert await api_calls(emu.url) == 1
     await e.aclose()
     e.close()
+
+
+async def test_example_relationships_go_only_to_the_kinds_that_have_them(emu, tmp_path):
+    # The example config's list: files and URLs have both, domains and IPs neither. Sent to a
+    # domain or an IP it is a 400 (an error, not cached, asked again on every lookup).
+    s = make_settings(emu.url, tmp_path)
+    doc = {"virustotal": {"relationships": ["contacted_domains", "contacted_ips"]}}
+    rels = config.from_mapping(doc, env={}).virustotal.relationships
+    e = Enricher(replace(s, virustotal=replace(s.virustotal, relationships=rels)), connector="test")
+    values = [EICAR["md5"], "http://example.org/a", "example.com", "203.0.113.66"]
+    for _ in range(2):
+        out = await e.enrich(values)
+        assert not any(r.verdict == Verdict.ERROR for r in out), [r.reason for r in out]
+    assert set(out[0].report.relationships) == {"contacted_domains", "contacted_ips"}
+    assert set(out[1].report.relationships) == {"contacted_domains", "contacted_ips"}
+    assert out[2].report.relationships == {} and out[3].report.relationships == {}
+    c = await counters(emu.url)
+    assert c["by_status"].get("400", 0) == 0
+    assert await api_calls(emu.url) == 4  # once each; the second round came from the cache
+    await e.aclose()
+    e.close()
+
+
+async def test_relationships_per_kind_table(emu, tmp_path):
+    s = make_settings(emu.url, tmp_path)
+    doc = {"virustotal": {"relationships": {"domain": ["resolutions"], "ip": ["resolutions"]}}}
+    rels = config.from_mapping(doc, env={}).virustotal.relationships
+    e = Enricher(replace(s, virustotal=replace(s.virustotal, relationships=rels)), connector="test")
+    out = await e.enrich([EICAR["md5"], "example.net", "203.0.113.66"])
+    assert [set(r.report.relationships) for r in out] == [set(), {"resolutions"}, {"resolutions"}]
+    assert (await counters(emu.url))["by_status"].get("400", 0) == 0
+    await e.aclose()
+    e.close()
+
+
+ANALYSE = "POST /api/v3/{collection}/{id}/analyse"
+
+
+async def test_a_fresh_report_already_old_is_stale_and_rescanned_at_once(emu, tmp_path):
+    import hashlib
+
+    e = Enricher(make_settings(emu.url, tmp_path), connector="test")
+    values = [hashlib.md5(f"fresh{i}".encode()).hexdigest() for i in range(40)]
+    out = await e.enrich(values, rescan_after_days=30)
+    old = [r for r in out if r.report is not None and r.report.age_days(time.time()) > 30]
+    assert old, "the emulator dates a share of reports more than 30 days back"
+    assert {r.value for r in out if r.stale} == {r.value for r in old}
+    assert await api_calls(emu.url, ANALYSE) == len(old)
+    # Asked again (memo, cache): marked stale still, never a second reanalysis.
+    again = await e.enrich(values, rescan_after_days=30)
+    assert {r.value for r in again if r.stale} == {r.value for r in old}
+    assert await api_calls(emu.url, ANALYSE) == len(old)
+    await e.aclose()
+    e.close()
+
+
+async def test_a_report_without_analysis_date_is_not_rescanned(emu, tmp_path):
+    from connectors.core.cache import CacheEntry
+
+    e = Enricher(make_settings(emu.url, tmp_path), connector="test")
+    # As many real domain objects are: no last_analysis_date at all.
+    report = {"kind": "domain", "id": "example.com", "stats": {"harmless": 60}}
+    e.cache.put(CacheEntry("domain:example.com", "harmless", report, time.time()))
+    out = await e.enrich(["example.com"], rescan_after_days=1)
+    assert out[0].cached and not out[0].stale
+    assert await api_calls(emu.url, ANALYSE) == 0
+    await e.aclose()
+    e.close()
+
+
+def test_rescans_are_asked_once_across_processes(emulator_url, tmp_path):
+    """Two real CLI processes, one after the other, on the same host state: the second finds
+    the first one's reanalysis recorded and asks none."""
+    import hashlib
+    import json
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+
+    cfg = tmp_path / "vtconnect.toml"
+    cfg.write_text(
+        f'[core]\nstate_dir = "{tmp_path / "state"}"\n'
+        "[privacy]\nallow_documentation_ranges = true\n[quota]\ntier = 'unlimited'\n"
+    )
+    env = dict(os.environ, VT_API_URL=emulator_url, VT_API_KEY="k", VTCONNECT_CONFIG=str(cfg))
+    exe = os.path.join(os.path.dirname(sys.executable), "vtconnect")
+    values = [hashlib.md5(f"procs{i}".encode()).hexdigest() for i in range(30)]
+
+    def analyses() -> int:
+        with urllib.request.urlopen(emulator_url + "/_emulator/counters", timeout=5) as r:
+            c = json.loads(r.read())
+        return c["by_endpoint"].get(ANALYSE, 0)
+
+    before = analyses()
+    runs = []
+    for _ in range(2):
+        r = subprocess.run(
+            [exe, "lookup", "--format", "json", "--rescan-after-days", "30", *values],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert r.returncode == 0, r.stderr
+        runs.append(json.loads(r.stdout))
+    stale = [{row["value"] for row in rows if row["stale"]} for rows in runs]
+    assert stale[0] and stale[0] == stale[1]
+    assert analyses() - before == len(stale[0])

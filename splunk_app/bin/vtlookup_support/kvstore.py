@@ -71,9 +71,13 @@ class KVStoreCache:
             return self._local.get_many(wanted)
         return found
 
-    def put_many(self, items: Sequence[Tuple[CacheEntry, Iterable[str]]]) -> None:
+    def put_many(
+        self, items: Sequence[Tuple[CacheEntry, Iterable[str]]], release: Iterable[str] = ()
+    ) -> None:
+        """`release`: this host's leases on the values (local cache), dropped once the entries
+        are saved, so that another search waiting on one finds the entry."""
         if self.failed:
-            self._local.put_many(items)
+            self._local.put_many(items, release=release)
             return
         docs: List[Dict[str, Any]] = []
         for entry, aliases in items:
@@ -96,7 +100,9 @@ class KVStoreCache:
                 self._post("batch_save", batch)
         except Exception as exc:
             self._fail(exc)
-            self._local.put_many(items)
+            self._local.put_many(items, release=release)
+            return
+        self._local.release_leases(release)
 
 
 def _queries(keys: List[str]) -> List[Dict[str, Any]]:
