@@ -127,7 +127,7 @@ def _safe(kind: str, value: str, options: FeedOptions, lists: Optional[Lists],
             return ""
         if formats.wide(net, options) or any(net.overlaps(n) for n in ignored):
             return ""  # an allow-listed address inside a listed network keeps the network out
-        return str(net)
+        return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
     if kind in ("domain", "url"):
         host = value.lower() if kind == "domain" else formats.url_host(value)
         try:
