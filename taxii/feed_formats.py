@@ -81,6 +81,19 @@ def collapsed(nets: List[Network], options: FeedOptions) -> List[Network]:
     return out
 
 
+def accepts(kind: str, value: str, options: FeedOptions) -> bool:
+    """Whether the format can carry this entry at all (so the size cap counts only entries
+    that reach the list)."""
+    if options.format == "edl" and kind in ("url", "domain"):
+        text = without_scheme(value) if kind == "url" else value
+        return len(("*." if options.wildcards and kind == "domain" else "") + text) <= MAX_EDL_ENTRY
+    if options.format == "cisco":
+        return len(value) == 64 if kind == "file" else kind != "ip" or _host(network(value))
+    if options.format == "checkpoint" and kind == "ip":
+        return network(value).version == 4
+    return True
+
+
 def _host(net: Network) -> bool:
     return net.prefixlen == net.max_prefixlen
 

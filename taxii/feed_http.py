@@ -94,10 +94,12 @@ async def respond(request: web.Request, store: Any, collection: str, options: Fe
     text = "\n".join(feeds.lines(items, options, lists)) + "\n"
     etag = '"' + hashlib.sha256(text.encode()).hexdigest()[:32] + '"'
     modified = state[1] / 1e6 if state[1] else now
-    if known is not None and known.etag != etag and modified <= known.last_modified:
-        modified = now  # a deletion or an expiry: the store's newest date did not move
     if known is not None and known.etag == etag:
         modified = known.last_modified
+    elif known is not None and int(modified) <= int(known.last_modified):
+        # Changed within the same second (HTTP dates have no fraction), or by a deletion or
+        # an expiry that did not move the store's newest date: a later date all the same.
+        modified = max(now, int(known.last_modified) + 1)
     expiry = min((_seconds(obj.get("valid_until")) for _, _, obj in items), default=float("inf"))
     fresh = Validators(state, etag, modified, expiry)
     cache.put(key, fresh)

@@ -127,7 +127,8 @@ def _safe(kind: str, value: str, options: FeedOptions, lists: Optional[Lists],
             return ""
         if formats.wide(net, options) or any(net.overlaps(n) for n in ignored):
             return ""  # an allow-listed address inside a listed network keeps the network out
-        return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
+        value = str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
+        return value if formats.accepts(kind, value, options) else ""
     if kind in ("domain", "url"):
         host = value.lower() if kind == "domain" else formats.url_host(value)
         try:
@@ -139,7 +140,7 @@ def _safe(kind: str, value: str, options: FeedOptions, lists: Optional[Lists],
                 return ""  # *.domain would block an allow-listed name under it
     if lists and _allowed(lists, kind, value):
         return ""
-    return value
+    return value if formats.accepts(kind, value, options) else ""
 
 
 def _allowed(lists: Lists, kind: str, value: str) -> bool:
