@@ -39,7 +39,7 @@ class Validators:
 class FeedCache:
     def __init__(self, size: int = CACHED_FEEDS) -> None:
         self.size = size
-        self._items: "OrderedDict[str, Validators]" = OrderedDict()
+        self._items: OrderedDict[str, Validators] = OrderedDict()
 
     def get(self, key: str) -> Optional[Validators]:
         found = self._items.get(key)
@@ -87,9 +87,9 @@ async def respond(request: web.Request, store: Any, collection: str, options: Fe
     key = f"{collection} {options.key()}"
     now = time.time()
     known = cache.get(key)
-    if known is not None and known.state == state and now < known.not_after:
-        if _not_modified(request, known):
-            return web.Response(status=304, headers=_headers(known))
+    fresh_known = known is not None and known.state == state and now < known.not_after
+    if known is not None and fresh_known and _not_modified(request, known):
+        return web.Response(status=304, headers=_headers(known))
     items = await asyncio.to_thread(feeds.collect, store, collection, options.kind)
     text = "\n".join(feeds.lines(items, options, lists)) + "\n"
     etag = '"' + hashlib.sha256(text.encode()).hexdigest()[:32] + '"'

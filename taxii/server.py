@@ -17,7 +17,6 @@ from aiohttp.http_exceptions import BadHttpMessage
 
 from connectors.core.config import Settings
 from connectors.core.enricher import Enricher
-
 from connectors.core.lists import Lists
 from connectors.core.lists import matcher as lists_matcher
 
