@@ -40,6 +40,7 @@ class FeedCache:
     def __init__(self, size: int = CACHED_FEEDS) -> None:
         self.size = size
         self._items: OrderedDict[str, Validators] = OrderedDict()
+        self.renders = 0  # feeds rendered (tests read it: a 304 renders nothing)
 
     def get(self, key: str) -> Optional[Validators]:
         found = self._items.get(key)
@@ -90,6 +91,7 @@ async def respond(request: web.Request, store: Any, collection: str, options: Fe
     fresh_known = known is not None and known.state == state and now < known.not_after
     if known is not None and fresh_known and _not_modified(request, known):
         return web.Response(status=304, headers=_headers(known))
+    cache.renders += 1
     items = await asyncio.to_thread(feeds.collect, store, collection, options.kind)
     text = "\n".join(feeds.lines(items, options, lists)) + "\n"
     etag = '"' + hashlib.sha256(text.encode()).hexdigest()[:32] + '"'

@@ -14,7 +14,7 @@ import pytest
 
 from connectors.core import config, stix
 from connectors.core.verdict import Enrichment, Verdict
-from taxii.server import build_app
+from taxii.server import FEED_CACHE, build_app
 
 from .conftest import INBOX, OPEN, PASSWORD, ServerThread, taxii_doc
 
@@ -189,9 +189,11 @@ def test_etag_and_last_modified_give_304_until_the_collection_changes(feed_serve
     status, headers, text = http(url)
     etag, modified = headers["ETag"], headers["Last-Modified"]
     assert status == 200 and etag.startswith('"') and text
+    renders = feed_server.app[FEED_CACHE].renders
     status, again, text = http(url, {"If-None-Match": etag})
     assert (status, text, again["ETag"]) == (304, "", etag)
     assert http(url, {"If-Modified-Since": modified})[0] == 304
+    assert feed_server.app[FEED_CACHE].renders == renders  # answered from the store's state
     assert http(url, {"If-None-Match": '"other"'})[0] == 200
     # Other options are another feed with another ETag.
     assert http(url + "?wildcards=false", {"If-None-Match": etag})[0] == 200
