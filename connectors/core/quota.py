@@ -96,9 +96,6 @@ def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
-# Unlimited tier: how stale this process's view of another process's 429 cooldown may be.
-COOLDOWN_RECHECK = 0.05
-
 class QuotaGovernor:
     def __init__(
         self,
@@ -123,8 +120,6 @@ class QuotaGovernor:
         self._db: Optional[sqlite3.Connection] = None
         self._waiting: Dict[int, int] = {}  # priority -> callers of this process waiting
         self._said_until = 0.0  # the wait we last told the user about ends then
-        self._cooldown_until = 0.0  # unlimited tier: the host-wide cooldown as last read
-        self._cooldown_checked = -math.inf
 
     def adopt(self, tier: str, per_minute: int, per_day: int) -> None:
         """Budget for the limits the API itself announced (a local emulator does)."""
@@ -210,16 +205,11 @@ class QuotaGovernor:
         else (None, seconds to wait, why) or (None, -1, why) when waiting cannot help."""
         if self.unlimited:
             # No local limit, but a 429 seen by any process on the host still holds everyone.
-            # The ledger is read at most every COOLDOWN_RECHECK s (a read per request was a
-            # tenth of the cold path); this process's own 429s are seen at once (learn_429).
-            if now >= self._cooldown_checked + COOLDOWN_RECHECK:
-                row = self.db.execute(
-                    "SELECT cooldown_until FROM state WHERE key = ?", (self.key,)
-                ).fetchone()
-                self._cooldown_until = row[0] if row is not None else 0.0
-                self._cooldown_checked = now
-            if now < self._cooldown_until:
-                return None, self._cooldown_until - now, COOLDOWN
+            row = self.db.execute(
+                "SELECT cooldown_until FROM state WHERE key = ?", (self.key,)
+            ).fetchone()
+            if row is not None and now < row[0]:
+                return None, row[0] - now, COOLDOWN
             return 0, 0.0, ""
 
         def txn(db: sqlite3.Connection) -> Tuple[Optional[int], float, str]:
@@ -353,7 +343,6 @@ class QuotaGovernor:
             return before, after, now < cooldown
 
         before, after, cooling = write(self.db, txn)
-        self._cooldown_until = max(self._cooldown_until, until)  # seen here at once
         why = f"VirusTotal answered 429 {code}".rstrip()
         if after < before:
             log.warning(
