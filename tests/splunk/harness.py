@@ -164,7 +164,7 @@ class FakeSplunkd:
             if handler is not None:
                 status, doc = self._run_handler(handler, method, path, url.query, body, token)
             elif path.startswith("data/threat_intel/"):
-                status, doc = self._es(method, url.path, path, query, user)
+                status, doc = self._es(method, unquote(url.path), path, query, user)
             else:
                 status, doc = self._route(method, path, query, body, user)
         except (ValueError, KeyError, TypeError) as exc:

@@ -112,7 +112,7 @@ def push(service: Any, s: EsSettings, risky: List[Dict[str, Any]], now: float) -
         log.warning(
             "event=es_intel_failed status=%s added=%d updated=%d", exc.status, added, updated
         )
-        why = {404: "Splunk Enterprise Security's threat intelligence API is not on this search head",
+        why = {404: "its threat intelligence API is not on this search head (ES not installed?)",
                401: "splunkd refused the session",
                403: "the user lacks ES's capability edit_threat_intel_collections"}  # fmt: skip
         return (
