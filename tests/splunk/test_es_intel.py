@@ -19,12 +19,16 @@ VALUES = [FORCED, EICAR_MD5, "203.0.113.66", "example.org", "10.1.2.3"]
 ITEM = "/services/data/threat_intel/item/"
 
 
-def fake(app: BuiltApp, emulator_url: str, es: Optional[Dict[str, str]] = None) -> FakeSplunkd:
+def fake(
+    app: BuiltApp, emulator_url: str, es: Optional[Dict[str, str]] = None, handlers: bool = False
+) -> FakeSplunkd:
+    """handlers: the app's REST handlers and ACLs run (an analyst's search needs them)."""
     conf = conf_for(
         app, emulator_url,
         {"policy": POLICY, "lists": {"force_malicious": FORCED}, "es_threat_intel": es or {}},
     )  # fmt: skip
-    return FakeSplunkd(conf=conf, passwords={"api_key": API_KEY})
+    extra = {"app_dir": app.app_dir, "python": base_python()} if handlers else {}
+    return FakeSplunkd(conf=conf, passwords={"api_key": API_KEY}, **extra)
 
 
 def search(app: BuiltApp, sd: FakeSplunkd, home: Path, session_key: str = harness.SESSION_KEY):
@@ -121,7 +125,7 @@ def test_es_missing_is_one_warning(built_app, emulator_url, splunk_home):
 
 
 def test_user_without_es_capability_is_one_warning(built_app, emulator_url, splunk_home):
-    with fake(built_app, emulator_url, {"enabled": "true"}) as sd:
+    with fake(built_app, emulator_url, {"enabled": "true"}, handlers=True) as sd:
         sd.es = {}
         messages = search(built_app, sd, splunk_home, session_key=ANALYST_KEY)
         assert len(messages) == 1 and "edit_threat_intel_collections" in messages[0][1]
@@ -141,4 +145,4 @@ def test_config_page_checks_the_section(built_app):
                                                            "weight": "0"}})  # fmt: skip
     keys = sorted(e["key"] for e in config_page.check(bad, defaults))
     assert keys == ["min_verdict", "weight"]
-    assert json.dumps(defaults["es_threat_intel"]) and defaults["es_threat_intel"]["enabled"] == "false"
+    assert json.dumps(defaults["es_threat_intel"]["enabled"]) == '"false"'  # off by default
