@@ -106,9 +106,8 @@ def test_suspicious_and_score_settings(built_app, emulator_url, splunk_home):
             ("ip_intel", "203.0.113.66", "vt-hub", 40),
             ("ip_intel", FORCED, "vt-hub", 40),
         ])  # fmt: skip
-        assert {p for m, p, _ in sd.es_calls if m == "POST"} == {
-            ITEM + "ip_intel", ITEM + "file_intel"
-        }
+        posts = {p for m, p, _ in sd.es_calls if m == "POST"}
+        assert posts == {ITEM + "ip_intel", ITEM + "file_intel"}
     with fake(built_app, emulator_url, {**es, "min_score": "100"}) as sd:
         sd.es = {}
         search(built_app, sd, splunk_home)
