@@ -148,7 +148,8 @@ def revoke_listed(lists: Lists, store: ObjectStore, cfg: TaxiiConfig, page: int 
                     continue
                 rule = _rule_for(lists, observables(body))
                 if rule is not None and rule.verdict in (Verdict.SKIPPED, Verdict.HARMLESS):
-                    revoke.append(dict(body, revoked=True, modified=now, description=rule.reason))
+                    revoke.append(dict(body, revoked=True, modified=_after(now, body),
+                                       description=rule.reason))  # fmt: skip
             if not got.more:
                 break
             token = got.next
@@ -156,6 +157,21 @@ def revoke_listed(lists: Lists, store: ObjectStore, cfg: TaxiiConfig, page: int 
             stored += sum(store.add(coll.id, revoke))
     store.set_state(LISTS_STATE, stamp)
     return stored
+
+
+def _after(stamp: str, body: Dict[str, Any]) -> str:
+    """`stamp`, or a millisecond after the version it replaces when that one is as new (a
+    revocation in the same millisecond would be the same version, and not stored)."""
+    import datetime as _dt
+
+    last = str(body.get("modified", ""))
+    if stamp > last:
+        return stamp
+    try:
+        when = _dt.datetime.fromisoformat(last.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return stamp
+    return stix.timestamp(when + 0.001)
 
 
 def _rule_for(lists: Lists, pairs: List[Any]) -> Any:

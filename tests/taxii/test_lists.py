@@ -143,3 +143,14 @@ async def test_vt_sources_leave_ignored_values_out(taxii_settings, tmp_path):
     # The ignored host's URLs go too; the forced-harmless file is not risky any more.
     for gone in ("malware.wicar.org", "203.0.113.", "275a021bbfb6489e"):
         assert not any(gone in p for p in patterns), (gone, patterns)
+
+
+def test_a_revocation_is_always_a_newer_version():
+    """Revoked in the same millisecond as it was published (or with the publishing clock
+    ahead): still a later `modified`, or the store would take it for the same version."""
+    from taxii.publisher import _after
+
+    body = {"modified": "2026-12-02T17:00:00.000Z"}
+    assert _after("2026-12-02T17:00:00.000Z", body) == "2026-12-02T17:00:00.001Z"
+    assert _after("2026-12-02T16:59:59.000Z", body) == "2026-12-02T17:00:00.001Z"
+    assert _after("2026-12-02T17:00:00.005Z", body) == "2026-12-02T17:00:00.005Z"
