@@ -89,12 +89,16 @@ def _unlabel(value: str) -> Optional[str]:
 
 def _labelled(value: Any) -> List[str]:
     """Labelled values in any field (Sysmon `Hashes`: "MD5=...,SHA256=...,IMPHASH=...")."""
-    return [v for v in map(_unlabel, _values(value)) if v]
+    return [v for v in map(_unlabel, _split(value)) if v]
 
 
 def _values(value: Any) -> List[str]:
     """Strings (and numbers sent as strings) from a field; comma-joined IP lists are split;
     a type label in front ("md5 44d8...") is dropped."""
+    return [_unlabel(v) or v for v in _split(value)]
+
+
+def _split(value: Any) -> List[str]:
     items = value if isinstance(value, list) else [value]
     out = []
     for v in items:
@@ -106,7 +110,7 @@ def _values(value: Any) -> List[str]:
                 if "," in v and " " not in v.strip()
                 else [v.strip()]
             )
-    return [_unlabel(v) or v for v in out if v]
+    return [v for v in out if v]
 
 
 def structured(doc: Any) -> List[str]:
