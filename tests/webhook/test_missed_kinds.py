@@ -117,8 +117,14 @@ def test_planted_indicators_are_extracted(fmt, alert, planted):
 async def receiver_via_proxy(emulator_url, tmp_path):
     async with recording_proxy(emulator_url) as (proxy_url, seen):
         s = config.for_emulator(config.from_mapping({}, env={}), proxy_url, str(tmp_path))
-        raw = {"quota": {"tier": "unlimited"}, "webhook": {"sources": [
-            {"name": "bearer", "format": "auto", "auth": "bearer", "secret": SECRET}]}}
+        raw = {
+            "quota": {"tier": "unlimited"},
+            "webhook": {
+                "sources": [
+                    {"name": "bearer", "format": "auto", "auth": "bearer", "secret": SECRET}
+                ]
+            },
+        }
         s = replace(s, raw=raw, quota=config.QuotaSettings(tier="unlimited"))
         enricher = Enricher(s, connector="webhook")
         runner = web.AppRunner(build_app(s, enricher), access_log=None, shutdown_timeout=1.0)
@@ -156,8 +162,13 @@ async def test_every_planted_indicator_found_and_nothing_private_sent(receiver_v
 
 async def test_block_names_the_normalized_value_and_counts_one_file_once(receiver_via_proxy):
     url, _ = receiver_via_proxy
-    alert = {"url": "hxxp://phish-kit[.]example[.]com/login", "md5": EICAR.upper(),
-             "sha1": SHA1, "sha256": SHA256, "ip": "203.0.113.66"}
+    alert = {
+        "url": "hxxp://phish-kit[.]example[.]com/login",
+        "md5": EICAR.upper(),
+        "sha1": SHA1,
+        "sha256": SHA256,
+        "ip": "203.0.113.66",
+    }
     status, answer = await post(url, "/v1/alerts/generic?wait=10", alert, BEARER)
     assert status == 200, answer
     block = answer["enrichment"]
@@ -170,9 +181,7 @@ async def test_block_names_the_normalized_value_and_counts_one_file_once(receive
     files = [by_value[v] for v in (EICAR.upper(), SHA1, SHA256)]
     primary = [o for o in files if "same_as" not in o]
     assert len(primary) == 1, files
-    assert sorted(primary[0]["aliases"]) == sorted(
-        o["value"] for o in files if o is not primary[0]
-    )
+    assert sorted(primary[0]["aliases"]) == sorted(o["value"] for o in files if o is not primary[0])
     assert all(o["same_as"] == primary[0]["value"] for o in files if o is not primary[0])
     assert block["indicators"] == 3  # the URL, the file, the IP
     assert " of 3 indicators" in block["summary"], block["summary"]
