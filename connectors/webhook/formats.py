@@ -13,7 +13,10 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from connectors.core.extract import extract
 
+from . import embedded
+
 FREE_TEXT_CAP = 16_384  # characters of free text read per alert
+COMMAND_TEXT_CAP = 16_384  # and of command lines and script text, apart (scripts are long)
 # Field names that hold indicators wherever they appear (ECS, CEF-ish, vendor habits).
 KNOWN_KEYS = {
     "ip", "src_ip", "dst_ip", "srcip", "dstip", "source_ip", "destination_ip", "client_ip",
@@ -32,6 +35,20 @@ FREE_TEXT_KEYS = {"message", "description", "title", "summary", "full_log", "tex
 TYPED_VALUE_TYPES = {"ip", "domain", "fqdn", "url", "hash", "file_hash", "md5", "sha1", "sha256",
                      "ip address", "url string", "hostname", "file hash"}  # fmt: skip
 SKIP_KEYS = {"user_agent", "useragent", "process", "command_line", "commandline", "path"}
+# Command lines and script text, read as free text of their own: EDR `CommandLine`,
+# `ParentCommandLine`, Defender `ProcessCommandLine`, ECS `process.command_line`, SentinelOne
+# `tgt.process.cmdline`, PowerShell `ScriptBlockText` / `powershell.file.script_block_text`,
+# Splunk CIM `process` / `parent_process` (the full command string there).
+COMMAND_SUFFIXES = ("commandline", "cmdline", "scriptblocktext")
+COMMAND_KEYS = {"process", "parentprocess", "maliciousprocessarguments", "scriptcontent"}
+# .NET names in scripts look like domains (Microsoft.PowerShell.Management: .management is a TLD).
+DOTNET_NAME = re.compile(r"\b(?:System|Microsoft|Windows)(?:\.[A-Z]\w*)+")
+# A value with its type in front: "md5 44d8...", "sha256: 9f86...", "ip=1.2.3.4".
+LABELLED = re.compile(
+    r"^\s*(?:md5|sha-?1|sha-?256|ip(?:v[46])?(?:[ _-]?addr(?:ess)?)?|domain(?:[ _-]?name)?|fqdn"
+    r"|host(?:[ _-]?name)?|url|uri|(?:file[ _-]?)?hash)\s*(?:[:=]\s*|\s+)(?P<value>\S+)\s*$",
+    re.IGNORECASE,
+)
 
 
 def _walk(node: Any, prefix: str = "") -> Iterator[Tuple[str, Any]]:
@@ -64,8 +81,24 @@ def _get(doc: Any, path: str) -> Any:
     return doc
 
 
+def _unlabel(value: str) -> Optional[str]:
+    """The value of "md5 44d8..." (None when there is no type label in front)."""
+    m = LABELLED.match(value)
+    return m.group("value") if m else None
+
+
+def _labelled(value: Any) -> List[str]:
+    """Labelled values in any field (Sysmon `Hashes`: "MD5=...,SHA256=...,IMPHASH=...")."""
+    return [v for v in map(_unlabel, _split(value)) if v]
+
+
 def _values(value: Any) -> List[str]:
-    """Strings (and numbers sent as strings) from a field; comma-joined IP lists are split."""
+    """Strings (and numbers sent as strings) from a field; comma-joined IP lists are split;
+    a type label in front ("md5 44d8...") is dropped."""
+    return [_unlabel(v) or v for v in _split(value)]
+
+
+def _split(value: Any) -> List[str]:
     items = value if isinstance(value, list) else [value]
     out = []
     for v in items:
@@ -95,20 +128,40 @@ def structured(doc: Any) -> List[str]:
             or (parent in ("question", "questions") and leaf == "name")  # ECS / UDM DNS names
         ):
             out += _values(value)
+        elif isinstance(value, str):
+            out += _labelled(value)
     return out
 
 
-def free_text(doc: Any, email_domains: bool = False) -> List[str]:
-    text, budget = [], FREE_TEXT_CAP
+def is_command(leaf: str) -> bool:
+    name = leaf.lower().replace("_", "").replace("-", "")
+    return name.endswith(COMMAND_SUFFIXES) or name in COMMAND_KEYS
+
+
+def free_text(doc: Any, email_domains: bool = False, extra: Iterable[str] = ()) -> List[str]:
+    """Indicators in the free-text fields (and `extra` text), then in command lines and
+    scripts; each capped."""
+    text = list(extra)
+    budget = FREE_TEXT_CAP - sum(map(len, text))
+    commands, command_budget = [], COMMAND_TEXT_CAP
     for path, value in _walk(doc):
-        leaf = path.rsplit(".", 1)[-1].lower()
-        if leaf in FREE_TEXT_KEYS and isinstance(value, str) and budget > 0:
+        if not isinstance(value, str):
+            continue
+        leaf = path.rsplit(".", 1)[-1]
+        if leaf.lower() in FREE_TEXT_KEYS and budget > 0:
             text.append(value[:budget])
             budget -= len(text[-1])
-    if not text:
-        return []
+        elif is_command(leaf) and command_budget > 0:
+            commands.append(value[:command_budget])
+            command_budget -= len(commands[-1])
     found = extract("\n".join(text), max_chars=FREE_TEXT_CAP, email_domains=email_domains)
+    script = DOTNET_NAME.sub(" ", "\n".join(commands))
+    found += extract(script, max_chars=COMMAND_TEXT_CAP, email_domains=email_domains)
     return [o.value for o in found]
+
+
+def is_free_text(key: str) -> bool:
+    return key.lower() in FREE_TEXT_KEYS or is_command(key)
 
 
 # -- per product -------------------------------------------------------------------------------
@@ -203,6 +256,7 @@ def detect(doc: Dict[str, Any]) -> str:
 def indicators(fmt: str, doc: Dict[str, Any], email_domains: bool = False) -> Tuple[str, List[str]]:
     """(format used, candidate values: structured fields first, then free text; the domains of
     e-mail addresses in free text only with `email_domains`)."""
+    doc, texts = embedded.expand(doc, is_free_text)
     if fmt == "auto":
         fmt = detect(doc)
     body: Any = doc
@@ -218,7 +272,7 @@ def indicators(fmt: str, doc: Dict[str, Any], email_domains: bool = False) -> Tu
     if fmt in ("thehive", "ocsf"):
         values += _typed_values(doc) + _typed_values(doc.get("object") or {})
     values += structured(body)
-    values += free_text(body, email_domains)
+    values += free_text(body, email_domains, texts)
     return fmt, list(dict.fromkeys(values))
 
 
