@@ -210,12 +210,12 @@ def test_too_large_a_body_is_413(hub):
     assert answer.startswith(b"HTTP/1.1 413") and b'"too_large"' in answer
 
 
-def test_unreachable_hub_and_rejected_token(tmp_path, emulator):
+def test_unreachable_hub_is_one_line_and_exit_1(tmp_path, emulator):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    out = _lookup({"VTCONNECT_REMOTE": f"http://127.0.0.1:{port}",
-                   "VTCONNECT_REMOTE_TOKEN": "t"}, VALUE, tmp=tmp_path, emulator=emulator)  # fmt: skip
+    env = {"VTCONNECT_REMOTE": f"http://127.0.0.1:{port}", "VTCONNECT_REMOTE_TOKEN": "t"}
+    out = _lookup(env, VALUE, tmp=tmp_path, emulator=emulator)
     assert out.returncode == 1, out.stderr
     assert out.stderr.startswith("error: cannot reach the hub") and out.stderr.count("\n") == 1
 
