@@ -237,3 +237,41 @@ def test_remote_streams_every_format_but_stix(hub, tmp_path, emulator):
     assert out.returncode == 0 and "VirusTotal verdicts" in out.stdout, out.stderr
     out = _lookup(env, "--format", "stix", VALUE, tmp=tmp_path, emulator=emulator)
     assert out.returncode == 2 and "needs a direct lookup" in out.stderr
+
+
+def _faults(emulator: str, doc: dict) -> None:
+    req = urllib.request.Request(emulator + "/_emulator/faults", json.dumps(doc).encode(),
+                                 {"Content-Type": "application/json"}, method="POST")  # fmt: skip
+    urllib.request.urlopen(req, timeout=10).read()
+
+
+def test_remote_ctrl_c_keeps_and_prints_what_is_done(hub, emulator, tmp_path):
+    from connectors.cli_remote import BATCH
+
+    values = [f"{i:032x}" for i in range(1, 2 * BATCH + 1)]
+    assert hub.post({"values": values[:BATCH]})[0] == 200  # the first batch is warm
+    _faults(emulator, {"latency_ms": 400})  # the second one takes many seconds
+    try:
+        iocs = tmp_path / "iocs.txt"
+        iocs.write_text("\n".join(values) + "\n")
+        env = dict(os.environ, VTCONNECT_CONFIG="", VTCONNECT_REMOTE=hub.url,
+                   VTCONNECT_REMOTE_TOKEN=TOKENS["soc-cli"])  # fmt: skip
+        stdout = tmp_path / "out.jsonl"  # a file: 200 rows would fill a pipe nobody reads
+        with open(stdout, "w") as fh:
+            args = [EXE, "lookup", "--format", "jsonl", "-f", str(iocs)]
+            proc = subprocess.Popen(args, env=env, stdout=fh, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while stdout.read_text().count("\n") < BATCH and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None  # streamed while the second batch is out
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+        out, err = stdout.read_text(), proc.stderr.read()
+        first = ""
+    finally:
+        _faults(emulator, {"latency_ms": 0})
+    assert proc.returncode == 130, err
+    rows = [json.loads(x) for x in (first + out).splitlines()]
+    assert [r["value"] for r in rows] == values[:BATCH]
+    assert f"interrupted: {BATCH} of {2 * BATCH} values done" in err and "Traceback" not in err
