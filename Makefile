@@ -46,6 +46,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/core.py
 	$(BIN)/python bench/splunk.py
 	$(BIN)/python bench/taxii.py
+	$(BIN)/python bench/feeds.py
 	$(BIN)/python bench/webhook.py
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/stewardship.py

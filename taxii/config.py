@@ -13,6 +13,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from connectors.core.config import ConfigError, check_known
 
+from .feed_options import FEED_KEYS, NamedFeed, load_feeds
+
 PBKDF2_ITERATIONS = 200_000
 PUBLISHABLE_ORDER = ("malicious", "suspicious", "harmless", "undetected")
 PUBLISHABLE = set(PUBLISHABLE_ORDER)
@@ -76,6 +78,7 @@ class TaxiiConfig:
     users: Dict[str, str] = field(default_factory=dict)  # name -> password hash
     tokens: Dict[str, str] = field(default_factory=dict)  # sha256(token) hex -> user name
     sources: List[Dict[str, Any]] = field(default_factory=list)  # VirusTotal IOC sources
+    feeds: List[NamedFeed] = field(default_factory=list)  # [[taxii.feeds]]: /feeds/<name>.txt
 
     def collection(self, key: str) -> Optional[Collection]:
         return next((c for c in self.collections if c.id == key), None)
@@ -98,12 +101,13 @@ def _names(section: Mapping[str, Any], key: str, where: str) -> Tuple[str, ...]:
 KEYS = {  # a misspelt key is an error, not a silently ignored setting
     "taxii": ("host", "port", "tls_cert", "tls_key", "api_root", "title", "description",
               "page_size", "max_page_size", "max_body_bytes", "store", "tlp", "poll_seconds",
-              "public_url", "collections", "users", "tokens", "sources"),
+              "public_url", "collections", "users", "tokens", "sources", "feeds"),
     "collections": ("id", "title", "description", "public", "read", "write", "publish", "kinds",
                     "test"),
     "users": ("name", "password_hash"),
     "tokens": ("sha256", "user"),
     "sources": ("type", "id", "query", "collection", "every", "verdicts"),
+    "feeds": FEED_KEYS,
 }  # fmt: skip
 
 
@@ -129,7 +133,7 @@ def load(raw: Mapping[str, Any]) -> TaxiiConfig:
     if not isinstance(section, Mapping):
         raise ConfigError("[taxii] must be a table")
     _known(section, KEYS["taxii"], "taxii")
-    for name in ("collections", "users", "tokens", "sources"):
+    for name in ("collections", "users", "tokens", "sources", "feeds"):
         items = section.get(name, []) or []
         if not isinstance(items, list):
             raise ConfigError(f"taxii.{name} must be a list of tables ([[taxii.{name}]])")
@@ -231,6 +235,7 @@ def load(raw: Mapping[str, Any]) -> TaxiiConfig:
         if isinstance(every, bool) or not isinstance(every, (int, float)) or every < 60:
             raise ConfigError(f"{where}.every must be at least 60 seconds")
         cfg.sources.append(dict(src, every=float(every)))
+    cfg.feeds = load_feeds(section.get("feeds", []) or [], tuple(c.id for c in cfg.collections))
     return cfg
 
 

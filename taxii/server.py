@@ -17,8 +17,10 @@ from aiohttp.http_exceptions import BadHttpMessage
 
 from connectors.core.config import Settings
 from connectors.core.enricher import Enricher
+from connectors.core.lists import Lists
+from connectors.core.lists import matcher as lists_matcher
 
-from . import auth, feeds, filters, media
+from . import auth, feed_http, feed_options, feeds, filters, media
 from . import config as taxii_config
 from .errors import MEDIA, STIX_MEDIA, TaxiiError, error, reply
 from .pagination import BadToken, date_headers, envelope, us_to_rfc3339
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 STORE = web.AppKey("store", ObjectStore)
 CONFIG = web.AppKey("config", taxii_config.TaxiiConfig)
 AUTH = web.AppKey("auth", auth.Authenticator)
+FEED_LISTS = web.AppKey("feed_lists", Lists)  # [lists]: allow-listed values stay off feeds
+FEED_CACHE = web.AppKey("feed_cache", feed_http.FeedCache)
 # The authenticated user; absent for anonymous requests. RequestKey is aiohttp 3.14+ (Python 3.10+).
 USER = web.RequestKey("user", str) if hasattr(web, "RequestKey") else "user"
 REALM = "vtconnect TAXII"
@@ -280,14 +284,38 @@ async def status(request: web.Request) -> web.Response:
     return reply(found[1])
 
 
+def _feed_options(request: web.Request, base: feed_options.FeedOptions, ext: str
+                  ) -> feed_options.FeedOptions:  # fmt: skip
+    try:
+        options = feed_options.apply(base, request.query)
+    except feed_options.BadOption as exc:
+        raise TaxiiError(400, str(exc)) from None
+    if feed_options.EXTENSION[options.format] != ext:
+        raise TaxiiError(404, f"a {options.format} feed is served as "
+                         f".{feed_options.EXTENSION[options.format]}")  # fmt: skip
+    return options
+
+
 async def flat_feed(request: web.Request) -> web.Response:
-    coll = _collection(request)
-    kind, _, ext = request.match_info["name"].partition(".")
-    if kind not in feeds.KINDS or ext not in ("txt", "csv"):
-        raise TaxiiError(404, "feeds are <kind>.txt or <kind>.csv, kind one of "
-                         + ", ".join(feeds.KINDS))  # fmt: skip
-    items = await asyncio.to_thread(feeds.collect, request.app[STORE], coll.id, kind)
-    return feeds.render(items, ext)
+    """/feeds/{collection}/{kind}.txt|.csv (options as query parameters) or a named feed,
+    /feeds/{name}.txt|.csv ([[taxii.feeds]]); rights are the collection's."""
+    if "collection" in request.match_info:
+        coll = _collection(request)
+        kind, _, ext = request.match_info["name"].partition(".")
+        if kind not in feeds.KINDS or ext not in ("txt", "csv"):
+            raise TaxiiError(404, "feeds are <kind>.txt or <kind>.csv, kind one of "
+                             + ", ".join(feeds.KINDS))  # fmt: skip
+        base = feed_options.FeedOptions(kind=kind, format="plain" if ext == "txt" else "csv")
+    else:
+        name, _, ext = request.match_info["name"].partition(".")
+        named = next((f for f in request.app[CONFIG].feeds if f.name == name), None)
+        if named is None:
+            raise TaxiiError(404, "no such feed ([[taxii.feeds]] names them)")
+        coll = auth.collection(request.app[CONFIG], named.collection, request.get(USER), False)
+        base = named.options
+    options = _feed_options(request, base, ext)
+    return await feed_http.respond(request, request.app[STORE], coll.id, options,
+                                   request.app[FEED_LISTS], request.app[FEED_CACHE])  # fmt: skip
 
 
 OPENAPI = resources.files(__package__).joinpath("openapi.json").read_bytes()
@@ -305,6 +333,7 @@ def build_app(settings: Settings, enricher: Optional[Enricher]) -> web.Applicati
     app = web.Application(middlewares=[taxii_middleware], client_max_size=cfg.max_body_bytes + 1)
     store = store_for(settings, cfg.store)
     app[CONFIG], app[STORE], app[AUTH] = cfg, store, auth.Authenticator(cfg)
+    app[FEED_LISTS], app[FEED_CACHE] = lists_matcher(settings.lists), feed_http.FeedCache()
     col = "/{root}/collections/{collection}"
     app.router.add_get("/openapi.json", openapi)  # before /{root}, which would match it
     routes = [
@@ -320,6 +349,7 @@ def build_app(settings: Settings, enricher: Optional[Enricher]) -> web.Applicati
         ("GET", col + "/manifest", manifest),
         ("GET", "/{root}/status/{status}", status),
         ("GET", "/feeds/{collection}/{name}", flat_feed),
+        ("GET", "/feeds/{name}", flat_feed),
     ]
     for method, path, handler in routes:
         # Consumers differ on trailing slashes; accept both without redirecting.

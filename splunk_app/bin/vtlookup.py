@@ -36,7 +36,7 @@ from splunklib.searchcommands import (  # noqa: E402
     dispatch,
     validators,
 )
-from vtlookup_support import chunk, fields, opstats, settings  # noqa: E402
+from vtlookup_support import chunk, es_intel, fields, opstats, settings  # noqa: E402
 
 from connectors.core.config import ConfigError  # noqa: E402
 from connectors.core.observable import KIND_CHOICES  # noqa: E402
@@ -110,6 +110,7 @@ class VTLookupCommand(StreamingCommand):
         self._max_risky = 100  # event=risky lines per search ([logging] max_risky_lines)
         self._kv: Any = None
         self._risky_docs: List[Dict[str, Any]] = []  # for the vtconnect_risky collection
+        self._es = es_intel.EsSettings()  # [es_threat_intel]: risky indicators into ES
 
     # -- getinfo: check everything that can be checked before any record arrives ------------
     def prepare(self) -> None:
@@ -168,6 +169,7 @@ class VTLookupCommand(StreamingCommand):
         logging_conf = conf.get("logging", {})
         log.setLevel(LOG_LEVELS[(logging_conf.get("level") or "INFO").strip().upper()])
         self._max_risky = _int(logging_conf.get("max_risky_lines", "100"))
+        self._es = es_intel.from_conf(conf)
         info = self._metadata.searchinfo
         dispatch_dir = getattr(info, "dispatch_dir", "") or ""
         state = settings.state_dir(
@@ -447,6 +449,10 @@ class VTLookupCommand(StreamingCommand):
                 "kvstore" if self._kv else "sqlite", limits,
             )  # fmt: skip
             opstats.save(service, APP, stats, self._risky_docs)
+        if service is not None and self._es.enabled:
+            trouble = es_intel.push(service, self._es, self._risky_docs, time.time())
+            if trouble:
+                self.write_warning("{}", trouble)
         if self._enricher is not None:
             self._enricher.close()
         if self._answers is not None:

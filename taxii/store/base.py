@@ -129,6 +129,14 @@ class ObjectStore(ABC):
         sql = f"SELECT collection, COUNT(*), MAX(date_added) FROM {self.OBJECTS} GROUP BY 1"
         return {c: (n, last) for c, n, last in self._rows(sql, ())}
 
+    def feed_state(self, collection: str) -> Tuple[int, int]:
+        """(indicators stored, newest date_added in µs) of a collection: what a flat feed's
+        ETag is checked against without rendering (served by the type index)."""
+        sql = (f"SELECT COUNT(*), COALESCE(MAX(date_added), 0) FROM {self.OBJECTS} "
+               "WHERE collection = ? AND type = 'indicator'")  # fmt: skip
+        count, newest = self._rows(sql, (collection,))[0]
+        return int(count), int(newest)
+
     def has_collection_objects(self, collection: str) -> bool:
         return bool(self._rows(f"SELECT 1 FROM {self.OBJECTS} WHERE collection = ? LIMIT 1",
                                (collection,)))  # fmt: skip

@@ -27,7 +27,15 @@ SESSION_KEY = "fake-session-key-0123456789"  # an admin's session
 ANALYST_KEY = "fake-session-analyst-0123456789"  # roles user + vtconnect_user
 USER_KEY = "fake-session-user-0123456789"  # role user only
 SYSTEM_KEY = "fake-system-token-0123456789"  # what splunkd hands passSystemAuth handlers
-ADMIN_CAPS = ["admin_all_objects", "list_storage_passwords", "search", "rest_properties_get"]
+ADMIN_CAPS = [
+    "admin_all_objects", "list_storage_passwords", "search", "rest_properties_get",
+    "edit_threat_intel_collections",  # Splunk ES's capability (its threat intelligence API)
+]  # fmt: skip
+# Splunk ES's threat intelligence API: the collections it accepts (ES REST API reference).
+ES_COLLECTIONS = (
+    "ip_intel", "file_intel", "user_intel", "http_intel", "email_intel", "service_intel",
+    "process_intel", "registry_intel", "certificate_intel",
+)  # fmt: skip
 USERS: Dict[str, Dict[str, Any]] = {
     SESSION_KEY: {"username": "admin", "roles": ["admin"], "capabilities": ADMIN_CAPS},
     ANALYST_KEY: {
@@ -46,6 +54,7 @@ HANDLER_DRIVER = (
 )
 csv.field_size_limit(2**31 - 1)  # splunkd has no 128 KB field limit; events can be larger
 Record = Dict[str, Union[str, List[str]]]
+NO_MATCH = "No matching entries found in kvstore."  # ES's answer when no row matches
 
 
 # -- the REST side ---------------------------------------------------------------------------
@@ -73,6 +82,10 @@ class FakeSplunkd:
         self.kv: Dict[str, Dict[str, Dict[str, Any]]] = {}  # collection -> _key -> doc
         self.kv_down = False  # answer 503 on KV store endpoints
         self.calls: List[Tuple[str, str]] = []
+        # Splunk ES (SA-ThreatIntelligence) on this search head: collection -> _key -> row;
+        # None: ES not installed, its endpoints answer splunkd's 404.
+        self.es: Optional[Dict[str, Dict[str, Dict[str, Any]]]] = None
+        self.es_calls: List[Tuple[str, str, Any]] = []  # (method, full path, item) to ES
         self.handler_errors: List[str] = []  # stderr of handlers that died
         self.lock = threading.Lock()
         self._server: Optional[ThreadingHTTPServer] = None
@@ -97,6 +110,9 @@ class FakeSplunkd:
 
             def do_POST(self) -> None:
                 fake._handle(self, "POST")
+
+            def do_PUT(self) -> None:
+                fake._handle(self, "PUT")
 
         self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
@@ -137,7 +153,8 @@ class FakeSplunkd:
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         form: List[List[str]] = []
         kind = req.headers.get("Content-Type", "")
-        if method == "POST" and (not kind or kind.startswith("application/x-www-form-urlencoded")):
+        form_body = not kind or kind.startswith("application/x-www-form-urlencoded")
+        if method in ("POST", "PUT") and form_body:
             # splunklib sends form bodies without a Content-Type; splunkd reads them as forms
             pairs = parse_qs(body.decode(), keep_blank_values=True).items()
             form = [[k, v] for k, vs in pairs for v in vs]
@@ -146,6 +163,8 @@ class FakeSplunkd:
             handler = self._handler_for(path)
             if handler is not None:
                 status, doc = self._run_handler(handler, method, path, url.query, body, token)
+            elif path.startswith("data/threat_intel/"):
+                status, doc = self._es(method, unquote(url.path), path, query, user)
             else:
                 status, doc = self._route(method, path, query, body, user)
         except (ValueError, KeyError, TypeError) as exc:
@@ -225,6 +244,48 @@ class FakeSplunkd:
                 return 200, coll[op]
             return 404, {"messages": [{"type": "ERROR", "text": "Could not find object."}]}
         return 405, {"messages": [{"type": "ERROR", "text": "method not allowed"}]}
+
+    def _es(
+        self, method: str, full: str, path: str, query: Dict[str, str], user: Dict[str, Any]
+    ) -> Tuple[int, Any]:
+        """ES's /services/data/threat_intel/item/{collection}[/{item_key}] as its REST API
+        reference describes it: form field `item` (JSON), answers {"message", "status"}."""
+        item = json.loads(query["item"]) if "item" in query else None
+        with self.lock:
+            self.es_calls.append((method, full, item))
+        m = re.match(r"^data/threat_intel/item/([^/]+)(?:/([^/]+))?$", path)
+        if self.es is None or not m:
+            return 404, {"messages": [{"type": "ERROR", "text": "Not Found"}]}
+        if "edit_threat_intel_collections" not in user["capabilities"]:
+            return 403, _denied(user, "edit_threat_intel_collections")
+        name, key = m.group(1), m.group(2)
+        if name not in ES_COLLECTIONS:
+            return 400, {"message": f"Invalid collection {name}", "status": False}
+        with self.lock:
+            coll = self.es.setdefault(name, {})
+            if method == "GET" and key is None:
+                if not isinstance(item, dict) or not item:
+                    return 400, {"message": "item is required", "status": False}
+                found = [r for r in coll.values() if item.items() <= r.items()]
+                if not found:
+                    return 200, {"message": NO_MATCH, "status": False}
+                return 200, {"message": found, "status": True}
+            if method == "POST" and key is None:
+                rows = item if isinstance(item, list) else [item]
+                if not rows or not all(isinstance(r, dict) and r for r in rows):
+                    return 400, {"message": "item is required", "status": False}
+                for row in rows:
+                    new_key = f"{row.get('threat_key', '')}:{len(coll)}"
+                    coll[new_key] = {**row, "_key": new_key, "_user": "nobody"}
+                return 201, {"message": f"Created {len(rows)} item(s)", "status": True}
+            if method == "PUT" and key is not None:
+                if key not in coll:
+                    return 404, {"message": NO_MATCH, "status": False}
+                if not isinstance(item, dict):
+                    return 400, {"message": "item is required", "status": False}
+                coll[key] = {**coll[key], **item, "_key": key}
+                return 200, {"message": "Updated item", "status": True}
+        return 405, {"message": "method not allowed", "status": False}
 
     # -- the app's side: metadata ACLs and REST handlers -------------------------------------
     def _app_conf(self, name: str) -> Dict[str, Dict[str, str]]:

@@ -61,7 +61,7 @@ def test_tabs_show_every_setting_once_with_its_help(page, app_dir):
     doc = settings_of(page)
     assert [t["name"] for t in doc["tabs"]] == [
         "Account", "Proxy", "Quota", "Privacy and lists", "Verdict policy", "Remote hub",
-        "Logging",
+        "Logging", "Enterprise Security",
     ]  # fmt: skip
     shown = [(f["section"], f["key"]) for t in doc["tabs"] for f in t["fields"]]
     cp = configparser.ConfigParser(interpolation=None, strict=False)

@@ -67,3 +67,21 @@ def test_rights_must_name_known_users():
     doc["collections"][0]["read"] = ["firewall", "soc"]
     doc["tokens"] = [{"sha256": "a" * 64, "user": "soc"}]  # a token-only user is a user
     assert taxii_config.load({"taxii": doc}).collections[0].readers == ("firewall", "soc")
+
+
+def test_example_feed_block_shows_the_defaults():
+    """The commented [[taxii.feeds]] block in the example loads and says the defaults."""
+    import tomllib
+
+    from taxii.feed_options import FeedOptions, apply
+
+    text = (ROOT / "examples" / "vtconnect.toml").read_text()
+    block = text[text.index("# [[taxii.feeds]]") :].split("\n\n")[0]
+    lines = [x[2:] for x in block.splitlines() if x.startswith("# ")]
+    table = tomllib.loads("\n".join(lines))["taxii"]["feeds"][0]
+    options = {k: v for k, v in table.items() if k not in ("name", "collection", "format", "kind")}
+    documented = apply(FeedOptions(), options)
+    assert documented == FeedOptions()
+    assert taxii_config.load(
+        {"taxii": {"collections": [{"id": table["collection"], "title": "t"}], "feeds": [table]}}
+    ).feeds

@@ -8,7 +8,7 @@ import copy
 
 from connectors.core.enricher import Enricher
 from taxii import config as taxii_config
-from taxii.feeds import EMULATOR_COMMENT, collect, render
+from taxii.feeds import EMPTY_COMMENT, EMULATOR_COMMENT, collect, render
 from taxii.publisher import publish_once
 from taxii.store import Store
 
@@ -38,7 +38,7 @@ async def _published(settings, test_flag):
 
 async def test_emulator_data_only_reaches_collections_marked_test(taxii_settings, caplog):
     rows, feed = await _published(taxii_settings, False)
-    assert rows == [] and feed == ""
+    assert rows == [] and feed == EMPTY_COMMENT + "\n"  # no entry, said explicitly
     assert "not marked test = true" in caplog.text
 
 

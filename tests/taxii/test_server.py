@@ -249,7 +249,8 @@ def test_flat_feeds(server):
     status, _, body = http(f"{server.url}/feeds/{INBOX}/all.csv")
     lines = body.decode().splitlines()
     assert lines[0].startswith("value,kind,confidence") and len(lines) == 4
-    assert http(f"{server.url}/feeds/{INBOX}/ip.txt")[2] == b""
+    empty = http(f"{server.url}/feeds/{INBOX}/ip.txt")[2]
+    assert empty == b"# empty: no entry matches this feed's options\n"  # said, not blank
     assert http(f"{server.url}/feeds/{INBOX}/domain.txt", user=None)[0] == 401
     assert http(f"{server.url}/feeds/{INBOX}/hashes.xml")[0] == 404
 

@@ -16,7 +16,7 @@ from dataclasses import asdict
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from connectors.core.config import ConfigError
-from vtlookup_support import settings
+from vtlookup_support import es_intel, settings
 
 Conf = Dict[str, Dict[str, str]]
 # Tab -> the (section, key) it shows; a key of None means the whole section.
@@ -30,6 +30,7 @@ TABS: Tuple[Tuple[str, Tuple[Tuple[str, Optional[str]], ...]], ...] = (
     ("Verdict policy", (("policy", None), ("cache", None))),
     ("Remote hub", (("hub", None),)),
     ("Logging", (("logging", None), ("command", "answers_ttl"), ("command", "state_dir"))),
+    ("Enterprise Security", (("es_threat_intel", None),)),
 )  # fmt: skip
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 NON_NEGATIVE_INTS = {
@@ -118,6 +119,9 @@ def _check_ours(section: str, key: str, value: str) -> List[Dict[str, str]]:
         if not re.fullmatch(r"\d+", v) or int(v) < low or (key == "deadline" and int(v) > 86400):
             bound = "1 to 86400" if key == "deadline" else "a whole number, 0 or more"
             return [_err(section, key, f"[{section}] {key} must be {bound}, not {value!r}")]
+    if section == es_intel.SECTION:
+        problem = es_intel.problems(key, v)
+        return [_err(section, key, problem)] if problem else []
     if (section, key) == ("cache", "backend") and v.lower() not in ("kvstore", "sqlite"):
         return [_err(section, key, f"[cache] backend must be kvstore or sqlite, not {value!r}")]
     if (section, key) == ("logging", "level") and v.upper() not in LOG_LEVELS:
