@@ -171,6 +171,15 @@ def _read_values(source: str) -> List[str]:
     default="interactive",
     show_default=True,
 )
+@click.option(
+    "--remote",
+    "remote_url",
+    default=None,
+    metavar="URL",
+    help="Enrich through the hub at URL (POST /v1/enrich) instead of calling VirusTotal: "
+    "as [remote] url or $VTCONNECT_REMOTE; the token from [remote] token or "
+    "$VTCONNECT_REMOTE_TOKEN.",
+)
 @click.pass_obj
 def lookup(
     obj: Ctx,
@@ -184,8 +193,15 @@ def lookup(
     max_lookups: Optional[int],
     deadline: Optional[float],
     priority: str,
+    remote_url: Optional[str],
 ) -> None:
     """Enrich indicators (hashes, URLs, domains, IPs) with VirusTotal verdicts."""
+    from .hub.config import remote as remote_settings
+
+    try:
+        remote = remote_settings(obj.settings.raw, url=remote_url)
+    except config_mod.ConfigError as exc:
+        raise ConfigProblem(str(exc)) from None
     if extract:
         emails = obj.settings.privacy.extract_email_domains
         items = _extracted(values, source, kind, emails)
@@ -198,6 +214,21 @@ def lookup(
         raise click.UsageError("give indicators as arguments or with -f FILE (- for stdin)")
     settings = obj.settings
     console = Console(stderr=True)
+    if remote.url:
+        from .cli_remote import remote_lookup
+
+        alone = {
+            "--no-cache": no_cache,
+            "--rescan-after-days": rescan_after_days is not None,
+            "--max-lookups": max_lookups is not None,
+            "--format stix": fmt == "stix",
+        }
+        for option, given in alone.items():
+            if given:
+                raise click.UsageError(f"{option} needs a direct lookup, not --remote")
+        writer = formats.RowWriter(fmt, sys.stdout, Console())
+        remote_lookup(remote, items, kind, priority, deadline, writer)
+        return
     enricher = Enricher(settings, connector="cli")
     kwargs = dict(
         kind=kind,
@@ -607,6 +638,7 @@ def serve(obj: Ctx, parts: Sequence[str], log_format: str) -> None:
 
 
 def _register_connectors() -> None:
+    from .cli_api import api
     from .cli_config import config_group, init
     from .cli_db import db
     from .cli_lists import lists
@@ -614,6 +646,7 @@ def _register_connectors() -> None:
     from .cli_taxii import taxii
     from .cli_webhook import webhook
 
+    main.add_command(api)
     main.add_command(config_group)
     main.add_command(db)
     main.add_command(init)

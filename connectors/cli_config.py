@@ -18,7 +18,8 @@ from .core import config as config_mod
 
 MASK = "********"
 # Keys whose values are credentials (or stand for them) wherever they appear.
-SECRET_KEYS = {"api_key", "secret", "callback_secret", "password_hash", "sha256", "token"}
+SECRET_KEYS = {"api_key", "secret", "callback_secret", "password_hash", "sha256", "token",
+               "token_sha256"}  # fmt: skip
 
 
 def _plain(value: Any) -> Any:
@@ -70,7 +71,10 @@ def validate_parts(settings: config_mod.Settings) -> None:
         from .webhook.config import load as load_webhook
 
         load_webhook(settings.raw)
-    plan(settings, present)
+    plan(settings, present)  # also [api] and [status]
+    from .hub.config import remote
+
+    remote(settings.raw)
 
 
 @click.group("config")

@@ -92,38 +92,43 @@ def _csv_row(d: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def print_table(results: Sequence[Enrichment], console: Console) -> None:
-    emulated = any(r.report is not None and r.report.emulated for r in results)
+    print_rows(rows(results), console)
+
+
+def print_rows(found: Sequence[Dict[str, Any]], console: Console) -> None:
+    """The table, from the rows `rows` makes (a hub's answer is such rows too)."""
+    emulated = any(d.get("source") == "emulator" for d in found)
     title = "VirusTotal verdicts" + (" — EMULATOR DATA, not VirusTotal" if emulated else "")
     t = Table(title=title, title_style="bold magenta" if emulated else "bold")
     for col in ("value", "kind", "verdict", "score", "detections", "reason", "evidence"):
         t.add_column(col, overflow="fold")
-    for r in results:
-        rep = r.report
-        det = f"{rep.stats.get('malicious', 0)}/{rep.total}" if rep else ""
-        mark = " (cached)" if r.cached else ""
+    for d in found:
+        det = f"{d.get('malicious') or 0}/{d.get('total')}" if d.get("total") is not None else ""
+        mark = " (cached)" if d.get("cached") else ""
+        verdict = str(d.get("verdict", ""))
         # Text objects, not markup strings: values like "evil[.]com" must print as they are.
         t.add_row(
-            Text(_short(r.value)),
-            Text(r.kind or "?"),
-            Text(r.verdict.value + mark, style=COLOURS.get(r.verdict.value, "")),
-            Text(str(r.score)),
+            Text(_short(str(d.get("value", "")))),
+            Text(str(d.get("kind") or "?")),
+            Text(verdict + mark, style=COLOURS.get(verdict, "")),
+            Text(str(d.get("score", ""))),
             Text(det),
-            Text(r.reason),
-            Text(_evidence(r)),
+            Text(str(d.get("reason", ""))),
+            Text(_evidence(d)),
         )
     console.print(t)
 
 
-def _evidence(r: Enrichment, engines: int = 3) -> str:
+def _evidence(d: Dict[str, Any], engines: int = 3) -> str:
     """The threat label and the first (most trusted) detections, for people."""
-    if r.report is None:
+    if d.get("total") is None:
         return ""
-    ev = evidence.evidence(r.report)
-    parts = [r.report.threat_label] if r.report.threat_label else []
-    parts += ev["detections"][:engines]
-    if len(ev["detections"]) > engines:
-        parts.append(f"+{len(ev['detections']) - engines} more")
-    return "; ".join(parts)
+    found = list(d.get("detections") or [])
+    parts = [d["threat_label"]] if d.get("threat_label") else []
+    parts += found[:engines]
+    if len(found) > engines:
+        parts.append(f"+{len(found) - engines} more")
+    return "; ".join(str(p) for p in parts)
 
 
 def _short(value: str, limit: int = 80) -> str:
@@ -138,15 +143,24 @@ class RowWriter:
     def __init__(self, fmt: str, out: TextIO, console: Console) -> None:
         self.fmt, self.out, self.console = fmt, out, console
         self.kept: List[Enrichment] = []
+        self.kept_rows: List[Dict[str, Any]] = []  # a hub's rows, for the table
         self.count = 0
         self._csv: Any = None
 
     def write(self, results: Sequence[Enrichment]) -> None:
-        self.count += len(results)
         if self.fmt in ("table", "stix"):
+            self.count += len(results)
             self.kept += results
             return
-        for d in rows(results):
+        self.write_rows(rows(results))
+
+    def write_rows(self, found: Sequence[Dict[str, Any]]) -> None:
+        """Rows as `rows` makes them (a hub's answer); not for stix, which needs reports."""
+        self.count += len(found)
+        if self.fmt == "table":
+            self.kept_rows += found
+            return
+        for d in found:
             if self.fmt == "csv":
                 if self._csv is None:
                     self._csv = csv.DictWriter(
@@ -168,7 +182,7 @@ class RowWriter:
         elif self.fmt == "stix":
             self.out.write(to_stix(self.kept) + "\n")
         elif self.fmt == "table":
-            print_table(self.kept, self.console)
+            print_rows(rows(self.kept) + self.kept_rows, self.console)
         elif self.fmt == "csv" and self._csv is None:
             self.out.write(to_csv([]))
         self.out.flush()

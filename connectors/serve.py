@@ -43,9 +43,15 @@ def _factory(name: str) -> Callable[[Settings, Enricher], web.Application]:
         from taxii.server import build_app
 
         return build_app
+    from .hub.api import add_routes
     from .webhook.app import build_app as build_webhook
 
-    return build_webhook
+    def webhook_and_hub(settings: Settings, enricher: Enricher) -> web.Application:
+        app = build_webhook(settings, enricher)
+        add_routes(app, settings, enricher)  # POST /v1/enrich on the receiver's listener
+        return app
+
+    return webhook_and_hub
 
 
 def _error_body(name: str) -> ErrorBody:
@@ -101,9 +107,11 @@ def plan(settings: Settings, parts: List[str]) -> List[Part]:
             except (OSError, ssl.SSLError) as exc:
                 raise ConfigError(f"{name}: cannot load TLS certificate/key: {exc}") from None
         out.append(Part(name, host, port, ctx, _factory(name), limits))
+    from .hub.config import load as load_api
     from .status import load_users
 
-    load_users(settings.raw)  # a bad [status] is an error before anything binds
+    load_users(settings.raw)  # a bad [status] (or [api]) is an error before anything binds
+    load_api(settings.raw)
     return out
 
 

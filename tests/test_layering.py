@@ -9,18 +9,21 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 ADAPTERS = {
     "webhook": ROOT / "connectors" / "webhook",
+    "hub": ROOT / "connectors" / "hub",
     "emulator": ROOT / "connectors" / "emulator",
     "taxii": ROOT / "taxii",
     "splunk_app": ROOT / "splunk_app",
 }
 ADAPTER_MODULES = {
     "webhook": ("connectors.webhook",),
+    "hub": ("connectors.hub",),
     "emulator": ("connectors.emulator",),
     "taxii": ("taxii",),
     "splunk_app": ("splunk_app", "vtlookup"),
 }
 CORE_FORBIDDEN = (
     "connectors.webhook",
+    "connectors.hub",
     "connectors.emulator",
     "connectors.cli",
     "taxii",

@@ -40,7 +40,7 @@ class ConfigError(ValueError):
 # Top-level sections of vtconnect.toml: the core's own, then the ones other parts read from
 # `Settings.raw` (each part checks its own keys). Anything else is a typo, not a new feature.
 CORE_SECTIONS = ("core", "virustotal", "privacy", "policy", "cache", "quota", "lists")
-PART_SECTIONS = ("taxii", "webhook", "status")
+PART_SECTIONS = ("taxii", "webhook", "status", "api", "remote")
 SERVER_SECTION = "server"  # connection limits for every server part (connectors/connections.py)
 
 
@@ -287,7 +287,9 @@ def from_mapping(
     if vt.max_concurrency < 1:
         raise ConfigError("virustotal.max_concurrency must be at least 1")
     quota_doc = doc.get("quota", {})
-    shares = _shares(quota_doc.get("shares", {}) if isinstance(quota_doc, Mapping) else {})
+    shares = _shares(
+        quota_doc.get("shares", {}) if isinstance(quota_doc, Mapping) else {}, _api_clients(doc)
+    )
     if isinstance(quota_doc, Mapping):
         quota_doc = {k: v for k, v in quota_doc.items() if k != "shares"}
     quota = replace(_section(QuotaSettings, quota_doc, "quota"), shares=shares)
@@ -323,15 +325,42 @@ def from_mapping(
     )
 
 
-def _shares(data: Any) -> Tuple[Tuple[str, float], ...]:
-    """[quota.shares]: connector name -> part of the day (0..1), together at most 1."""
+def _api_clients(doc: Mapping[str, Any]) -> Dict[str, Any]:
+    """The hub's clients ([[api.clients]]) by name, with their daily_share (or None): every
+    process reads them so that all agree on the reservations in the shared ledger. Only the
+    names and shares are read here; the hub checks the rest of each entry."""
+    api = doc.get("api", {})
+    clients = api.get("clients", []) if isinstance(api, Mapping) else []
+    out: Dict[str, Any] = {}
+    for c in clients if isinstance(clients, list) else []:
+        if isinstance(c, Mapping) and isinstance(c.get("name"), str):
+            out[c["name"]] = c.get("daily_share")
+    return out
+
+
+def _shares(data: Any, clients: Mapping[str, Any]) -> Tuple[Tuple[str, float], ...]:
+    """[quota.shares]: connector name -> part of the day (0..1), together at most 1. The hub's
+    clients are connectors too: named there, or by their own daily_share (not both)."""
     if not isinstance(data, Mapping):
         raise ConfigError("[quota.shares] must be a table of connector = share")
+    data = dict(data)
+    for name, share in clients.items():
+        if share is None:
+            continue
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+            raise ConfigError(f"api.clients {name!r}: daily_share must be a number from 0 to 1")
+        if name in data:
+            raise ConfigError(
+                f"quota.shares.{name} and the daily_share of [[api.clients]] {name!r}: "
+                "set one of them"
+            )
+        data[name] = share
+    known = CONNECTORS + tuple(clients)
     out = []
     for name, value in data.items():
-        if name not in CONNECTORS:
+        if name not in known:
             raise ConfigError(
-                f"unknown connector quota.shares.{name} (known: {', '.join(CONNECTORS)})"
+                f"unknown connector quota.shares.{name} (known: {', '.join(known)})"
             )
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
             raise ConfigError(f"quota.shares.{name} must be a number from 0 to 1")

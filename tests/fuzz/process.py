@@ -4,6 +4,7 @@ that attack both server parts over real sockets."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import re
 import signal
@@ -57,6 +58,9 @@ password_hash = "{hash_password(PASSWORD, 1000)}"
 [webhook]
 port = 0
 {webhook}
+[[api.clients]]
+name = "fuzz-client"
+token_sha256 = "{hashlib.sha256(TOKEN.encode()).hexdigest()}"
 [[webhook.sources]]
 name = "siem"
 format = "auto"

@@ -1,0 +1,104 @@
+"""Hub benchmark: POST /v1/enrich warm values/s in batches of 1,000 through a real
+`vtconnect serve --webhook` process, against a trivial aiohttp handler that parses the same
+body and answers one small object per value (both servers in their own process, the load from
+this one). Prints one JSON object on its last line."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from _emulator_proc import emulator_process, free_port  # noqa: E402
+
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+BATCH = 1_000
+ROUNDS = 10 if QUICK else 40
+CONCURRENCY = 2
+TOKEN = "bench-token-0123456789"
+VALUES = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(BATCH)]
+
+TRIVIAL = """
+import json, sys
+from aiohttp import web
+async def ok(request):
+    doc = json.loads(await request.read())
+    return web.json_response({"results": [{"value": v} for v in doc["values"]]})
+app = web.Application()
+app.router.add_post("/v1/enrich", ok)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+"""
+
+
+async def _wait_up(url: str) -> None:
+    async with aiohttp.ClientSession() as s:
+        for _ in range(300):
+            try:
+                async with s.get(url + "/healthz"):
+                    return
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} did not start")
+
+
+async def _rate(url: str, rounds: int) -> float:
+    """Values per second over `rounds` batches, CONCURRENCY requests in flight."""
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    body = {"values": VALUES, "deadline": 300}
+    async with aiohttp.ClientSession(headers=headers) as s:
+
+        async def one() -> None:
+            async with s.post(url + "/v1/enrich", json=body) as r:
+                doc = await r.json()
+                assert r.status == 200 and len(doc["results"]) == BATCH, r.status
+
+        await one()  # warms the cache (and the connection)
+        started = time.perf_counter()
+        for i in range(0, rounds, CONCURRENCY):
+            await asyncio.gather(*(one() for _ in range(min(CONCURRENCY, rounds - i))))
+        return rounds * BATCH / (time.perf_counter() - started)
+
+
+def main() -> None:
+    with emulator_process() as emu, tempfile.TemporaryDirectory() as tmp:
+        port, anchor_port = free_port(), free_port()
+        cfg = Path(tmp) / "vtconnect.toml"
+        cfg.write_text(
+            f'[core]\nstate_dir = "{tmp}/state"\n[quota]\ntier = "unlimited"\n'
+            f"[webhook]\nport = {port}\n[[api.clients]]\nname = \"bench\"\n"
+            f'token_sha256 = "{hashlib.sha256(TOKEN.encode()).hexdigest()}"\n'
+        )
+        env = dict(os.environ, VTCONNECT_CONFIG=str(cfg), VT_API_URL=emu, VT_API_KEY="k")
+        exe = os.path.join(os.path.dirname(sys.executable), "vtconnect")
+        procs = [
+            subprocess.Popen([exe, "serve", "--webhook"], env=env, stderr=subprocess.DEVNULL),
+            subprocess.Popen([sys.executable, "-c", TRIVIAL, str(anchor_port)]),
+        ]
+        try:
+            hub, anchor = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{anchor_port}"
+            asyncio.run(_wait_up(hub))
+            asyncio.run(_wait_up(anchor))
+            warm = asyncio.run(_rate(hub, ROUNDS))
+            trivial = asyncio.run(_rate(anchor, ROUNDS))
+        finally:
+            for p in procs:
+                p.terminate()
+                p.wait(20)
+    print(json.dumps({"bench": "hub", "batch": BATCH, "rounds": ROUNDS,
+                      "enrich_warm_values_per_s": round(warm),
+                      "trivial_handler_values_per_s": round(trivial),
+                      "ratio": round(warm / trivial, 3)}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
