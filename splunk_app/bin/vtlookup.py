@@ -266,13 +266,13 @@ class VTLookupCommand(StreamingCommand):
             elif vs:
                 multi.update(dict.fromkeys(vs))
         keys: Dict[str, str] = {}  # value -> cache key, for columns saved into the KV store
-        if single and not (self.nocache or self.rescan_after_days):
-            if self._answers is not None:
-                kept = self._answers.get_many(v for v in single if v not in multi)
-                self._remember(kept)
-                reused.update(kept)
-            rest = [v for v in single if v not in multi and v not in reused]
-            reused.update(self._from_kv(rest, keys))
+        lookup = not (self.nocache or self.rescan_after_days)
+        if single and lookup and self._answers is not None:
+            kept = self._answers.get_many(v for v in single if v not in multi)
+            self._remember(kept)
+            reused.update(kept)
+        rest = [v for v in single if v not in multi and v not in reused]
+        reused.update(self._from_kv(rest, keys, lookup))
         ask = [v for v in {**single, **multi} if v in multi or v not in reused]
         firsts = [v for v in reused if self._first(v)]
         verdicts = Counter(reused[v][0] for v in firsts)
@@ -304,11 +304,12 @@ class VTLookupCommand(StreamingCommand):
                 tails.append(_columns(fields.combine([rendered[v] for v in vs])))
         return tails
 
-    def _from_kv(self, values: List[str], keys: Dict[str, str]) -> Dict[str, Any]:
+    def _from_kv(self, values: List[str], keys: Dict[str, str], lookup: bool) -> Dict[str, Any]:
         """Answers whose KV store document carries columns rendered under these settings: no
         report decoding, policy or rendering. Only values the core would answer from the cache
         (valid, on no list, not kept private, no credentials removed, no rescan due) qualify;
-        `keys` gets the cache key of each."""
+        `keys` gets the cache key of each (also with `lookup` off: nocache, rescans), so that
+        the columns of what the core answers go into the documents."""
         kv = self._kv
         core = self._enricher.settings
         if kv is None or kv.failed or core.policy.rescan_after_days or not values:
@@ -327,6 +328,8 @@ class VTLookupCommand(StreamingCommand):
                 continue
             keys[v] = obs.cache_key
             by_key.setdefault(obs.cache_key, []).append(v)
+        if not lookup:
+            return {}
         found = kv.answers(by_key)
         out: Dict[str, Any] = {}
         later: Dict[str, Any] = {}
