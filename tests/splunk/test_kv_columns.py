@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 from typing import Dict, List
 
-from .conftest import API_KEY, conf_for
+import pytest
+
+from .conftest import API_KEY, conf_for, interpreter
 from .harness import FakeSplunkd
 from .test_vtlookup import EICAR_MD5, api_calls, search
 
@@ -16,8 +18,8 @@ VALUES = [EICAR_MD5, DOMAIN, "kvcols-2.example.org", "10.9.8.7", "no way"]
 CHUNK = [{"dest": v} for v in VALUES]
 
 
-def records(built_app, sd, home, args=("field=dest",)) -> List[Dict]:
-    _, replies, rc = search(built_app, sd, home, list(args), [CHUNK])
+def records(built_app, sd, home, args=("field=dest",), **kw) -> List[Dict]:
+    _, replies, rc = search(built_app, sd, home, list(args), [CHUNK], **kw)
     assert rc == 0
     return replies[0].records
 
@@ -100,3 +102,19 @@ def test_an_expired_or_damaged_document_is_a_miss(built_app, splunk_home, emulat
         assert [r["vt_verdict"] for r in again] == [r["vt_verdict"] for r in first]
         assert json.loads(d[f"domain:{DOMAIN}"]["report"])  # saved afresh, columns too
         assert d[f"domain:{DOMAIN}"]["expires_at"] > 1.0 and d[f"domain:{DOMAIN}"]["columns"]
+
+
+@pytest.mark.parametrize("version", ["3.9", "3.13"])
+def test_splunk_interpreters_read_and_write_the_columns(
+    built_app, splunk_home, emulator_url, version
+):
+    python = interpreter(version)
+    conf = conf_for(built_app, emulator_url, {"command": {"answers_ttl": "0"}})
+    with FakeSplunkd(conf=conf, passwords={"api_key": API_KEY}) as sd:
+        first = records(built_app, sd, splunk_home, python=python)
+        assert all(isinstance(d.get("columns"), str) for d in docs(sd).values())
+        fast = records(built_app, sd, splunk_home, python=python)
+        for d in docs(sd).values():
+            del d["columns"], d["columns_stamp"]
+        full = records(built_app, sd, splunk_home, python=python)
+        assert fast == full and [r["vt_verdict"] for r in first] == [r["vt_verdict"] for r in full]
