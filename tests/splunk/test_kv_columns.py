@@ -11,15 +11,16 @@ import pytest
 
 from .conftest import API_KEY, conf_for, interpreter
 from .harness import FakeSplunkd
-from .test_vtlookup import EICAR_MD5, api_calls, search
+from .test_vtlookup import EICAR_MD5, EICAR_SHA256, api_calls, search
 
 DOMAIN = "kvcols-1.example.com"
 VALUES = [EICAR_MD5, DOMAIN, "kvcols-2.example.org", "10.9.8.7", "no way"]
 CHUNK = [{"dest": v} for v in VALUES]
+ASKED = [f"file:{EICAR_MD5}", f"domain:{DOMAIN}", "domain:kvcols-2.example.org"]  # documents
 
 
-def records(built_app, sd, home, args=("field=dest",), **kw) -> List[Dict]:
-    _, replies, rc = search(built_app, sd, home, list(args), [CHUNK], **kw)
+def records(built_app, sd, home, args=("field=dest",), chunk=CHUNK, **kw) -> List[Dict]:
+    _, replies, rc = search(built_app, sd, home, list(args), [chunk], **kw)
     assert rc == 0
     return replies[0].records
 
@@ -40,11 +41,11 @@ def test_fast_path_gives_the_full_paths_answers(built_app, splunk_home, emulator
     conf = conf_for(built_app, emulator_url, {"command": {"answers_ttl": "0"}})
     with FakeSplunkd(conf=conf, passwords={"api_key": API_KEY}) as sd:
         records(built_app, sd, splunk_home)  # fills the KV store, columns included
-        assert all(isinstance(d.get("columns"), str) for d in docs(sd).values())
+        assert all(isinstance(docs(sd)[k].get("columns"), str) for k in ASKED)
         calls = api_calls(emulator_url)
         fast = records(built_app, sd, splunk_home)
         for d in docs(sd).values():  # documents of an older version: report only
-            del d["columns"], d["columns_stamp"]
+            d.pop("columns", None), d.pop("columns_stamp", None)
         full = records(built_app, sd, splunk_home)
         assert api_calls(emulator_url) == calls
         assert fast == full
@@ -112,9 +113,26 @@ def test_splunk_interpreters_read_and_write_the_columns(
     conf = conf_for(built_app, emulator_url, {"command": {"answers_ttl": "0"}})
     with FakeSplunkd(conf=conf, passwords={"api_key": API_KEY}) as sd:
         first = records(built_app, sd, splunk_home, python=python)
-        assert all(isinstance(d.get("columns"), str) for d in docs(sd).values())
+        assert all(isinstance(docs(sd)[k].get("columns"), str) for k in ASKED)
         fast = records(built_app, sd, splunk_home, python=python)
         for d in docs(sd).values():
-            del d["columns"], d["columns_stamp"]
+            d.pop("columns", None), d.pop("columns_stamp", None)
         full = records(built_app, sd, splunk_home, python=python)
         assert fast == full and [r["vt_verdict"] for r in first] == [r["vt_verdict"] for r in full]
+
+
+def test_an_aliases_columns_are_its_own(built_app, splunk_home, emulator_url):
+    """A file asked by its MD5 and later by its SHA-256: one report, but vt_kind differs."""
+    conf = conf_for(built_app, emulator_url, {"command": {"answers_ttl": "0"}})
+    by_sha = [{"dest": EICAR_SHA256}]
+    with FakeSplunkd(conf=conf, passwords={"api_key": API_KEY}) as sd:
+        records(built_app, sd, splunk_home)  # by MD5: the SHA-256 document is saved too
+        calls = api_calls(emulator_url)
+        (fast,) = records(built_app, sd, splunk_home, chunk=by_sha)
+        for d in docs(sd).values():
+            d.pop("columns", None), d.pop("columns_stamp", None)
+        (full,) = records(built_app, sd, splunk_home, chunk=by_sha)
+        assert api_calls(emulator_url) == calls
+        assert fast == full and full["vt_kind"] == "sha256"
+        (again,) = records(built_app, sd, splunk_home, chunk=by_sha)  # columns written back
+        assert again == full

@@ -45,9 +45,9 @@ class KVStoreCache:
         # Documents answers() found without usable columns (None: no document), for the
         # get_many that follows in the same batch, so that they are not fetched twice.
         self._prefetched: Dict[str, Optional[Dict[str, Any]]] = {}
-        # Documents read or saved during the current batch, by key (a saved entry's aliases
-        # share one list), so that attach() can add columns to them.
-        self._docs: Dict[str, List[Dict[str, Any]]] = {}
+        # Documents read or saved during the current batch, by key, so that attach() can add
+        # columns to them.
+        self._docs: Dict[str, Dict[str, Any]] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._local, name)
@@ -120,7 +120,7 @@ class KVStoreCache:
                 entry = _entry(doc)
                 if entry is not None and entry.expires_at > now:
                     found[entry.key] = entry
-                    self._docs[entry.key] = [doc]
+                    self._docs[entry.key] = doc
         except Exception as exc:  # any splunkd or transport failure: fall back, never fail
             self._fail(exc)
             return self._local.get_many(wanted)
@@ -134,10 +134,9 @@ class KVStoreCache:
             return
         changed: Dict[str, Dict[str, Any]] = {}
         for key, cols in columns.items():
-            for doc in docs.get(key, ()):
-                if doc.get("columns_stamp") != self.stamp or doc.get("columns") != cols:
-                    doc = {**doc, "columns": cols, "columns_stamp": self.stamp}
-                    changed[str(doc["_key"])] = doc
+            doc = docs.get(key)
+            if doc and (doc.get("columns_stamp") != self.stamp or doc.get("columns") != cols):
+                changed[key] = {**doc, "columns": cols, "columns_stamp": self.stamp}
         try:
             for batch in _batches(list(changed.values()), DOCS_PER_SAVE):
                 self._post("batch_save", batch)
@@ -156,9 +155,8 @@ class KVStoreCache:
         for entry, aliases in items:
             report = json.dumps(entry.report, separators=(",", ":")) if entry.report else ""
             kind, _, value = entry.key.partition(":")
-            group: List[Dict[str, Any]] = []
             for key in sorted(set(aliases) | {entry.key}):
-                group.append(
+                docs.append(
                     {
                         "_key": key,
                         "kind": kind,
@@ -169,9 +167,8 @@ class KVStoreCache:
                         "expires_at": entry.expires_at,
                     }
                 )
-            docs.extend(group)
-            for doc in group:  # any alias's columns go to all of them (they render alike)
-                self._docs[doc["_key"]] = group
+                # Each alias gets its own columns when asked by it: vt_kind says md5 or sha256.
+                self._docs[key] = docs[-1]
         try:
             for batch in _batches(docs, DOCS_PER_SAVE):
                 self._post("batch_save", batch)
