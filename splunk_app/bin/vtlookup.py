@@ -196,17 +196,14 @@ class VTLookupCommand(StreamingCommand):
         self._enricher = Enricher(core, connector="splunk", cache=cache, clock=clock)
         cmd = local["command"]
         self._answers_ttl = _int(cmd.get("answers_ttl", "600"))
-        if self._answers_ttl:
-            from vtlookup_support.answers import Answers, fingerprint
+        from vtlookup_support.answers import Answers, fingerprint
 
-            stamp = fingerprint(
-                core.policy,
-                core.privacy,
-                core.virustotal.api_url,
-                fields.NAMES,
-                _version(),
-                core.lists,
-            )
+        stamp = fingerprint(
+            core.policy, core.privacy, core.virustotal.api_url, fields.NAMES, _version(), core.lists
+        )
+        if self._kv is not None:
+            self._kv.stamp = stamp
+        if self._answers_ttl:
             path = os.path.join(core.state_path, "vtlookup_answers.sqlite")
             try:
                 self._answers = Answers(path, stamp, self._kind or "auto", clock)
@@ -270,10 +267,14 @@ class VTLookupCommand(StreamingCommand):
                     single[vs[0]] = None
             elif vs:
                 multi.update(dict.fromkeys(vs))
-        if single and self._answers is not None and not (self.nocache or self.rescan_after_days):
+        keys: Dict[str, str] = {}  # value -> cache key, for columns saved into the KV store
+        lookup = not (self.nocache or self.rescan_after_days)
+        if single and lookup and self._answers is not None:
             kept = self._answers.get_many(v for v in single if v not in multi)
             self._remember(kept)
             reused.update(kept)
+        rest = [v for v in single if v not in multi and v not in reused]
+        reused.update(self._from_kv(rest, keys, lookup))
         ask = [v for v in {**single, **multi} if v in multi or v not in reused]
         firsts = [v for v in reused if self._first(v)]
         verdicts = Counter(reused[v][0] for v in firsts)
@@ -293,7 +294,7 @@ class VTLookupCommand(StreamingCommand):
                 fresh[v] = _columns(d)
                 if v in multi:
                     rendered[v] = d
-            self._keep(answers, fresh)
+            self._keep(answers, fresh, keys)
         tails: List[str] = []
         for vs in per_row:
             if len(vs) == 1:
@@ -305,15 +306,62 @@ class VTLookupCommand(StreamingCommand):
                 tails.append(_columns(fields.combine([rendered[v] for v in vs])))
         return tails
 
-    def _keep(self, answers: Dict[str, Enrichment], fresh: Dict[str, str]) -> None:
-        """Answers that will not change: for the rest of this search, and for later ones."""
+    def _from_kv(self, values: List[str], keys: Dict[str, str], lookup: bool) -> Dict[str, Any]:
+        """Answers whose KV store document carries columns rendered under these settings: no
+        report decoding, policy or rendering. Only values the core would answer from the cache
+        (valid, on no list, not kept private, no credentials removed, no rescan due) qualify;
+        `keys` gets the cache key of each (also with `lookup` off: nocache, rescans), so that
+        the columns of what the core answers go into the documents."""
+        kv = self._kv
+        core = self._enricher.settings
+        if kv is None or kv.failed or core.policy.rescan_after_days or not values:
+            return {}
+        from connectors.core.observable import InvalidObservable, parse
+        from connectors.core.privacy import skip_reason
+
+        lists = self._enricher.lists
+        by_key: Dict[str, List[str]] = {}
+        for v in values:
+            try:
+                obs = parse(v, self._kind)
+            except InvalidObservable:
+                continue
+            if obs.userinfo_removed or lists.match(obs) or skip_reason(obs, core.privacy):
+                continue
+            keys[v] = obs.cache_key
+            by_key.setdefault(obs.cache_key, []).append(v)
+        if not lookup:
+            return {}
+        found = kv.answers(by_key)
+        out: Dict[str, Any] = {}
+        later: Dict[str, Any] = {}
+        now = time.time()
+        for key, (verdict, columns, expires_at) in found.items():
+            for v in by_key[key]:
+                out[v] = (verdict, columns)
+                later[v] = (verdict, columns, min(self._answers_ttl, expires_at - now))
+        self._remember(out)
+        if self._answers is not None and later:
+            self._answers.put_many(later)
+        if found:
+            kv.count_hit("splunk", len(found), 0)
+        return out
+
+    def _keep(
+        self, answers: Dict[str, Enrichment], fresh: Dict[str, str], keys: Dict[str, str]
+    ) -> None:
+        """Answers that will not change: for the rest of this search, and for later ones (the
+        columns also go into the KV store documents, for searches on any search head)."""
         later: Dict[str, Any] = {}
         settled: Dict[str, Any] = {}
+        shared: Dict[str, str] = {}
         for v, enr in answers.items():
             if enr.verdict in (Verdict.QUOTA, Verdict.ERROR):
                 continue
             columns = fresh[v] if enr.cached or enr.verdict is Verdict.SKIPPED else _as_cached(enr)
             settled[v] = (enr.verdict.value, columns)
+            if v in keys and enr.verdict is not Verdict.SKIPPED and not enr.stale:
+                shared[keys[v]] = columns
             if self._answers is not None:
                 ttl = self._answers_ttl
                 if enr.verdict is not Verdict.SKIPPED:  # never longer than the cache keeps it
@@ -322,6 +370,8 @@ class VTLookupCommand(StreamingCommand):
         self._remember(settled)
         if later:
             self._answers.put_many(later)
+        if self._kv is not None:
+            self._kv.attach(shared)
 
     def _remember(self, settled: Dict[str, Any]) -> None:
         for value, answer in settled.items():

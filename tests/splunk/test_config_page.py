@@ -242,4 +242,15 @@ def test_upgrade_keeps_settings_and_cache(built_app, tmp_path, emulator_url, spl
         assert [r["vt_verdict"] for r in second[0].records] == [
             r["vt_verdict"] for r in first[0].records
         ]
-        assert sd.kv["vtconnect_cache"] == kept
+        # The documents are intact; only the output columns are re-rendered for the new
+        # version (the app version is part of the settings fingerprint).
+        after = sd.kv["vtconnect_cache"]
+        assert {k: _no_columns(d) for k, d in after.items()} == {
+            k: _no_columns(d) for k, d in kept.items()
+        }
+        read = [f"file:{EICAR_MD5}", "domain:upgrade-1.example.com", "domain:upgrade-2.example.org"]
+        assert all(after[k]["columns_stamp"] != kept[k]["columns_stamp"] for k in read)
+
+
+def _no_columns(doc):
+    return {k: v for k, v in doc.items() if k not in ("columns", "columns_stamp")}

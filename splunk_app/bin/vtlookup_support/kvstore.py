@@ -4,6 +4,12 @@ file reports are saved under their MD5, SHA-1 and SHA-256 keys alike.
 
 Only get_many/put_many go to the KV store; the verdict log and hit counters stay in the core's
 local SQLite cache, which also takes over when the KV store stops answering.
+
+A document may also carry the command's finished output columns (`columns`) with the settings
+fingerprint they were rendered under (`columns_stamp`, the kept answers' fingerprint): a later
+search with the same settings takes them as they are (`answers`) instead of decoding the report
+and rendering it again. Documents without them, or with another stamp, take the full path and
+get this search's columns attached (`attach`).
 """
 
 from __future__ import annotations
@@ -35,6 +41,13 @@ class KVStoreCache:
         self._local = local
         self._path = f"storage/collections/data/{collection}/"
         self.failed: Optional[str] = None  # why the KV store is no longer used, if it failed
+        self.stamp = ""  # fingerprint of the settings the command renders columns under
+        # Documents answers() found without usable columns (None: no document), for the
+        # get_many that follows in the same batch, so that they are not fetched twice.
+        self._prefetched: Dict[str, Optional[Dict[str, Any]]] = {}
+        # Documents read or saved during the current batch, by key, so that attach() can add
+        # columns to them.
+        self._docs: Dict[str, Dict[str, Any]] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._local, name)
@@ -53,23 +66,82 @@ class KVStoreCache:
         self.failed = f"{type(exc).__name__}: {exc}"
         log.warning("KV store cache unavailable, using the local cache: %s", self.failed)
 
+    def _find(self, keys: List[str]) -> Iterable[Dict[str, Any]]:
+        for queries in _batches(_queries(keys), QUERIES_PER_BATCH):
+            for docs in self._post("batch_find", queries):
+                for doc in docs:
+                    if isinstance(doc, dict):
+                        yield doc
+
+    def answers(self, keys: Iterable[str]) -> Dict[str, Tuple[str, str, float]]:
+        """key -> (verdict, columns, expires_at) for live documents carrying columns rendered
+        under `stamp`; the other documents are kept for the next get_many."""
+        wanted = list(keys)
+        self._prefetched = {}
+        self._docs = {}
+        if self.failed or not self.stamp or not wanted:
+            return {}
+        now = self._clock.now()
+        found: Dict[str, Tuple[str, str, float]] = {}
+        prefetched: Dict[str, Optional[Dict[str, Any]]] = dict.fromkeys(wanted)
+        try:
+            for doc in self._find(wanted):
+                key, columns = doc.get("_key"), doc.get("columns")
+                if key not in prefetched:
+                    continue
+                try:
+                    expires_at = float(doc["expires_at"])
+                except (KeyError, TypeError, ValueError):
+                    continue  # malformed: a miss
+                if expires_at <= now:
+                    continue
+                if doc.get("columns_stamp") == self.stamp and isinstance(columns, str):
+                    found[key] = (str(doc.get("verdict")), columns, expires_at)
+                    del prefetched[key]
+                else:
+                    prefetched[key] = doc
+        except Exception as exc:  # the full path asks again and falls back
+            log.warning("KV store columns not read: %s", exc)
+            return {}
+        self._prefetched = prefetched
+        return found
+
     def get_many(self, keys: Iterable[str]) -> Dict[str, CacheEntry]:
         wanted = list(keys)
         if self.failed or not wanted:
             return self._local.get_many(wanted)
         now = self._clock.now()
         found: Dict[str, CacheEntry] = {}
+        prefetched, self._prefetched = self._prefetched, {}
+        docs = [prefetched[k] for k in wanted if prefetched.get(k) is not None]
+        ask = [k for k in wanted if k not in prefetched]
         try:
-            for queries in _batches(_queries(wanted), QUERIES_PER_BATCH):
-                for docs in self._post("batch_find", queries):
-                    for doc in docs:
-                        entry = _entry(doc)
-                        if entry is not None and entry.expires_at > now:
-                            found[entry.key] = entry
+            for doc in [*docs, *(self._find(ask) if ask else ())]:
+                entry = _entry(doc)
+                if entry is not None and entry.expires_at > now:
+                    found[entry.key] = entry
+                    self._docs[entry.key] = doc
         except Exception as exc:  # any splunkd or transport failure: fall back, never fail
             self._fail(exc)
             return self._local.get_many(wanted)
         return found
+
+    def attach(self, columns: Dict[str, str]) -> None:
+        """Save the command's columns (cache key -> encoded columns, as a later cache hit
+        shows them) into the documents read or saved during this batch."""
+        docs, self._docs = self._docs, {}
+        if self.failed or not self.stamp:
+            return
+        changed: Dict[str, Dict[str, Any]] = {}
+        for key, cols in columns.items():
+            doc = docs.get(key)
+            if doc and (doc.get("columns_stamp") != self.stamp or doc.get("columns") != cols):
+                changed[key] = {**doc, "columns": cols, "columns_stamp": self.stamp}
+        try:
+            for batch in _batches(list(changed.values()), DOCS_PER_SAVE):
+                self._post("batch_save", batch)
+        except Exception as exc:  # only the faster path of later searches is lost
+            log.warning("KV store columns not saved: %s", exc)
 
     def put_many(
         self, items: Sequence[Tuple[CacheEntry, Iterable[str]]], release: Iterable[str] = ()
@@ -95,6 +167,8 @@ class KVStoreCache:
                         "expires_at": entry.expires_at,
                     }
                 )
+                # Each alias gets its own columns when asked by it: vt_kind says md5 or sha256.
+                self._docs[key] = docs[-1]
         try:
             for batch in _batches(docs, DOCS_PER_SAVE):
                 self._post("batch_save", batch)
