@@ -46,12 +46,46 @@ LABELS_FROM = {"indicator": ("indicator_types", "malicious-activity"),
 RANGE_RE = re.compile(r"^\s*items[ =]\s*(\d{1,15})\s*-\s*(\d{1,15})\s*\Z", re.ASCII)
 
 
+REFS = ("id", "created_by_ref", "source_ref", "target_ref", "sighting_of_ref")
+REF_LISTS = ("object_marking_refs", "object_refs", "where_sighted_refs", "observed_data_refs")
+
+
+def id20(ref: str) -> str:
+    """STIX 2.0 ids are UUIDv4 (2.1 allows our deterministic UUIDv5): the same UUID with the
+    version nibble set to 4, so it stays stable and every reference still points at it."""
+    kind, sep, rest = ref.partition("--")
+    try:
+        return f"{kind}--{uuid.UUID(int=uuid.UUID(rest).int, version=4)}" if sep else ref
+    except ValueError:
+        return ref
+
+
+def ids21(ref: str) -> List[str]:
+    """The stored ids a 2.0 id may stand for (id20 changed only the version nibble)."""
+    kind, sep, rest = ref.partition("--")
+    if not sep or len(rest) != 36:
+        return [ref]
+    return list(dict.fromkeys([ref] + [f"{kind}--{rest[:14]}{v}{rest[15:]}" for v in "12345678"]))
+
+
 def downgrade(obj: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     """A STIX 2.1 object as STIX 2.0, or None when 2.0 has no such type."""
     kind = obj.get("type")
     if kind not in TYPES_20:
         return None
     out = dict(obj)
+    for key in REFS:
+        if isinstance(out.get(key), str):
+            out[key] = id20(out[key])
+    for key in REF_LISTS:
+        if isinstance(out.get(key), list):
+            out[key] = [id20(r) if isinstance(r, str) else r for r in out[key]]
+    if isinstance(out.get("granular_markings"), list):
+        out["granular_markings"] = [
+            {**g, "marking_ref": id20(g["marking_ref"])}
+            if isinstance(g, dict) and isinstance(g.get("marking_ref"), str) else g
+            for g in out["granular_markings"]
+        ]
     if kind in LABELS_FROM and not out.get("labels"):
         source, fallback = LABELS_FROM[kind]
         out["labels"] = list(obj.get(source) or [fallback])
@@ -105,7 +139,8 @@ def _window(request: web.Request, coll: Any, **fixed: Any) -> Window:
     last = min(last, first + cfg.v20_max_objects - 1)  # a Range wider than the cap is capped
     rows, total = request.app[server.STORE].window(
         coll.id, offset=first, limit=last - first + 1, added_after=f.get("added_after"),
-        ids=f["ids"], types=wanted, versions=fixed.get("versions", f["versions"]),
+        ids=[i for v in f["ids"] for i in ids21(v)], types=wanted,
+        versions=fixed.get("versions", f["versions"]),
     )  # fmt: skip
     if asked and first >= total and (first > 0 or total > 0):
         raise TaxiiError(416, f"Range starts past the last item ({total} in all)",
@@ -158,7 +193,7 @@ async def get_objects(request: web.Request) -> web.Response:
         fixed = filters.parse(request.query, page_size=1, max_page_size=1,
                               allowed=filters.OBJECT, paged=False)  # fmt: skip
         rows, total = request.app[server.STORE].window(
-            coll.id, offset=0, limit=request.app[server.CONFIG].v20_max_objects, ids=[oid],
+            coll.id, offset=0, limit=request.app[server.CONFIG].v20_max_objects, ids=ids21(oid),
             types=list(TYPES_20), versions=fixed["versions"],
         )  # fmt: skip
         if not rows:
