@@ -83,7 +83,8 @@ def downgrade(obj: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     if isinstance(out.get("granular_markings"), list):
         out["granular_markings"] = [
             {**g, "marking_ref": id20(g["marking_ref"])}
-            if isinstance(g, dict) and isinstance(g.get("marking_ref"), str) else g
+            if isinstance(g, dict) and isinstance(g.get("marking_ref"), str)
+            else g
             for g in out["granular_markings"]
         ]
     if kind in LABELS_FROM and not out.get("labels"):
