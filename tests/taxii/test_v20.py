@@ -261,3 +261,13 @@ def test_downgrade_maps_21_fields():
     assert downgrade(plain)["labels"] == ind["indicator_types"]
     v4 = "marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da"  # TLP green: kept as is
     assert id20(v4) == v4 and out["object_marking_refs"] == [v4]
+
+
+def test_status_in_20_shape(server):
+    done = post(f"{server.url}/api/collections/{INBOX}/objects/", indicators(2))
+    auth = {"Authorization": basic("analyst", PASSWORD)}
+    status, headers, raw = raw_get(f"{server.url}/api/status/{done['id']}/",
+                                   {"Accept": TAXII20, **auth})  # fmt: skip
+    body = json.loads(raw)
+    assert status == 200 and headers["Content-Type"] == TAXII20
+    assert body["successes"] == [o["id"] for o in indicators(2)]  # 2.0: identifiers
