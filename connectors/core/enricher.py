@@ -8,6 +8,7 @@ past the caller's deadline: what the budget or the clock does not allow comes ba
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from dataclasses import replace
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -471,7 +472,7 @@ class Enricher:
                 del memo[k]
         for raw, enr in out.items():
             if enr.verdict in CACHEABLE:
-                memo[raw] = (until, enr if enr.cached else replace(enr, cached=True))
+                memo[raw] = (until, enr if enr.cached else _as_cached(enr))
 
 
 def from_report(
@@ -565,3 +566,11 @@ def _aliases(key: str, report: Optional[Report]) -> Iterable[str]:
     if report is not None and report.kind == "file":
         aliases.update(f"file:{h}" for h in (report.md5, report.sha1, report.sha256) if h)
     return aliases
+
+
+def _as_cached(enr: Enrichment) -> Enrichment:
+    """A copy marked cached: copy.copy and one attribute, not dataclasses.replace, which runs
+    __init__ over every field (measured ~20 µs per value on the cold path)."""
+    out = copy.copy(enr)
+    out.cached = True
+    return out
