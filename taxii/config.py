@@ -69,6 +69,7 @@ class TaxiiConfig:
     description: str = "VirusTotal-derived indicators"
     page_size: int = 100
     max_page_size: int = 1000
+    v20_max_objects: int = 10000  # TAXII 2.0: most objects one answer carries (no Range)
     max_body_bytes: int = 10 * 1024 * 1024
     store: str = ""  # SQLite path; "" -> <state_dir>/taxii.db
     public_url: str = ""  # base URL in discovery behind a proxy; "" -> from the request
@@ -100,8 +101,8 @@ def _names(section: Mapping[str, Any], key: str, where: str) -> Tuple[str, ...]:
 
 KEYS = {  # a misspelt key is an error, not a silently ignored setting
     "taxii": ("host", "port", "tls_cert", "tls_key", "api_root", "title", "description",
-              "page_size", "max_page_size", "max_body_bytes", "store", "tlp", "poll_seconds",
-              "public_url", "collections", "users", "tokens", "sources", "feeds"),
+              "page_size", "max_page_size", "v20_max_objects", "max_body_bytes", "store", "tlp",
+              "poll_seconds", "public_url", "collections", "users", "tokens", "sources", "feeds"),
     "collections": ("id", "title", "description", "public", "read", "write", "publish", "kinds",
                     "test"),
     "users": ("name", "password_hash"),
@@ -157,7 +158,7 @@ def load(raw: Mapping[str, Any]) -> TaxiiConfig:
         raise ConfigError(f"taxii.api_root cannot be {cfg.api_root!r}: that path is taken")
     if cfg.tlp not in ("white", "green", "amber", "red"):
         raise ConfigError("taxii.tlp must be white, green, amber or red")
-    for key in ("page_size", "max_page_size", "max_body_bytes", "poll_seconds"):
+    for key in ("page_size", "max_page_size", "v20_max_objects", "max_body_bytes", "poll_seconds"):
         if key in section:
             v = section[key]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:

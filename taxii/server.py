@@ -36,6 +36,7 @@ FEED_LISTS = web.AppKey("feed_lists", Lists)  # [lists]: allow-listed values sta
 FEED_CACHE = web.AppKey("feed_cache", feed_http.FeedCache)
 # The authenticated user; absent for anonymous requests. RequestKey is aiohttp 3.14+ (Python 3.10+).
 USER = web.RequestKey("user", str) if hasattr(web, "RequestKey") else "user"
+V20 = web.RequestKey("v20", bool) if hasattr(web, "RequestKey") else "v20"
 REALM = "vtconnect TAXII"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -43,23 +44,31 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def taxii_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        if not request.path.startswith("/feeds/"):
-            media.check_accept(request)
+        if not request.path.startswith("/feeds/") and media.check_accept(request):
+            request[V20] = True  # routes answer TAXII 2.0 (taxii/v20.py)
         user = await request.app[AUTH].user(request.headers.get("Authorization", ""))
         if user is not None:
             request[USER] = user
         return await _settled(request, await handler(request))
     except TaxiiError as exc:
         headers = {"WWW-Authenticate": f'Basic realm="{REALM}"'} if exc.status == 401 else None
-        return await _settled(request, error(exc.status, exc.title, exc.description, headers))
+        return await _settled(request, _as_v20(request, error(exc.status, exc.title,
+                                                              exc.description, headers)))
     except web.HTTPException as exc:  # routing: unknown path, wrong method
         allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        return await _settled(request, error(exc.status, exc.reason, "", allow))
+        return await _settled(request, _as_v20(request, error(exc.status, exc.reason, "", allow)))
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:  # a bug, never bad input: log it, answer as TAXII does
         log.exception("TAXII request failed: %s %s", request.method, request.path)
         return error(500, "Internal Server Error")
+
+
+def _as_v20(request: web.Request, response: web.Response) -> web.Response:
+    """An error to a TAXII 2.0 request: the same JSON error resource, in 2.0's media type."""
+    if request.get(V20):
+        response.headers["Content-Type"] = media.V20_TAXII
+    return response
 
 
 def _last_line(exc: Exception) -> str:
@@ -351,7 +360,10 @@ def build_app(settings: Settings, enricher: Optional[Enricher]) -> web.Applicati
         ("GET", "/feeds/{collection}/{name}", flat_feed),
         ("GET", "/feeds/{name}", flat_feed),
     ]
+    from . import v20  # it uses this module's helpers
+
     for method, path, handler in routes:
+        handler = v20.beside(handler)  # TAXII 2.0 on the same route, by Accept
         # Consumers differ on trailing slashes; accept both without redirecting.
         kw = {"expect_handler": expect} if method == "POST" else {}
         app.router.add_route(method, path + "/", handler, **kw)

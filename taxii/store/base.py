@@ -124,6 +124,38 @@ class ObjectStore(ABC):
         token = encode_next(got[-1][4], got[-1][0]) if more and got else ""
         return Page(objs, more and bool(token), token)
 
+    def window(
+        self,
+        collection: str,
+        *,
+        offset: int,
+        limit: int,
+        added_after: Optional[int] = None,
+        ids: Iterable[str] = (),
+        types: Iterable[str] = (),
+        versions: Iterable[str] = ("last",),
+    ) -> Tuple[List[Dict[str, Any]], int]:
+        """TAXII 2.0 paging by position (`Range: items N-M`): the rows at offset..offset+limit
+        in (date_added, id) order, and how many rows match in all (for Content-Range)."""
+        where = ["collection = ?"]
+        args: List[Any] = [collection]
+        if added_after is not None:
+            where.append("date_added > ?")
+            args.append(added_after)
+        for column, values in (("id", list(ids)), ("type", list(types))):
+            if values:
+                where.append(f"{column} IN ({','.join('?' * len(values))})")
+                args += values
+        where.append(version_clause(self.OBJECTS, list(versions), args))
+        sql = f"FROM {self.OBJECTS} o WHERE " + " AND ".join(where)
+        counted = self._rows(f"SELECT COUNT(*) {sql}", args)  # [] when a value matches nothing
+        total = int(counted[0][0]) if counted else 0
+        if limit <= 0 or offset >= total:
+            return [], total
+        rows = self._rows(f"SELECT {ROW} {sql} ORDER BY date_added, id LIMIT ? OFFSET ?",
+                          (*args, limit, offset))  # fmt: skip
+        return [dict(zip(KEYS, r)) for r in rows], total
+
     def summary(self) -> Dict[str, Tuple[int, int]]:
         """collection id -> (objects stored, newest date_added in µs), for the status page."""
         sql = f"SELECT collection, COUNT(*), MAX(date_added) FROM {self.OBJECTS} GROUP BY 1"

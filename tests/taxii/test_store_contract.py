@@ -395,3 +395,25 @@ def test_nul_characters_in_lookups_match_nothing(store):
     assert store.delete(COLL, nul) == 0 and store.status("\x00") is None
     assert store.get_state("\x00", "d") == "d" and not store.has_collection_objects("\x00")
     assert len(store.query(COLL, limit=5).objects) == 1
+
+
+def test_window_pages_by_position_with_a_total(store):
+    """TAXII 2.0 paging (`Range: items N-M`): rows by offset in (date_added, id) order, the
+    total matching, filters and last-version applied, NUL values matching nothing."""
+    store.add(COLL, [obj(n) for n in range(1, 21)] + [obj(90, kind="malware")])
+    store.add(COLL, [obj(3, "2026-02-01T00:00:00.000Z")])  # a newer version of one
+    store.add(OTHER, [obj(50)])
+    everything = page_all(store)
+    rows, total = store.window(COLL, offset=5, limit=4)
+    assert total == 21 and [r["id"] for r in rows] == [r["id"] for r in everything[5:9]]
+    rows, total = store.window(COLL, offset=19, limit=10)
+    assert total == 21 and len(rows) == 2
+    assert store.window(COLL, offset=21, limit=5) == ([], 21)
+    rows, total = store.window(COLL, offset=0, limit=50, types=["malware"])
+    assert total == 1 and rows[0]["type"] == "malware"
+    after = everything[9]["date_added"]
+    rows, total = store.window(COLL, offset=0, limit=50, added_after=after)
+    assert total == 11 and rows == everything[10:]
+    rows, total = store.window(COLL, offset=0, limit=50, ids=[obj(3)["id"]], versions=["all"])
+    assert total == 2
+    assert store.window(COLL, offset=0, limit=5, ids=["indicator--\x00"]) == ([], 0)
