@@ -19,6 +19,7 @@ from connectors.core.config import Settings
 from connectors.core.enricher import Enricher
 from connectors.core.lists import Lists
 from connectors.core.lists import matcher as lists_matcher
+from connectors.unread_bodies import settled as _settled
 
 from . import auth, feed_http, feed_options, feeds, filters, media
 from . import config as taxii_config
@@ -73,34 +74,6 @@ def _as_v20(request: web.Request, response: web.Response) -> web.Response:
 
 def _last_line(exc: Exception) -> str:
     return ([x.strip() for x in str(exc).splitlines() if x.strip()] or [type(exc).__name__])[-1]
-
-
-LINGER = 10.0  # seconds a body left unread may take to drain, as aiohttp's own lingering read
-
-
-async def _settled(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
-    """Answer a request whose compressed body was not read to its end, then drain that body
-    here as aiohttp would, but close the connection when it cannot be decoded (gzip or deflate
-    data that does not decompress) instead of letting aiohttp log a traceback."""
-    if (
-        "Content-Encoding" not in request.headers
-        or not request.body_exists
-        or request.content.is_eof()
-        or response.prepared
-    ):
-        return response
-    await response.prepare(request)
-    await response.write_eof()
-
-    async def drain() -> None:
-        while await request.content.readany():
-            pass
-
-    try:
-        await asyncio.wait_for(drain(), LINGER)
-    except (web.RequestPayloadError, BadHttpMessage, asyncio.TimeoutError):
-        request.protocol.force_close()
-    return response
 
 
 def _cfg(request: web.Request) -> taxii_config.TaxiiConfig:

@@ -15,6 +15,8 @@ from typing import Awaitable, Callable, Optional
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 
+from connectors.unread_bodies import settled as _settled
+
 from . import api, sources
 from .faults import Faults
 from .objects import InvalidArgument, NotFound
@@ -95,34 +97,6 @@ async def _api(emu: Emulator, request: web.Request, handler: Handler, key: str):
     except Exception as exc:  # answer like VirusTotal's 500, keep serving, leave a trace
         LOG.exception("emulator handler failed")
         return coded("ServerError", f"{type(exc).__name__}")
-
-
-LINGER = 10.0  # seconds a body left unread may take to drain, as aiohttp's own lingering read
-
-
-async def _settled(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
-    """Answer a request whose compressed body was not read to its end, then drain that body
-    here as aiohttp would, but close the connection when it cannot be decoded (gzip or deflate
-    data that does not decompress) instead of letting aiohttp log a traceback."""
-    if (
-        "Content-Encoding" not in request.headers
-        or not request.body_exists
-        or request.content.is_eof()
-        or response.prepared
-    ):
-        return response
-    await response.prepare(request)
-    await response.write_eof()
-
-    async def drain() -> None:
-        while await request.content.readany():
-            pass
-
-    try:
-        await asyncio.wait_for(drain(), LINGER)
-    except (web.RequestPayloadError, BadHttpMessage, asyncio.TimeoutError):
-        request.protocol.force_close()
-    return response
 
 
 def _middleware(emu: Emulator):
