@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 from urllib.parse import urlsplit, urlunsplit
 
 from .config import ConfigError
@@ -77,9 +77,12 @@ def connect(url: str) -> Any:
         raise ConfigError(f"cannot connect to core.database: {_one_line(exc)}") from None
 
 
-def pool(url: str, max_size: int = 4, session: Tuple[str, ...] = ()) -> Any:
+def pool(
+    url: str, max_size: int = 4, session: Tuple[str, ...] = (), schema: Optional[Schema] = None
+) -> Any:
     """A small thread-safe pool of autocommit connections, opened and checked now; `session`
-    statements (SET ...) run once on every new connection."""
+    statements (SET ...) run once on every new connection; `schema` is created or upgraded
+    before the pool is handed out (the pool is closed again when that fails)."""
     psycopg = _psycopg()
     from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -97,6 +100,13 @@ def pool(url: str, max_size: int = 4, session: Tuple[str, ...] = ()) -> Any:
     except (PoolTimeout, psycopg.Error) as exc:
         p.close()
         raise ConfigError(f"cannot connect to core.database: {_one_line(exc)}") from None
+    if schema is not None:
+        try:
+            with p.connection() as conn:
+                ensure(conn, schema)
+        except BaseException:
+            p.close()
+            raise
     return p
 
 

@@ -54,13 +54,7 @@ class PostgresStore(ObjectStore):
     OBJECTS = "taxii_objects"
 
     def __init__(self, url: str) -> None:
-        self.pool = database.pool(url, session=SESSION)
-        try:
-            with self.pool.connection() as conn:
-                database.ensure(conn, SCHEMA)
-        except BaseException:
-            self.pool.close()
-            raise
+        self.pool = database.pool(url, session=SESSION, schema=SCHEMA)
 
     def close(self) -> None:
         self.pool.close()

@@ -46,13 +46,7 @@ class PostgresOutbox(Outbox):
     def __init__(self, url: str, lease: float = 300.0) -> None:
         self.lease = lease
         self.owner = uuid.uuid4().hex  # this process: what requeue_running gives back
-        self.pool = database.pool(url)
-        try:
-            with self.pool.connection() as conn:
-                database.ensure(conn, SCHEMA)
-        except BaseException:
-            self.pool.close()
-            raise
+        self.pool = database.pool(url, schema=SCHEMA)
 
     def close(self) -> None:
         self.pool.close()
