@@ -19,7 +19,8 @@ from connectors.core.config import Settings
 from connectors.core.enricher import Enricher
 from connectors.core.lists import Lists
 from connectors.core.lists import matcher as lists_matcher
-from connectors.unread_bodies import settled as _settled
+from connectors.request_bodies import invite, last_line, read_capped
+from connectors.request_bodies import settled as _settled
 
 from . import auth, feed_http, feed_options, feeds, filters, media
 from . import config as taxii_config
@@ -70,10 +71,6 @@ def _as_v20(request: web.Request, response: web.Response) -> web.Response:
     if request.get(V20):
         response.headers["Content-Type"] = media.V20_TAXII
     return response
-
-
-def _last_line(exc: Exception) -> str:
-    return ([x.strip() for x in str(exc).splitlines() if x.strip()] or [type(exc).__name__])[-1]
 
 
 def _cfg(request: web.Request) -> taxii_config.TaxiiConfig:
@@ -200,15 +197,13 @@ async def delete_object(request: web.Request) -> web.Response:
 async def _body(request: web.Request, cap: int) -> bytes:
     if (request.content_length or 0) > cap:
         raise TaxiiError(413, f"at most {cap} bytes")
-    raw = bytearray()
     try:
-        async for chunk in request.content.iter_chunked(1 << 16):  # read() may return less
-            raw += chunk
-            if len(raw) > cap:  # counted after decompression: a gzip bomb stops here too
-                raise TaxiiError(413, f"at most {cap} bytes")
+        raw = await read_capped(request, cap)
     except (web.RequestPayloadError, BadHttpMessage) as exc:  # e.g. gzip data that is not
-        raise TaxiiError(400, f"the body cannot be read: {_last_line(exc)}") from None
-    return bytes(raw)
+        raise TaxiiError(400, f"the body cannot be read: {last_line(exc)}") from None
+    if raw is None:
+        raise TaxiiError(413, f"at most {cap} bytes")
+    return raw
 
 
 async def expect(request: web.Request) -> Optional[web.Response]:
@@ -219,13 +214,7 @@ async def expect(request: web.Request) -> Optional[web.Response]:
         refusal = error(417, "Expectation Failed", "only Expect: 100-continue is understood")
     elif (request.content_length or 0) > cap:
         refusal = error(413, "Payload Too Large", f"at most {cap} bytes")
-    if refusal is not None:
-        refusal.force_close()  # the body was never sent: the connection cannot be reused
-        return refusal
-    if request.version >= (1, 1):
-        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        request.writer.output_size = 0  # the interim answer is not the response
-    return None
+    return await invite(request, refusal)
 
 
 async def add_objects(request: web.Request) -> web.Response:

@@ -15,7 +15,7 @@ from typing import Awaitable, Callable, Optional
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 
-from connectors.unread_bodies import settled as _settled
+from connectors.request_bodies import settled as _settled
 
 from . import api, sources
 from .faults import Faults

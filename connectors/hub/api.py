@@ -22,6 +22,7 @@ from connectors.core.enricher import Enricher
 from connectors.core.gateway import CredentialsRejected
 from connectors.core.quota import Priority
 from connectors.formats import rows
+from connectors.request_bodies import read_capped
 
 from .config import (
     DEFAULT_DEADLINE,
@@ -91,7 +92,7 @@ class Hub:
                 {"WWW-Authenticate": 'Bearer realm="vtconnect hub"'},
             )
         try:
-            body = await asyncio.wait_for(_read_body(request, MAX_BODY_BYTES), self.body_timeout)
+            body = await asyncio.wait_for(read_capped(request, MAX_BODY_BYTES), self.body_timeout)
         except asyncio.TimeoutError:
             return fail(408, "timeout", f"the body did not arrive within {self.body_timeout:g} s")
         except (web.RequestPayloadError, BadHttpMessage) as exc:  # e.g. gzip that is not
@@ -161,16 +162,6 @@ def parse(body: bytes, client: Client) -> Any:
             f"{MAX_DEADLINE:g}"
         )  # fmt: skip
     return values, kind, priority, float(deadline)
-
-
-async def _read_body(request: web.Request, cap: int) -> Optional[bytes]:
-    """The body, or None as soon as it is longer than `cap`."""
-    raw = bytearray()
-    async for chunk in request.content.iter_chunked(1 << 16):
-        raw += chunk
-        if len(raw) > cap:
-            return None
-    return bytes(raw)
 
 
 HUB: web.AppKey[Hub] = web.AppKey("hub")

@@ -25,7 +25,8 @@ from connectors.core.enricher import Enricher
 from connectors.core.gateway import CredentialsRejected
 from connectors.core.quota import Priority
 from connectors.core.verdict import Enrichment, Verdict
-from connectors.unread_bodies import settled as _settled
+from connectors.request_bodies import invite, last_line, read_capped
+from connectors.request_bodies import settled as _settled
 
 from . import auth, delivery, formats, payload, shapes
 from .config import Source, WebhookConfig, load
@@ -133,13 +134,7 @@ class Receiver:
             if src is None
             else _refuse_unread(request, src)
         )
-        if refusal is not None:
-            refusal.force_close()  # the body was never sent: the connection cannot be reused
-            return refusal
-        if request.version >= (1, 1):
-            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            request.writer.output_size = 0  # the interim answer is not the response
-        return None
+        return await invite(request, refusal)
 
     async def _post(self, request: web.Request, fmt: str, src: Source) -> web.Response:
         self.last_request = time.monotonic()
@@ -148,12 +143,12 @@ class Receiver:
             return refusal
         try:
             async with _timeout(self.body_timeout):
-                body = await _read_body(request, src.max_body_bytes)
+                body = await read_capped(request, src.max_body_bytes)
         except asyncio.TimeoutError:  # a stalled or trickling sender must not hold a slot
             # (aiohttp then reads what is left for at most its 10 s lingering time)
             return fail(408, "timeout", f"the body did not arrive within {self.body_timeout:g} s")
         except (web.RequestPayloadError, BadHttpMessage) as exc:  # e.g. gzip that is not
-            return fail(400, "bad_body", f"the body cannot be read: {_last_line(exc)}")
+            return fail(400, "bad_body", f"the body cannot be read: {last_line(exc)}")
         if body is None:
             return fail(413, "too_large", f"at most {src.max_body_bytes} bytes")
         try:
@@ -371,20 +366,6 @@ if sys.version_info >= (3, 11):
     _timeout = asyncio.timeout  # a timer on the running task: no task per request
 else:  # pragma: no cover
     from async_timeout import timeout as _timeout  # what aiohttp itself uses before 3.11
-
-
-def _last_line(exc: Exception) -> str:
-    return ([x.strip() for x in str(exc).splitlines() if x.strip()] or [type(exc).__name__])[-1]
-
-
-async def _read_body(request: web.Request, cap: int) -> Optional[bytes]:
-    """The body, or None as soon as it is longer than `cap`."""
-    raw = bytearray()
-    async for chunk in request.content.iter_chunked(1 << 16):
-        raw += chunk
-        if len(raw) > cap:
-            return None
-    return bytes(raw)
 
 
 async def deliver_loop(receiver: Receiver) -> None:
