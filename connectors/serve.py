@@ -189,5 +189,7 @@ async def serve(
         # Runner cleanup runs each app's on_shutdown/on_cleanup: workers finish or re-queue.
         for runner in reversed(runners):
             await runner.cleanup()
+        if status_page is not None:
+            status_page.close()
         await enricher.aclose()
         enricher.close()

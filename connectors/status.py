@@ -80,6 +80,7 @@ class StatusPage:
         self.settings = settings
         self.enricher = enricher
         self.history: Deque[Tuple[float, int]] = collections.deque(maxlen=HISTORY)
+        self._open: Dict[str, Any] = {}  # part -> its store, opened on the first look
 
     def paths(self) -> Dict[str, Any]:
         """Exact paths and their handlers, answered in front of each part's own routing."""
@@ -150,30 +151,16 @@ class StatusPage:
     def _webhook(self) -> Optional[Dict[str, Any]]:
         if "webhook" not in self.settings.raw:
             return None
-        from .webhook.config import load
-        from .webhook.outbox import outbox_for
-
-        cfg = load(self.settings.raw)
-        outbox = outbox_for(self.settings, cfg)  # [core] database when set
-        try:
-            callbacks = outbox.delivery_counts()
-            return {"jobs": outbox.counts(), "callbacks": callbacks,
-                    "dead_letters": callbacks.get("dead", 0)}  # fmt: skip
-        finally:
-            outbox.close()
+        outbox = self._opened("outbox", self._open_outbox)
+        callbacks = outbox.delivery_counts()
+        return {"jobs": outbox.counts(), "callbacks": callbacks,
+                "dead_letters": callbacks.get("dead", 0)}  # fmt: skip
 
     def _taxii(self) -> Optional[List[Dict[str, Any]]]:
         if "taxii" not in self.settings.raw:
             return None
-        from taxii.config import load
-        from taxii.store import store_for
-
-        cfg = load(self.settings.raw)
-        store = store_for(self.settings, cfg.store)  # [core] database when set
-        try:
-            summary = store.summary()
-        finally:
-            store.close()
+        cfg, store = self._opened("taxii", self._open_taxii)
+        summary = store.summary()
         rows = []
         for c in cfg.collections:
             count, last = summary.get(c.id, (0, None))
@@ -181,6 +168,30 @@ class StatusPage:
                          "last_added": _iso(last / 1e6) if last else ""})  # fmt: skip
         return rows
 
+    # The parts' stores are opened on the first look and kept (a page refreshes every 15 s:
+    # reopening, on PostgreSQL a new pool each time, was most of an answer's cost).
+    def _opened(self, name: str, open_it: Any) -> Any:
+        if name not in self._open:
+            self._open[name] = open_it()
+        return self._open[name]
+
+    def _open_outbox(self) -> Any:
+        from .webhook.config import load
+        from .webhook.outbox import outbox_for
+
+        return outbox_for(self.settings, load(self.settings.raw))  # [core] database when set
+
+    def _open_taxii(self) -> Any:
+        from taxii.config import load
+        from taxii.store import store_for
+
+        cfg = load(self.settings.raw)
+        return cfg, store_for(self.settings, cfg.store)  # [core] database when set
+
+    def close(self) -> None:
+        for opened in self._open.values():
+            (opened[1] if isinstance(opened, tuple) else opened).close()
+        self._open.clear()
 
 def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
