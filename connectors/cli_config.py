@@ -63,15 +63,7 @@ def validate_parts(settings: config_mod.Settings) -> None:
     from .serve import plan
 
     present = [p for p in ("taxii", "webhook") if p in settings.raw]
-    if "taxii" in present:
-        from taxii.config import load as load_taxii
-
-        load_taxii(settings.raw)
-    if "webhook" in present:
-        from .webhook.config import load as load_webhook
-
-        load_webhook(settings.raw)
-    plan(settings, present)  # also [api] and [status]
+    plan(settings, present)  # each part's whole section, then [api] and [status]
     from .hub.config import remote
 
     remote(settings.raw)
