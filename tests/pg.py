@@ -90,7 +90,12 @@ class PostgresServer:
             _ensure_user(user)
             _readable_by_all(bin_dir.parent)
             shutil.chown(self.dir, user, user)
-        run = {"check": True, "stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "user": user}
+        run: dict = {"check": True, "stdout": subprocess.PIPE, "stderr": subprocess.STDOUT}
+        if user is not None:
+            # Its own group too, with no supplementary ones: left in root's group, a clone in
+            # a 0700 directory (mktemp -d) is closed to it by the group bits, whatever the
+            # others bits say.
+            run.update(user=user, group=pwd.getpwnam(user).pw_gid, extra_groups=[])
         try:
             subprocess.run(
                 [str(bin_dir / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
