@@ -29,6 +29,8 @@ LOG_KEEP_DAYS = 30  # verdict log rows older than this are dropped (publishers r
 RESCAN_KEEP_DAYS = 366  # `cache purge` drops reanalysis records older than this
 CHUNK = 500  # keys per SELECT ... IN (...): below SQLite's variable limit everywhere
 T = TypeVar("T")
+# One encoder for every stored report: json.dumps with separators builds a new one per call.
+_compact = json.JSONEncoder(separators=(",", ":")).encode
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -185,7 +187,7 @@ class Cache:
         for entry, aliases in items:
             if not entry.expires_at:
                 entry.expires_at = entry.stored_at + self.settings.ttl_for(entry.verdict)
-            report = json.dumps(entry.report, separators=(",", ":")) if entry.report else None
+            report = _compact(entry.report) if entry.report else None
             rows.append((entry.key, entry.verdict, report, entry.stored_at, entry.expires_at))
             for alias in {entry.key, *aliases}:
                 alias_rows.append((alias, entry.key))

@@ -8,7 +8,6 @@ past the caller's deadline: what the budget or the clock does not allow comes ba
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 from dataclasses import replace
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -569,8 +568,10 @@ def _aliases(key: str, report: Optional[Report]) -> Iterable[str]:
 
 
 def _as_cached(enr: Enrichment) -> Enrichment:
-    """A copy marked cached: copy.copy and one attribute, not dataclasses.replace, which runs
-    __init__ over every field (measured ~20 µs per value on the cold path)."""
-    out = copy.copy(enr)
+    """A copy marked cached. Built from the instance dict: dataclasses.replace runs __init__
+    over every field and copy.copy goes through __reduce_ex__ (both measured on the cold path,
+    ~20 and ~10 µs per value)."""
+    out = object.__new__(Enrichment)
+    out.__dict__.update(enr.__dict__)
     out.cached = True
     return out
