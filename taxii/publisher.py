@@ -2,7 +2,16 @@
 connector (a Splunk search, a webhook alert, the CLI) reaches the firewalls polling TAXII; a later
 harmless verdict for a published indicator publishes a revoked version. The [lists] section
 decides first: an ignored value is never published (a live indicator for it is revoked), a
-forced verdict replaces the logged one."""
+forced verdict replaces the logged one.
+
+Replicas sharing one PostgreSQL database ([core] database) run the publisher once: it runs where
+a session-level advisory lock is held (`RunnerLock`), on a connection of its own that also
+LISTENs on `vtconnect_verdicts`, the channel the core's PostgreSQL verdict log NOTIFYs on every
+insert, so a new verdict is published at once rather than at the next poll. When that session
+ends (the replica stops or is killed, the connection drops) PostgreSQL releases the lock and a
+replica standing by takes over at its next try. The cursor moves in the same transaction as the
+objects (`store.publish`), so even a moment with two runners publishes each verdict once. On
+SQLite the server polls every `poll_seconds`, as one host's processes always did."""
 
 from __future__ import annotations
 
@@ -10,11 +19,13 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
+import socket
 import time
 from dataclasses import replace
 from typing import Any, AsyncIterator, Callable, Dict, List, Optional
 
-from connectors.core import stix
+from connectors.core import database, stix
 from connectors.core.enricher import Enricher
 from connectors.core.lists import Lists
 from connectors.core.report import Report
@@ -25,6 +36,9 @@ from .store import ObjectStore
 from .validate import repaired
 
 log = logging.getLogger(__name__)
+# Which replica runs the publisher, logged at INFO whatever -v says (a rare, telling event).
+role_log = logging.getLogger("vtconnect.publisher")
+role_log.setLevel(logging.INFO)
 CURSOR = "publisher:verdict_log"
 GROUP = {"md5": "file", "sha1": "file", "sha256": "file", "ipv4": "ip", "ipv6": "ip"}
 
@@ -229,21 +243,144 @@ def _link(kind: str, key: str, value: str) -> str:
     return f"https://www.virustotal.com/gui/{gui}/{key.split(':', 1)[1]}"
 
 
+CHANNEL = "vtconnect_verdicts"  # NOTIFYed by the core's PostgreSQL verdict log on each insert
+LOCK_PUBLISHER = 0x7674_0103  # advisory lock class: (this, hashtext(current_schema()))
+STANDBY_SECONDS = 1.0  # how often a replica standing by tries to take the publisher over
+# A session on a host that vanished (no FIN, no RST) ends, and its lock with it, after about
+# idle + interval * count seconds; the same on the client side, so a cut-off runner stops.
+KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+             "keepalives_count": 3}  # fmt: skip
+SERVER_KEEPALIVE = ("SET tcp_keepalives_idle = 10", "SET tcp_keepalives_interval = 5",
+                    "SET tcp_keepalives_count = 3")  # fmt: skip
+
+
+class RunnerLock:
+    """The publisher's single-runner lock among the replicas sharing one PostgreSQL database:
+    `pg_try_advisory_lock` on a session of its own (keyed by the schema the stores use, so two
+    deployments in one database do not exclude each other), which LISTENs for new verdicts
+    while it holds the lock. The session's application_name names the host and process, so
+    `pg_stat_activity` shows which replica runs the publisher."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self.url = url
+        self.errors = (psycopg.Error, OSError)
+        self.conn: Any = None
+        self.held = False
+        self.role = ""  # "running", "standby" or "lost": logged when it changes
+        self.name = f"vtconnect publisher {socket.gethostname()}:{os.getpid()}"
+
+    async def acquire(self) -> bool:
+        """True when this replica holds the lock (now or already); False when another does."""
+        import psycopg
+
+        if self.held:
+            return True
+        if self.conn is None or self.conn.closed:
+            self.conn = await psycopg.AsyncConnection.connect(
+                self.url, autocommit=True, application_name=self.name[:63], **KEEPALIVE
+            )
+            for statement in SERVER_KEEPALIVE:
+                await self.conn.execute(statement)
+        cur = await self.conn.execute(
+            "SELECT pg_try_advisory_lock(%s, hashtext(current_schema()))", (LOCK_PUBLISHER,)
+        )
+        row = await cur.fetchone()
+        if not (row and row[0]):
+            self._say("standby", "publisher standing by: another replica holds its lock")
+            return False
+        await self.conn.execute(f"LISTEN {CHANNEL}")
+        self.held = True
+        self._say("running", "publisher running on this replica (it holds the database lock)")
+        return True
+
+    async def wait(self, timeout: float) -> bool:
+        """Until a verdict is NOTIFYed or `timeout` passes; True when woken. A burst of
+        notifications wakes once: the pass that follows reads every row they announce."""
+        woke = False
+        async for _ in self.conn.notifies(timeout=timeout, stop_after=1):
+            woke = True
+        if woke:
+            async for _ in self.conn.notifies(timeout=0):
+                pass
+        return woke
+
+    async def lost(self, exc: BaseException) -> None:
+        """The session failed (the database restarted, the network dropped): the lock went
+        with it. Close what is left; `acquire` starts a new session."""
+        was_running = self.held
+        self.held = False
+        await self.close()
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        if was_running:
+            self._say("lost", f"publisher stopped: its database session ended ({text})",
+                      logging.WARNING)  # fmt: skip
+        else:
+            self._say("lost", f"publisher cannot reach the database ({text})", logging.WARNING)
+
+    async def close(self) -> None:
+        conn, self.conn, self.held = self.conn, None, False
+        if conn is not None and not conn.closed:
+            try:
+                await conn.close()  # the session ends: the lock is released now
+            except self.errors:
+                pass
+
+    def _say(self, role: str, message: str, level: int = logging.INFO) -> None:
+        if role != self.role:
+            self.role = role
+            role_log.log(level, message)
+
+
+async def _one_pass(
+    enricher: Enricher, store: ObjectStore, cfg: TaxiiConfig, due: Dict[int, float]
+) -> None:
+    try:
+        publish_once(enricher, store, cfg)
+        await poll_sources(enricher, store, cfg, due)
+    except Exception:  # keep publishing after a bad row or a failed poll; say so
+        log.exception("publishing failed")
+
+
+async def run_alone(enricher: Enricher, store: ObjectStore, cfg: TaxiiConfig) -> None:
+    """SQLite: every server process of the host polls; the cursor keeps passes apart."""
+    due: Dict[int, float] = {}
+    while True:
+        await _one_pass(enricher, store, cfg, due)
+        await asyncio.sleep(cfg.poll_seconds)
+
+
+async def run_replicated(
+    url: str, enricher: Enricher, store: ObjectStore, cfg: TaxiiConfig
+) -> None:
+    """PostgreSQL: publish only while holding the RunnerLock; a pass after every NOTIFY and at
+    least every `poll_seconds` (sources, and verdicts logged without a notification)."""
+    due: Dict[int, float] = {}
+    lock = RunnerLock(url)
+    try:
+        while True:
+            try:
+                if not await lock.acquire():
+                    await asyncio.sleep(STANDBY_SECONDS)
+                    continue
+                await _one_pass(enricher, store, cfg, due)
+                await lock.wait(cfg.poll_seconds)
+            except lock.errors as exc:
+                await lock.lost(exc)
+                await asyncio.sleep(STANDBY_SECONDS)
+    finally:
+        await lock.close()
+
+
 def publisher_task(
     enricher: Enricher, store: ObjectStore, cfg: TaxiiConfig
 ) -> Callable[[Any], AsyncIterator[None]]:
     async def ctx(app: Any) -> AsyncIterator[None]:
-        async def loop() -> None:
-            due: Dict[int, float] = {}
-            while True:
-                try:
-                    publish_once(enricher, store, cfg)
-                    await poll_sources(enricher, store, cfg, due)
-                except Exception:  # keep publishing after a bad row or a failed poll; say so
-                    log.exception("publishing failed")
-                await asyncio.sleep(cfg.poll_seconds)
-
-        task = asyncio.get_running_loop().create_task(loop(), name="taxii-publisher")
+        url = enricher.settings.database
+        run = (run_replicated(url, enricher, store, cfg) if database.is_postgres(url)
+               else run_alone(enricher, store, cfg))  # fmt: skip
+        task = asyncio.get_running_loop().create_task(run, name="taxii-publisher")
         yield
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
