@@ -7,13 +7,18 @@ Each store that can live in PostgreSQL declares a `Schema`: a component name and
 (table vtconnect_schema), so every replica sees the same ones. Upgrades run in one transaction
 under an advisory lock: two replicas starting together apply each script once. Code that finds
 a schema newer than it knows refuses it (SchemaTooNew) rather than misread the rows.
+
+Each store whose state can move from its SQLite file to PostgreSQL also registers a `Copyable`
+(`copyable(...)`, beside its Schema): the file it keeps in state_dir and which SQLite table fills
+which PostgreSQL table. `vtconnect db copy` reads this registry; a store adds itself by
+registering, nothing else needs to know it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 from urllib.parse import urlsplit, urlunsplit
 
 from .config import ConfigError
@@ -42,6 +47,46 @@ class Schema:
     @property
     def version(self) -> int:
         return len(self.migrations)
+
+
+@dataclass(frozen=True)
+class CopyTable:
+    """One SQLite table moved into one PostgreSQL table by `vtconnect db copy`."""
+
+    source: str  # the SQLite table; missing in an older file = nothing to copy
+    target: str  # the PostgreSQL table
+    columns: Tuple[str, ...]  # the target's columns, in the order `select` gives them
+    select: str = ""  # a SQLite SELECT giving `columns`; "" = those names from `source`
+    convert: Optional[Callable[[Tuple[Any, ...]], Tuple[Any, ...]]] = None  # per row, where a
+    # value is spelled otherwise in PostgreSQL (text holds no NUL)
+
+    def query(self) -> str:
+        return self.select or f"SELECT {', '.join(self.columns)} FROM {self.source}"
+
+
+@dataclass(frozen=True)
+class Copyable:
+    """A component's SQLite file and the tables `vtconnect db copy` moves from it."""
+
+    component: str  # the Schema's component: its tables are created before the copy
+    file: str  # the file's name in state_dir ("taxii.db")
+    tables: Tuple[CopyTable, ...]
+    setting: str = ""  # a dotted setting that may name another path ("taxii.store")
+    prepare: Optional[Callable[[Path], None]] = None  # opens the file as its store does (an
+    # older file is upgraded) before it is read
+    finish: Tuple[str, ...] = ()  # PostgreSQL statements run after the rows are in (e.g. a
+    # sequence moved past the copied ids), in the copy's transaction
+    transient: Tuple[str, ...] = ()  # the component's PostgreSQL tables deliberately not
+    # copied (state that means nothing once its processes are gone: in-flight leases)
+
+
+COPYABLE: Dict[str, Copyable] = {}  # component -> what `vtconnect db copy` moves for it
+
+
+def copyable(spec: Copyable) -> Copyable:
+    """Register (or replace) a component's copy; returns it, to keep beside the Schema."""
+    COPYABLE[spec.component] = spec
+    return spec
 
 
 def is_postgres(target: Union[str, Path, None]) -> bool:

@@ -9,6 +9,7 @@ lower stamp appear behind its `next` token, whichever replica issued it.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 from connectors.core import database
@@ -36,6 +37,25 @@ SCHEMA = database.Schema(
         """,
     ),
 )
+
+
+def _upgrade_sqlite(path: Path) -> None:
+    from .sqlite import SQLiteStore
+
+    SQLiteStore(path).close()  # an older file gets its current schema and canonical versions
+
+
+COPY = database.copyable(
+    database.Copyable(
+        "taxii", "taxii.db", setting="taxii.store", prepare=_upgrade_sqlite, tables=(
+            database.CopyTable("objects", "taxii_objects", ("collection", "id", "type",
+                               "spec_version", "modified", "date_added", "body")),
+            database.CopyTable("status", "taxii_status", ("id", "collection", "body")),
+            database.CopyTable("state", "taxii_state", ("key", "value"),
+                               "SELECT key, value FROM state WHERE key <> 'versions_canonical'"),
+        ),
+    )
+)  # fmt: skip
 NEXT_STAMP = (
     "SELECT GREATEST((extract(epoch FROM clock_timestamp()) * 1000000)::bigint, "
     "COALESCE(MAX(date_added), 0) + 1) FROM taxii_objects WHERE collection = %s"

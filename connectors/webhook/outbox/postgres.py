@@ -14,6 +14,7 @@ import json
 import os
 import time
 import uuid
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 from connectors.core import database
@@ -38,6 +39,33 @@ SCHEMA = database.Schema(
         """,
     ),
 )
+COPIED = ("id", "source", "format", "idem", "body", "state", "result", "created", "updated",
+          "delivery", "attempts", "next_attempt", "last_error")  # fmt: skip
+
+
+def _upgrade_sqlite(path: Path) -> None:
+    from .sqlite import SQLiteOutbox
+
+    SQLiteOutbox(path).close()  # an older file gets its current schema
+
+
+def _copied_job(row: Tuple[Any, ...]) -> Tuple[Any, ...]:
+    idem = row[3]
+    return (*row[:3], _text(idem) if idem else idem, *row[4:])  # keys spelled as accept() does
+
+
+COPY = database.copyable(
+    database.Copyable(
+        "webhook", "webhook.db", setting="webhook.outbox", prepare=_upgrade_sqlite, tables=(
+            database.CopyTable("jobs", "webhook_jobs", COPIED,
+                               "SELECT " + ", ".join("CAST(body AS BLOB)" if c == "body" else c
+                                                     for c in COPIED) + " FROM jobs",
+                               convert=_copied_job),
+            database.CopyTable("meta", "webhook_meta", ("name", "value"),
+                               "SELECT name, CAST(value AS BLOB) FROM meta"),
+        ),
+    )
+)  # fmt: skip
 JOB_KEYS = ("id", "source", "format", "state", "result", "created", "updated", "delivery",
             "attempts", "last_error")  # fmt: skip
 
