@@ -137,9 +137,12 @@ def _sqlite_tables(db: sqlite3.Connection) -> set:
 def _copy_table(conn: Any, db: sqlite3.Connection, table: database.CopyTable) -> int:
     if table.source not in _sqlite_tables(db):  # an older file never made it: nothing to copy
         return 0
-    rows = db.execute(table.query())
+    columns = table.columns or tuple(
+        r[1] for r in db.execute(f"SELECT * FROM pragma_table_info('{table.source}')")
+    )
+    rows = db.execute(table.query(columns))
     n = 0
-    with conn.cursor().copy(f"COPY {table.target} ({', '.join(table.columns)}) FROM STDIN") as cp:
+    with conn.cursor().copy(f"COPY {table.target} ({', '.join(columns)}) FROM STDIN") as cp:
         while True:
             batch = rows.fetchmany(COPY_BATCH)
             if not batch:

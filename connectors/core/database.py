@@ -55,13 +55,14 @@ class CopyTable:
 
     source: str  # the SQLite table; missing in an older file = nothing to copy
     target: str  # the PostgreSQL table
-    columns: Tuple[str, ...]  # the target's columns, in the order `select` gives them
+    columns: Tuple[str, ...] = ()  # the target's columns, in the order `select` gives them;
+    # () = the source's columns, by name
     select: str = ""  # a SQLite SELECT giving `columns`; "" = those names from `source`
     convert: Optional[Callable[[Tuple[Any, ...]], Tuple[Any, ...]]] = None  # per row, where a
     # value is spelled otherwise in PostgreSQL (text holds no NUL)
 
-    def query(self) -> str:
-        return self.select or f"SELECT {', '.join(self.columns)} FROM {self.source}"
+    def query(self, columns: Tuple[str, ...]) -> str:
+        return self.select or f"SELECT {', '.join(columns)} FROM {self.source}"
 
 
 @dataclass(frozen=True)

@@ -48,9 +48,8 @@ def _upgrade_sqlite(path: Path) -> None:
 COPY = database.copyable(
     database.Copyable(
         "taxii", "taxii.db", setting="taxii.store", prepare=_upgrade_sqlite, tables=(
-            database.CopyTable("objects", "taxii_objects", ("collection", "id", "type",
-                               "spec_version", "modified", "date_added", "body")),
-            database.CopyTable("status", "taxii_status", ("id", "collection", "body")),
+            database.CopyTable("objects", "taxii_objects"),  # the same columns, by name
+            database.CopyTable("status", "taxii_status"),
             database.CopyTable("state", "taxii_state", ("key", "value"),
                                "SELECT key, value FROM state WHERE key <> 'versions_canonical'"),
         ),
