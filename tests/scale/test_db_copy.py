@@ -4,9 +4,11 @@ then read back through the PostgreSQL backends. Real SQLite files, real PostgreS
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import psycopg
+import pytest
 from click.testing import CliRunner
 
 from connectors import cli_db
@@ -209,3 +211,51 @@ def _tables(conn) -> set:
         "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
     ).fetchall()
     return {r[0] for r in rows}
+
+
+def test_copy_moves_the_core_cache_and_its_verdict_log(tmp_path, pg_database):
+    pytest.importorskip(
+        "connectors.core.store.postgres", reason="the core cache has no PostgreSQL backend here"
+    )
+    from connectors.core.config import CacheSettings
+    from connectors.core.store import CacheEntry, LogRecord, open_cache
+
+    state = tmp_path / "state"
+    state.mkdir()
+    sha256 = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"
+    md5 = "44d88612fea8a8f36de82e1278abb02f"
+    now = time.time()
+    cache = open_cache(state / "cache.db", CacheSettings())
+    cache.put(CacheEntry(f"file:{sha256}", "malicious", {"id": sha256}, now), [f"file:{md5}"])
+    cache.put(CacheEntry("domain:example.com", "harmless", {"id": "example.com"}, now))
+    cache.log(
+        LogRecord(f"file:{sha256}", "md5", md5, "malicious", 90 + i, "splunk", now + i)
+        for i in range(5)
+    )
+    cache.count_hit("splunk", 7, 3)
+    assert cache.claim_rescan(f"file:{sha256}", 7)
+    assert cache.take_leases(["domain:in-flight.example"], 30)  # in flight: not copied
+    want_log, want_stats = cache.log_after(0, limit=100), cache.stats()
+    cache.close()
+
+    r = copy(pg_database, config(tmp_path, state))
+    assert r.exit_code == 0, r.output
+    assert "cache: verdict_log -> cache_verdict_log: 5 rows" in r.output
+    pg_cache = open_cache(pg_database, CacheSettings())
+    try:
+        assert pg_cache.get(f"file:{md5}") == pg_cache.get(f"file:{sha256}")
+        assert pg_cache.get(f"file:{md5}").report == {"id": sha256}
+        assert pg_cache.canonical([f"file:{md5}"]) == {f"file:{md5}": f"file:{sha256}"}
+        assert pg_cache.log_after(0, limit=100) == want_log  # same rows, same numbers
+        got = pg_cache.stats()
+        for key in ("entries", "by_verdict", "aliases", "log_rows", "hits_total", "misses_total"):
+            assert got[key] == want_stats[key], key
+        assert not pg_cache.claim_rescan(f"file:{sha256}", 7)  # asked already, on the old host
+        assert not pg_cache.lease_held("domain:in-flight.example")
+        # a verdict logged after the copy is numbered after the copied ones
+        pg_cache.log([LogRecord("domain:example.com", "domain", "example.com", "harmless", 0,
+                                "cli", now + 10)])  # fmt: skip
+        (new,) = pg_cache.log_after(want_log[-1][0])
+        assert new[1].value == "example.com"
+    finally:
+        pg_cache.close()
