@@ -247,11 +247,12 @@ CHANNEL = "vtconnect_verdicts"  # NOTIFYed by the core's PostgreSQL verdict log 
 LOCK_PUBLISHER = 0x7674_0103  # advisory lock class: (this, hashtext(current_schema()))
 STANDBY_SECONDS = 1.0  # how often a replica standing by tries to take the publisher over
 # A session on a host that vanished (no FIN, no RST) ends, and its lock with it, after about
-# idle + interval * count seconds; the same on the client side, so a cut-off runner stops.
+# idle + interval * count seconds, or tcp_user_timeout when data (a NOTIFY) waits unacknowledged;
+# the same on the client side, so a cut-off runner stops. Unix sockets ignore them.
 KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
-             "keepalives_count": 3}  # fmt: skip
+             "keepalives_count": 3, "tcp_user_timeout": 25000}  # fmt: skip
 SERVER_KEEPALIVE = ("SET tcp_keepalives_idle = 10", "SET tcp_keepalives_interval = 5",
-                    "SET tcp_keepalives_count = 3")  # fmt: skip
+                    "SET tcp_keepalives_count = 3", "SET tcp_user_timeout = 25000")  # fmt: skip
 
 
 class RunnerLock:
