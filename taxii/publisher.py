@@ -263,10 +263,8 @@ class RunnerLock:
     `pg_stat_activity` shows which replica runs the publisher."""
 
     def __init__(self, url: str) -> None:
-        import psycopg
-
         self.url = url
-        self.errors = (psycopg.Error, OSError)
+        self.errors = (database.driver_error(), OSError)
         self.conn: Any = None
         self.held = False
         self.role = ""  # "running", "standby" or "lost": logged when it changes
@@ -274,13 +272,11 @@ class RunnerLock:
 
     async def acquire(self) -> bool:
         """True when this replica holds the lock (now or already); False when another does."""
-        import psycopg
-
         if self.held:
             return True
         if self.conn is None or self.conn.closed:
-            self.conn = await psycopg.AsyncConnection.connect(
-                self.url, autocommit=True, application_name=self.name[:63], **KEEPALIVE
+            self.conn = await database.connect_async(
+                self.url, application_name=self.name[:63], **KEEPALIVE
             )
             for statement in SERVER_KEEPALIVE:
                 await self.conn.execute(statement)

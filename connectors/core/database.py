@@ -123,6 +123,17 @@ def connect(url: str) -> Any:
         raise ConfigError(f"cannot connect to core.database: {_one_line(exc)}") from None
 
 
+async def connect_async(url: str, **params: Any) -> Any:
+    """One autocommit asyncio connection: a session of its own (session locks, LISTEN), its
+    libpq `params` added to the URL's. Failures raise the driver's own errors (`Error`)."""
+    return await _psycopg().AsyncConnection.connect(url, autocommit=True, **params)
+
+
+def driver_error() -> type:
+    """The driver's base exception class, for callers that keep a session alive themselves."""
+    return _psycopg().Error
+
+
 def pool(
     url: str, max_size: int = 4, session: Tuple[str, ...] = (), schema: Optional[Schema] = None
 ) -> Any:
