@@ -340,6 +340,12 @@ async def _one_pass(
         log.exception("publishing failed")
 
 
+def _behind(enricher: Enricher, store: ObjectStore, before: str) -> bool:
+    """Whether the pass moved the cursor and the log still holds rows after it."""
+    now = store.get_state(CURSOR, "")
+    return now != before and bool(enricher.cache.log_after(int(now or 0), limit=1))
+
+
 async def run_alone(enricher: Enricher, store: ObjectStore, cfg: TaxiiConfig) -> None:
     """SQLite: every server process of the host polls; the cursor keeps passes apart."""
     due: Dict[int, float] = {}
@@ -351,8 +357,9 @@ async def run_alone(enricher: Enricher, store: ObjectStore, cfg: TaxiiConfig) ->
 async def run_replicated(
     url: str, enricher: Enricher, store: ObjectStore, cfg: TaxiiConfig
 ) -> None:
-    """PostgreSQL: publish only while holding the RunnerLock; a pass after every NOTIFY and at
-    least every `poll_seconds` (sources, and verdicts logged without a notification)."""
+    """PostgreSQL: publish only while holding the RunnerLock; a pass after every NOTIFY, at
+    least every `poll_seconds` (sources, and verdicts logged without a notification), and at
+    once again while a pass leaves a backlog (1,000 log rows a pass)."""
     due: Dict[int, float] = {}
     lock = RunnerLock(url)
     try:
@@ -361,7 +368,11 @@ async def run_replicated(
                 if not await lock.acquire():
                     await asyncio.sleep(STANDBY_SECONDS)
                     continue
+                before = store.get_state(CURSOR, "")
                 await _one_pass(enricher, store, cfg, due)
+                if _behind(enricher, store, before):  # a backlog (a takeover): go on at once
+                    await asyncio.sleep(0)
+                    continue
                 await lock.wait(cfg.poll_seconds)
             except lock.errors as exc:
                 await lock.lost(exc)

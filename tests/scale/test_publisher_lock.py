@@ -104,6 +104,13 @@ async def test_a_notify_wakes_the_runner(pg_database):
         await lock.close()
 
 
+def feed_settings(emulator_url, tmp_path):
+    """Settings with one collection fed by the publisher; poll_seconds is an hour."""
+    feed = {"id": FEED, "title": "Feed", "read": ["*"], "publish": ["malicious"], "test": True}
+    doc = {"quota": {"tier": "unlimited"}, "taxii": {"poll_seconds": 3600, "collections": [feed]}}
+    return config.for_emulator(config.from_mapping(doc, env={}), emulator_url, str(tmp_path))
+
+
 def objects(store, kind="indicator"):
     page = store.query(FEED, limit=100, types=[kind])
     return [json.loads(row["body"]) for row in page.objects]
@@ -111,16 +118,7 @@ def objects(store, kind="indicator"):
 
 async def test_the_runner_publishes_at_once_on_a_notify(emulator_url, tmp_path, pg_database):
     """poll_seconds is an hour: only the NOTIFY can start the second pass."""
-    doc = {
-        "quota": {"tier": "unlimited"},
-        "taxii": {
-            "poll_seconds": 3600,
-            "collections": [
-                {"id": FEED, "title": "Feed", "read": ["*"], "publish": ["malicious"], "test": True}
-            ],
-        },
-    }
-    settings = config.for_emulator(config.from_mapping(doc, env={}), emulator_url, str(tmp_path))
+    settings = feed_settings(emulator_url, tmp_path)
     cfg = taxii_config.load(settings.raw)
     store = open_store(pg_database)
     enricher = Enricher(settings, connector="cli")
@@ -148,3 +146,40 @@ async def test_the_runner_publishes_at_once_on_a_notify(emulator_url, tmp_path, 
         enricher.close()
         store.close()
     assert holders(pg_database) == []  # a stopped runner leaves no lock behind
+
+
+async def test_a_backlog_is_published_without_waiting_for_the_next_poll(
+    emulator_url, tmp_path, pg_database
+):
+    """A replica taking over (or a burst) finds more rows than one pass reads (1,000): it goes
+    on at once instead of waiting for a NOTIFY or poll_seconds (an hour here)."""
+    import time
+
+    from connectors.core.cache import LogRecord
+
+    settings = feed_settings(emulator_url, tmp_path)
+    cfg = taxii_config.load(settings.raw)
+    store = open_store(pg_database)
+    enricher = Enricher(settings, connector="cli")
+    now = time.time()
+    names = [f"host{i}.backlog.example" for i in range(2500)]
+    enricher.cache.log(
+        LogRecord(f"domain:{n}", "domain", n, "malicious", 90, "webhook", now) for n in names
+    )
+    task = asyncio.create_task(publisher.run_replicated(pg_database, enricher, store, cfg))
+    try:
+
+        def count():
+            page = store.query(FEED, limit=3000, types=["indicator"])
+            return len(page.objects)
+
+        async def all_there():
+            return await asyncio.to_thread(count) == len(names)
+
+        await until(all_there, tries=1200)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await enricher.aclose()
+        enricher.close()
+        store.close()
