@@ -52,7 +52,8 @@ def _with_db(obj: Any, fn: Callable[[Any], T]) -> T:
 
 @click.group()
 def db() -> None:
-    """The schema of the shared PostgreSQL database ([core] database)."""
+    """The shared PostgreSQL database ([core] database): its schema, and a host's SQLite state
+    copied into it."""
 
 
 @db.command()
@@ -203,7 +204,7 @@ def copy_command(obj: Any, from_dir: Optional[str], force: bool) -> None:
         for f in files.values():
             f.close()
     for what, n in counts.items():
-        click.echo(f"{what}: {n} rows")
+        click.echo(f"{what}: {n} row{'' if n == 1 else 's'}")
     click.echo(f"copied {sum(counts.values())} rows into {database.redacted(settings.database)}")
 
 

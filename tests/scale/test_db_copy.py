@@ -78,7 +78,7 @@ def test_copy_then_read_back_through_the_postgres_backends(tmp_path, pg_database
     assert r.exit_code == 0, r.output
     assert "taxii: objects -> taxii_objects: 151 rows" in r.output
     assert "webhook: jobs -> webhook_jobs: 7 rows" in r.output
-    assert "webhook: meta -> webhook_meta: 1 rows" in r.output
+    assert "webhook: meta -> webhook_meta: 1 row\n" in r.output
 
     sqlite_store, pg_store = SQLiteStore(state / "taxii.db"), open_store(pg_database)
     sqlite_box, pg_box = SQLiteOutbox(state / "webhook.db"), open_outbox(pg_database)
