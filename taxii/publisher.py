@@ -331,19 +331,24 @@ class RunnerLock:
 
 
 async def _one_pass(
-    enricher: Enricher, store: ObjectStore, cfg: TaxiiConfig, due: Dict[int, float]
-) -> None:
+    enricher: Enricher,
+    store: ObjectStore,
+    cfg: TaxiiConfig,
+    due: Dict[int, float],
+    backlog: bool = False,
+) -> bool:
+    """One pass; with `backlog`, True when it moved the cursor and the log holds more rows."""
     try:
+        before = store.get_state(CURSOR, "") if backlog else ""
         publish_once(enricher, store, cfg)
         await poll_sources(enricher, store, cfg, due)
+        if not backlog:
+            return False
+        now = store.get_state(CURSOR, "")
+        return now != before and bool(enricher.cache.log_after(int(now or 0), limit=1))
     except Exception:  # keep publishing after a bad row or a failed poll; say so
         log.exception("publishing failed")
-
-
-def _behind(enricher: Enricher, store: ObjectStore, before: str) -> bool:
-    """Whether the pass moved the cursor and the log still holds rows after it."""
-    now = store.get_state(CURSOR, "")
-    return now != before and bool(enricher.cache.log_after(int(now or 0), limit=1))
+        return False
 
 
 async def run_alone(enricher: Enricher, store: ObjectStore, cfg: TaxiiConfig) -> None:
@@ -368,9 +373,8 @@ async def run_replicated(
                 if not await lock.acquire():
                     await asyncio.sleep(STANDBY_SECONDS)
                     continue
-                before = store.get_state(CURSOR, "")
-                await _one_pass(enricher, store, cfg, due)
-                if _behind(enricher, store, before):  # a backlog (a takeover): go on at once
+                if await _one_pass(enricher, store, cfg, due, backlog=True):
+                    # more rows than one pass reads (a takeover, a burst): go on at once
                     await asyncio.sleep(0)
                     continue
                 await lock.wait(cfg.poll_seconds)
