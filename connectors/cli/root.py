@@ -16,12 +16,12 @@ from typing import List, Optional, Sequence
 import click
 from rich.console import Console
 
-from . import formats
-from .core import config as config_mod
-from .core.enricher import Enricher
-from .core.gateway import CredentialsRejected, Gateway, GatewayError
-from .core.quota import Priority, QuotaGovernor
-from .core.verdict import Enrichment, Verdict
+from ..core import config as config_mod
+from ..core.enricher import Enricher
+from ..core.gateway import CredentialsRejected, Gateway, GatewayError
+from ..core.quota import Priority, QuotaGovernor
+from ..core.verdict import Enrichment, Verdict
+from . import render
 
 EXIT_FAILED, EXIT_USAGE, EXIT_CREDENTIALS, EXIT_INTERRUPTED = 1, 2, 3, 130
 MAX_LINE = 8192  # longer input lines come back skipped, shortened in the output
@@ -196,7 +196,7 @@ def lookup(
     remote_url: Optional[str],
 ) -> None:
     """Enrich indicators (hashes, URLs, domains, IPs) with VirusTotal verdicts."""
-    from .hub.config import remote as remote_settings
+    from ..hub.config import remote as remote_settings
 
     try:
         remote = remote_settings(obj.settings.raw, url=remote_url)
@@ -215,7 +215,7 @@ def lookup(
     settings = obj.settings
     console = Console(stderr=True)
     if remote.url:
-        from .cli_remote import remote_lookup
+        from .remote import remote_lookup
 
         alone = {
             "--no-cache": no_cache,
@@ -226,7 +226,7 @@ def lookup(
         for option, given in alone.items():
             if given:
                 raise click.UsageError(f"{option} needs a direct lookup, not --remote")
-        writer = formats.RowWriter(fmt, sys.stdout, Console())
+        writer = render.RowWriter(fmt, sys.stdout, Console())
         remote_lookup(remote, items, kind, priority, deadline, writer)
         return
     enricher = Enricher(settings, connector="cli")
@@ -236,7 +236,7 @@ def lookup(
         rescan_after_days=rescan_after_days,
         priority=Priority[priority.upper()],
     )
-    writer = formats.RowWriter(fmt, sys.stdout, Console())
+    writer = render.RowWriter(fmt, sys.stdout, Console())
     run = LookupRun(enricher, items, kwargs, deadline, max_lookups, writer)
     interrupted = False
     try:
@@ -261,8 +261,8 @@ def _extracted(
     values: Sequence[str], source: Optional[str], kind: str, email_domains: bool = False
 ) -> List[str]:
     """Indicators found in the text, as the Splunk command and the webhook find them."""
-    from .core.extract import extract
-    from .core.observable import Kind
+    from ..core.extract import extract
+    from ..core.observable import Kind
 
     if source == "-":
         text = sys.stdin.buffer.read().decode("utf-8", "replace")
@@ -289,7 +289,7 @@ class LookupRun:
 
     def __init__(self, enricher: Enricher, items: List[str], kwargs: dict,
                  deadline: Optional[float], max_lookups: Optional[int],
-                 writer: formats.RowWriter) -> None:  # fmt: skip
+                 writer: render.RowWriter) -> None:  # fmt: skip
         self.enricher, self.kwargs, self.writer = enricher, kwargs, writer
         self.items = [v if len(v) <= MAX_LINE else v[:64] + "…(truncated)" for v in items]
         self.deadline, self.max_lookups = deadline, max_lookups
@@ -376,7 +376,7 @@ def _run_scan(
             analysis_id = await submit(gw)
             if not wait:
                 return {"analysis_id": analysis_id, "status": "queued"}
-            from .core.analysis import wait_for_analysis
+            from ..core.analysis import wait_for_analysis
 
             doc = await wait_for_analysis(gw, analysis_id, timeout=timeout)
             return scan_result(analysis_id, doc, settings)
@@ -405,9 +405,9 @@ def _run_scan(
 def scan_result(analysis_id: str, doc: dict, settings: config_mod.Settings) -> dict:
     """The verdict from the completed analysis itself (its stats and engine results), so seeing
     it costs no further API call."""
-    from .core.enricher import from_report
-    from .core.observable import parse
-    from .core.report import parse_report
+    from ..core.enricher import from_report
+    from ..core.observable import parse
+    from ..core.report import parse_report
 
     attrs = doc["data"]["attributes"]
     meta = doc.get("meta") or {}
@@ -441,7 +441,7 @@ def scan_result(analysis_id: str, doc: dict, settings: config_mod.Settings) -> d
 @click.pass_obj
 def scan_url(obj: Ctx, url: str, wait: bool, timeout: float, fmt: str) -> None:
     """Submit URL for analysis."""
-    from .core.observable import InvalidObservable, parse
+    from ..core.observable import InvalidObservable, parse
 
     try:
         obs = parse(url, "url")
@@ -486,8 +486,8 @@ def emulator(
     host: str, port: int, tier: str, keys: Sequence[str], strict_keys: bool, faults: str
 ) -> None:
     """Run the VirusTotal API v3 emulator (point VT_API_URL at it)."""
-    from .emulator.cli_support import build_config
-    from .emulator.server import serve
+    from ..emulator.cli_support import build_config
+    from ..emulator.server import serve
 
     try:
         config = build_config(tier=tier, keys=keys, strict_keys=strict_keys, faults=faults)
@@ -510,7 +510,7 @@ def cache() -> None:
 @click.pass_obj
 def cache_stats(obj: Ctx, as_json: bool) -> None:
     """Entries by verdict, hit rate, verdict log size."""
-    from .core.cache import Cache
+    from ..core.cache import Cache
 
     c = Cache(obj.settings.cache_path, obj.settings.cache)
     try:
@@ -537,7 +537,7 @@ def cache_stats(obj: Ctx, as_json: bool) -> None:
 )
 @click.pass_obj
 def cache_purge(obj: Ctx, everything: bool) -> None:
-    from .core.cache import Cache
+    from ..core.cache import Cache
 
     c = Cache(obj.settings.cache_path, obj.settings.cache)
     try:
@@ -609,9 +609,9 @@ def demo(obj: Ctx) -> None:
 def serve(obj: Ctx, parts: Sequence[str], log_format: str) -> None:
     """Run the server parts in one process (127.0.0.1 unless configured); stop with SIGTERM.
     /healthz, /metrics and (with [status] credentials) /status on every part."""
-    from .observe import configure_logging
-    from .serve import plan
-    from .serve import serve as run
+    from ..observe import configure_logging
+    from ..serve import plan
+    from ..serve import serve as run
 
     chosen = list(dict.fromkeys(parts)) or [
         p for p in ("taxii", "webhook") if p in obj.settings.raw
@@ -638,13 +638,13 @@ def serve(obj: Ctx, parts: Sequence[str], log_format: str) -> None:
 
 
 def _register_connectors() -> None:
-    from .cli_api import api
-    from .cli_config import config_group, init
-    from .cli_db import db
-    from .cli_lists import lists
-    from .cli_splunk import splunk
-    from .cli_taxii import taxii
-    from .cli_webhook import webhook
+    from .api import api
+    from .config import config_group, init
+    from .db import db
+    from .lists import lists
+    from .splunk import splunk
+    from .taxii import taxii
+    from .webhook import webhook
 
     main.add_command(api)
     main.add_command(config_group)
@@ -658,5 +658,3 @@ def _register_connectors() -> None:
 
 _register_connectors()
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
