@@ -210,3 +210,23 @@ def test_sqlite_users_need_no_driver():
                           cwd=ROOT, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "psycopg is not installed" in done.stdout
+
+
+# -- the receiver, by concept --------------------------------------------------------------
+WEBHOOK = ROOT / "connectors" / "webhook"
+
+
+def test_the_receiver_is_assembled_in_app_only():
+    """receiver.py (HTTP), worker.py (jobs), callbacks.py (delivery) and block.py (the block an
+    alert gets) are separate; only app.py puts the loops beside the routes, and the block and
+    the loops know no web server."""
+    users = {
+        f.name
+        for f in sorted(WEBHOOK.glob("*.py"))
+        for m in imports(f)
+        if _hits(m, ("connectors.webhook.worker", "connectors.webhook.callbacks"))
+    }
+    assert users == {"app.py"}
+    for name in ("block.py", "worker.py", "callbacks.py"):
+        assert not [m for m in imports(WEBHOOK / name) if _hits(m, ("aiohttp.web",))], name
+    assert not [m for m in imports(WEBHOOK / "block.py") if _hits(m, ("aiohttp",))]

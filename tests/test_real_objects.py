@@ -25,7 +25,7 @@ from connectors.core.observable import parse
 from connectors.core.report import ANSWERED, FILE_STATS, NAMES_CAP, OTHER_STATS, parse_report
 from connectors.core.verdict import Verdict
 from connectors.webhook import shapes
-from connectors.webhook.app import block
+from connectors.webhook.block import block
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "splunk_app" / "bin"))
