@@ -1,5 +1,6 @@
-"""The `vtconnect` command line (click), one module per command group; root.py holds the group
-and the commands that ask VirusTotal. This package is an entry point: nothing else in the product
+"""The `vtconnect` command line (click), one module per command group (lookup.py, scan.py,
+taxii.py, webhook.py, ...), the group itself in root.py, what they share in context.py and the
+output renderers in render.py. This package is an entry point: nothing else in the product
 imports it."""
 
 from .root import main

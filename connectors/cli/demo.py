@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import tempfile
 
+import click
 from rich.console import Console
 
 from ..core import config as config_mod
 from ..core.enricher import Enricher
 from . import render
+from .context import Ctx
 
 SAMPLES = [
     "44d88612fea8a8f36de82e1278abb02f",  # EICAR test file, MD5
@@ -131,3 +134,10 @@ def run_demo() -> int:
     console.rule("Core: vtconnect lookup")
     status = asyncio.run(_run(console))
     return status or _splunk(console)
+
+
+@click.command()
+@click.pass_obj
+def demo(obj: Ctx) -> None:
+    """Run the main pipelines against a local emulator and print what they produce."""
+    sys.exit(run_demo())

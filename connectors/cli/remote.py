@@ -42,7 +42,7 @@ class RemoteRun:
 
 def remote_lookup(remote: Remote, items: List[str], kind: str, priority: str,
                   deadline: Optional[float], writer: render.RowWriter) -> None:  # fmt: skip
-    from .root import MAX_LINE
+    from .context import MAX_LINE
 
     items = [v if len(v) <= MAX_LINE else v[:64] + "…(truncated)" for v in items]
     run = RemoteRun(HubClient(remote), items, kind, priority, deadline, writer)
