@@ -114,6 +114,26 @@ def test_the_cli_is_a_package_and_serve_stays_the_root():
     assert 'vtconnect = "connectors.cli:main"' in text
 
 
+# Top-level modules the adapters may share (HTTP body reading); they sit below every adapter.
+SHARED_HELPERS = ("connectors.request_bodies",)
+
+
+def test_adapters_share_only_helpers_that_sit_below_them():
+    own = {"connectors.core", *SHARED_HELPERS, *TOP}
+    reached = set()
+    for name, folder in ADAPTERS.items():
+        for f in sorted(folder.rglob("*.py")) if folder.exists() else []:
+            for m in imports(f):
+                top = ".".join(m.split(".")[:2])
+                if m.startswith("connectors.") and not _hits(top, (*ADAPTER_MODULES[name], *own)):
+                    reached.add((str(f.relative_to(ROOT)), top))
+    assert reached == set()  # anything else is another adapter (caught above) or a new helper
+    for helper in SHARED_HELPERS:
+        path = ROOT / Path(*helper.split(".")).with_suffix(".py")
+        below = [m for m in imports(path) if m.startswith("connectors.")]
+        assert all(_hits(m, ("connectors.core",)) for m in below), (helper, below)
+
+
 def test_top_checker_sees_a_violation():
     f = ROOT / "connectors" / "hub" / "_probe_top.py"
     try:
