@@ -15,8 +15,8 @@ from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple, TypeVar
 
 import click
 
-from .core import database
-from .core.config import ConfigError
+from ..core import database
+from ..core.config import ConfigError
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
 T = TypeVar("T")
@@ -26,7 +26,7 @@ def schemas() -> List[database.Schema]:
     """Every component that keeps its state in the shared database, in creation order."""
     from taxii.store.postgres import SCHEMA as TAXII
 
-    from .webhook.outbox.postgres import SCHEMA as WEBHOOK
+    from ..webhook.outbox.postgres import SCHEMA as WEBHOOK
 
     return [TAXII, WEBHOOK]
 
