@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from connectors import cli_db
+from connectors.cli import db as cli_db
 from connectors.cli import main
 from connectors.core import database
 from connectors.webhook.outbox import SQLiteOutbox, open_outbox
