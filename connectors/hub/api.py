@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import math
+from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from aiohttp import web
@@ -42,7 +43,7 @@ BODY_KEYS = ("values", "type", "priority", "deadline")
 MAX_VALUE_CHARS = 8192  # as the CLI's longest input line
 BODY_TIMEOUT = 30.0  # seconds the body may take to arrive
 PRIORITY_HEADER = "X-Vtconnect-Priority"  # the priority the values were looked up with
-RENDERED_MIN = 2 * MAX_VALUES  # answers whose JSON is kept, at least (two full requests)
+RENDERED_MAX = 2 * MAX_VALUES  # answers whose JSON is kept, at most (~2 KB each)
 
 
 class Rendered:
@@ -51,11 +52,12 @@ class Rendered:
     renewed), so its rendering is kept by identity, with the object, so that the id cannot be
     reused while the entry lives. Answers are never changed once returned, so what was
     rendered stays exact. Answers not from the cache (fresh lookups, skipped values, errors)
-    are new objects every time and are rendered per request, as before."""
+    are new objects every time and are rendered per request. At most as many are kept as the
+    enricher remembers ([cache] lru_size), and at most RENDERED_MAX, the oldest out first."""
 
     def __init__(self, size: int) -> None:
-        self.size = max(size, RENDERED_MIN)
-        self._kept: Dict[int, Tuple[Enrichment, bytes]] = {}
+        self.size = max(0, min(size, RENDERED_MAX))  # 0: the enricher remembers no answers
+        self._kept: OrderedDict[int, Tuple[Enrichment, bytes]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._kept)
@@ -71,10 +73,9 @@ class Rendered:
                 add(hit[1])
                 continue
             one = json.dumps(rows((enr,))[0], ensure_ascii=False).encode("utf-8")
-            if enr.cached:
-                if len(kept) >= self.size:  # oldest out (dicts keep insertion order)
-                    for k in list(kept)[: len(kept) - self.size + 1]:
-                        del kept[k]
+            if enr.cached and self.size:
+                while len(kept) >= self.size:
+                    kept.popitem(last=False)
                 kept[id(enr)] = (enr, one)
             add(one)
         return b'{"results": [' + b", ".join(parts) + b"]}"

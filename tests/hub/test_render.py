@@ -7,7 +7,7 @@ import json
 
 from connectors.core.verdict import Enrichment, Verdict
 from connectors.formats import rows
-from connectors.hub.api import RENDERED_MIN, Rendered
+from connectors.hub.api import RENDERED_MAX, Rendered
 
 
 def _enr(value: str, cached: bool = True) -> Enrichment:
@@ -21,7 +21,7 @@ def _expected(results) -> bytes:
 
 
 def test_the_body_is_the_json_of_the_rows_and_warm_answers_are_rendered_once():
-    r = Rendered(0)
+    r = Rendered(50_000)
     warm, fresh = _enr("a.example"), _enr("b.example", cached=False)
     results = [warm, fresh, warm, _enr("c.example")]
     assert r.body(results) == _expected(results)
@@ -31,7 +31,7 @@ def test_the_body_is_the_json_of_the_rows_and_warm_answers_are_rendered_once():
 
 
 def test_an_equal_but_different_answer_is_rendered_for_itself():
-    r = Rendered(0)
+    r = Rendered(50_000)
     first = _enr("a.example")
     r.body([first])
     renewed = _enr("a.example")  # the memo entry renewed: a new object, maybe other fields
@@ -41,9 +41,17 @@ def test_an_equal_but_different_answer_is_rendered_for_itself():
 
 
 def test_what_is_kept_is_bounded():
-    r = Rendered(0)
-    assert r.size == RENDERED_MIN
-    keep = [_enr(f"{i}.example") for i in range(RENDERED_MIN + 10)]
+    r = Rendered(50_000)
+    assert r.size == RENDERED_MAX
+    keep = [_enr(f"{i}.example") for i in range(RENDERED_MAX + 10)]
     assert r.body(keep) == _expected(keep)
-    assert len(r) == RENDERED_MIN
-    assert r.body(keep[-5:]) == _expected(keep[-5:]) and len(r) == RENDERED_MIN
+    assert len(r) == RENDERED_MAX
+    assert r.body(keep[-5:]) == _expected(keep[-5:]) and len(r) == RENDERED_MAX
+    small = Rendered(3)
+    assert small.body(keep[:10]) == _expected(keep[:10]) and len(small) == 3
+
+
+def test_nothing_is_kept_when_the_enricher_remembers_nothing():
+    r = Rendered(0)  # [cache] lru_size = 0: every answer is a new object
+    results = [_enr("a.example"), _enr("b.example")]
+    assert r.body(results) == _expected(results) and len(r) == 0
