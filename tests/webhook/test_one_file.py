@@ -109,3 +109,18 @@ async def test_a_known_sha256_answers_its_md5_in_a_later_alert(receiver_and_emul
     assert status == 200, answer
     assert await object_calls(emu) == 1
     assert answer["enrichment"]["observables"][0]["verdict"] == "malicious"
+
+
+async def test_elastic_and_sentinel_shapes_show_one_file_once(receiver_and_emulator):
+    url, emu, _ = receiver_and_emulator
+    alert = {"md5": MD5, "sha256": SHA256, "ip": "203.0.113.66"}
+    status, answer = await post(url, "/v1/alerts/generic?wait=10&shape=elastic", alert, BEARER)
+    assert status == 200, answer
+    files = [e for e in answer["threat"]["enrichments"] if e["indicator"]["type"] == "file"]
+    assert len(files) == 1  # one ECS indicator for the file, with every hash of it
+    assert files[0]["indicator"]["file"]["hash"] == {"md5": MD5, "sha1": SHA1, "sha256": SHA256}
+    status, answer = await post(url, "/v1/alerts/generic?wait=10&shape=sentinel", alert, BEARER)
+    message = answer["comment"]["properties"]["message"]
+    assert message.count("<tr><td>") == 2  # the file and the address
+    assert f"{MD5} = {SHA256}" in message and " of 2 indicators risky" in message
+    assert await object_calls(emu) == 2  # the file once, the address once; the repeat cached
