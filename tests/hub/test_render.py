@@ -1,12 +1,12 @@
 """The hub's answer bodies: each warm answer rendered once, the body exactly the JSON of
-connectors.formats.rows."""
+connectors.core.records.rows."""
 
 from __future__ import annotations
 
 import json
 
+from connectors.core.records import rows
 from connectors.core.verdict import Enrichment, Verdict
-from connectors.formats import rows
 from connectors.hub.api import RENDERED_MAX, Rendered
 
 
