@@ -8,7 +8,8 @@ import os
 
 import pytest
 
-from . import process
+from ..processes import Served
+from . import campaign
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 ERROR_KEYS = {"webhook": {"error", "message"}, "taxii": {"title", "description", "http_status"}}
@@ -17,7 +18,7 @@ ERROR_KEYS = {"webhook": {"error", "message"}, "taxii": {"title", "description",
 class Target:
     """The fuzz target and what must hold after every response."""
 
-    def __init__(self, served: process.Served) -> None:
+    def __init__(self, served: Served) -> None:
         self.served = served
         self.seen = 0  # log bytes already checked
 
@@ -35,7 +36,7 @@ class Target:
         of scheduling noise on a shared machine is not taken for a stuck server."""
         took = []
         for _ in range(3):
-            took.append(process.healthz_ms(self.served, part))
+            took.append(campaign.healthz_ms(self.served, part))
             if took[-1] < 100:
                 return
         raise AssertionError(f"{what}: /healthz took {took} ms")
@@ -50,7 +51,7 @@ class Target:
 def target(tmp_path_factory, emulator_url):
     tmp = tmp_path_factory.mktemp("fuzz")
     # Allow the campaign's volume; the rate limit has its own tests.
-    srv = process.start(tmp, emulator_url)
+    srv = campaign.start(tmp, emulator_url)
     yield Target(srv)
     srv.stop()
     log = srv.log()

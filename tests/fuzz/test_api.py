@@ -17,7 +17,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from . import process
+from . import campaign
 from .conftest import EXAMPLES
 
 CHECKS = [status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -30,10 +30,10 @@ def schema(package: str):
 
 WEBHOOK, TAXII = schema("connectors.webhook"), schema("taxii")
 FIXED = {
-    "webhook": {"headers": {"Authorization": f"Bearer {process.TOKEN}"}},
+    "webhook": {"headers": {"Authorization": f"Bearer {campaign.TOKEN}"}},
     "taxii": {
-        "headers": {"Authorization": process.basic()},
-        "path_parameters": {"root": "api", "collection": process.INBOX},
+        "headers": {"Authorization": campaign.basic()},
+        "path_parameters": {"root": "api", "collection": campaign.INBOX},
     },
 }
 

@@ -11,17 +11,17 @@ from typing import List, Tuple
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from . import process
+from . import campaign
 from .conftest import ERROR_KEYS, EXAMPLES
 
 PATHS = [
     b"/", b"/healthz", b"/openapi.json", b"/metrics", b"/v1/alerts/generic", b"/v1/alerts/auto",
     b"/v1/alerts/elastic?wait=1", b"/v1/alerts/splunk/tok", b"/v1/jobs/x?token=y", b"/taxii2/",
-    b"/api/", b"/api/collections/", f"/api/collections/{process.INBOX}/objects/".encode(),
-    f"/api/collections/{process.FEED}/manifest/?limit=1".encode(),
-    f"/feeds/{process.FEED}/all.csv".encode(), b"/%", b"/..%2f..%2f", b"*", b"http://x/",
+    b"/api/", b"/api/collections/", f"/api/collections/{campaign.INBOX}/objects/".encode(),
+    f"/api/collections/{campaign.FEED}/manifest/?limit=1".encode(),
+    f"/feeds/{campaign.FEED}/all.csv".encode(), b"/%", b"/..%2f..%2f", b"*", b"http://x/",
 ]  # fmt: skip
-AUTH = {"webhook": f"Bearer {process.TOKEN}", "taxii": process.basic()}
+AUTH = {"webhook": f"Bearer {campaign.TOKEN}", "taxii": campaign.basic()}
 NAMES = [b"Content-Type", b"Accept", b"Expect", b"Connection", b"Transfer-Encoding",
          b"Content-Length", b"Host", b"Authorization", b"webhook-id", b"X-Webhook-Token",
          b"Range", b"Upgrade", b"Cookie"]  # fmt: skip
