@@ -16,6 +16,8 @@ from pathlib import Path
 
 from taxii.config import hash_password
 
+from .processes import Served, env_for
+
 EXE = str(Path(sys.executable).with_name("vtconnect"))
 COLLECTION = "5e1f3a2b-9c4d-4e8f-a1b2-c3d4e5f60718"
 
@@ -85,3 +87,38 @@ def test_json_log_lines(tmp_path, emulator_url):
     access = [d for d in docs if d.get("route") == "/taxii2/"]
     assert len(access) == 1 and access[0]["status"] == status and access[0]["level"] == "info"
     assert {"time", "level", "logger", "message", "client", "ms"} <= set(access[0])
+
+
+CORE_GAUGES = ("vtconnect_quota_left_today", "vtconnect_cache_hits_today",
+               "vtconnect_cache_misses_today")  # fmt: skip
+
+
+def metric_of(line: str) -> str:
+    """The metric an exposition line is about: `# HELP name ...`, `# TYPE name ...`, `name 1.0`."""
+    words = line.split(" ")
+    return words[2] if line.startswith("# ") and len(words) > 2 else words[0]
+
+
+def test_every_part_shows_the_core_gauges_alike(tmp_path, emulator_url):
+    """The TAXII part (the front door's /metrics) and the webhook receiver (its own) declare
+    their metrics one way: the core's quota and cache gauges, with the same help and values."""
+    cfg = tmp_path / "vtconnect.toml"
+    cfg.write_text(
+        f'[core]\nstate_dir = "{tmp_path}"\n[taxii]\nport = 0\n'
+        f'[[taxii.collections]]\nid = "{COLLECTION}"\ntitle = "Feed"\npublic = true\n'
+        '[webhook]\nport = 0\n'
+        '[[webhook.sources]]\nname = "open"\nformat = "generic"\nauth = "none"\n'
+    )
+    srv = Served(["serve", "--taxii", "--webhook"], env_for(cfg, emulator_url, tmp_path),
+                 tmp_path / "serve.log")  # fmt: skip
+    try:
+        urls = srv.wait_listening(2)
+        shown = {}
+        for part in ("taxii", "webhook"):
+            status, text = get(urls[part] + "/metrics")
+            assert status == 200, text
+            shown[part] = [x for x in text.splitlines() if metric_of(x) in CORE_GAUGES]
+    finally:
+        srv.stop()
+    assert len(shown["taxii"]) == 3 * len(CORE_GAUGES), shown  # HELP, TYPE and the value
+    assert shown["taxii"] == shown["webhook"]
