@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 EXE = os.path.join(os.path.dirname(sys.executable), "vtconnect")
-LISTENING = re.compile(r"(\S+) listening on (\S+)\s*$")
+LISTENING = re.compile(r"([\w-]+) listening on (https?://[^\s\"']+)")  # from the CLI or a log line
 
 
 def env_for(cfg: Path, emulator_url: str, state: Path, key: str = "k") -> Dict[str, str]:
