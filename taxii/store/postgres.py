@@ -66,10 +66,15 @@ def _upgrade_sqlite(path: Path) -> None:
     SQLiteStore(path).close()  # an older file gets its current schema and canonical versions
 
 
+COPIED = ("collection", "id", "type", "spec_version", "modified", "date_added", "body")
+COPY_OBJECTS = (  # SQLite keeps no `latest` flag: each object's newest version is flagged here
+    f"SELECT {', '.join(COPIED)}, modified = (SELECT MAX(modified) FROM objects n "
+    "WHERE n.collection = o.collection AND n.id = o.id) FROM objects o"
+)
 COPY = database.copyable(
     database.Copyable(
         "taxii", "taxii.db", setting="taxii.store", prepare=_upgrade_sqlite, tables=(
-            database.CopyTable("objects", "taxii_objects"),  # the same columns, by name
+            database.CopyTable("objects", "taxii_objects", (*COPIED, "latest"), COPY_OBJECTS),
             database.CopyTable("status", "taxii_status"),
             database.CopyTable("state", "taxii_state", ("key", "value"),
                                "SELECT key, value FROM state WHERE key <> 'versions_canonical'"),

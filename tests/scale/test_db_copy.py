@@ -59,10 +59,10 @@ def fill_webhook(path: Path) -> list:
     return [*jids, keyed]
 
 
-def every_page(store, collection, limit=25):
+def every_page(store, collection, limit=25, versions=("all",)):
     rows, token = [], None
     while True:
-        page = store.query(collection, limit=limit, next_token=token, versions=["all"])
+        page = store.query(collection, limit=limit, next_token=token, versions=list(versions))
         rows += page.objects
         if not page.more:
             return rows
@@ -85,6 +85,10 @@ def test_copy_then_read_back_through_the_postgres_backends(tmp_path, pg_database
     try:
         for coll in (FEED, INBOX):  # same rows, same date_added: the same pages
             assert every_page(pg_store, coll) == every_page(sqlite_store, coll)
+            for versions in (["last"], ["first"]):  # each object's newest version known
+                want = every_page(sqlite_store, coll, versions=versions)
+                assert every_page(pg_store, coll, versions=versions) == want
+        assert len(every_page(pg_store, FEED, versions=["last"])) == 120
         # a `next` token a firewall got from the SQLite server pages on in PostgreSQL
         token = sqlite_store.query(FEED, limit=50).next
         assert pg_store.query(FEED, limit=50, next_token=token) == sqlite_store.query(
