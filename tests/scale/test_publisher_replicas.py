@@ -84,11 +84,11 @@ def test_the_publisher_runs_on_one_replica_and_moves_when_it_is_killed(
     replicas = {}
     try:
         for name in "ab":
-            replicas[name] = Served(["serve", "--taxii"], envs[name])
+            replicas[name] = Served(["serve", "--taxii"], envs[name], tmp_path / f"{name}.log")
         urls = {name: r.wait_listening(1)["taxii"] for name, r in replicas.items()}
 
         def roles():
-            said = {n: (RUNNING in r.stderr, STANDBY in r.stderr) for n, r in replicas.items()}
+            said = {n: (RUNNING in r.log(), STANDBY in r.log()) for n, r in replicas.items()}
             runner = [n for n, (running, _) in said.items() if running]
             standby = [n for n, (running, stands) in said.items() if stands and not running]
             return (runner[0], standby[0]) if len(runner) == 1 and len(standby) == 1 else None
@@ -104,7 +104,7 @@ def test_the_publisher_runs_on_one_replica_and_moves_when_it_is_killed(
 
         replicas[first].proc.kill()  # SIGKILL: no shutdown, the session just drops
         replicas[first].proc.wait(15)
-        until(lambda: RUNNING in replicas[second].stderr, "the other replica taking over")
+        until(lambda: RUNNING in replicas[second].log(), "the other replica taking over")
         holders = until(lambda: lock_holders(pg_database), "a lock holder")
         assert len(holders) == 1 and holders[0].endswith(f":{replicas[second].proc.pid}")
         if shared_verdict_log(pg_database):
@@ -114,8 +114,8 @@ def test_the_publisher_runs_on_one_replica_and_moves_when_it_is_killed(
             until(lambda: published(urls[second], DOMAIN), "the domain published by the new runner")
         assert replicas[second].stop() == 0
         for r in replicas.values():
-            assert no_traceback(r.stderr) is None, r.stderr
-        assert replicas[second].stderr.count(RUNNING) == 1
+            assert no_traceback(r.log()) is None, r.log()
+        assert replicas[second].log().count(RUNNING) == 1
     finally:
         for r in replicas.values():
             r.stop()
