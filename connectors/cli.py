@@ -510,7 +510,7 @@ def cache() -> None:
 @click.pass_obj
 def cache_stats(obj: Ctx, as_json: bool) -> None:
     """Entries by verdict, hit rate, verdict log size."""
-    from .core.cache import Cache
+    from .core.store import Cache
 
     c = Cache(obj.settings.cache_path, obj.settings.cache)
     try:
@@ -537,7 +537,7 @@ def cache_stats(obj: Ctx, as_json: bool) -> None:
 )
 @click.pass_obj
 def cache_purge(obj: Ctx, everything: bool) -> None:
-    from .core.cache import Cache
+    from .core.store import Cache
 
     c = Cache(obj.settings.cache_path, obj.settings.cache)
     try:

@@ -13,7 +13,6 @@ from dataclasses import replace
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from . import policy, relationships
-from .cache import Cache, CacheEntry, LogRecord
 from .clock import Clock
 from .config import PolicySettings, Settings
 from .flights import Flights
@@ -32,6 +31,7 @@ from .observable import InvalidObservable, Kind, Observable, parse
 from .privacy import skip_reason
 from .quota import Priority, QuotaGovernor
 from .report import Report
+from .store import Cache, CacheEntry, LogRecord
 from .verdict import CACHEABLE, Enrichment, Verdict
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
-from .cache import Cache, CacheEntry
 from .observable import Kind, Observable
+from .store import Cache, CacheEntry
 from .verdict import Enrichment, Verdict
 
 LEASE_SECONDS = 30.0

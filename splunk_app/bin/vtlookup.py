@@ -139,7 +139,7 @@ class VTLookupCommand(StreamingCommand):
         raise SystemExit(1)
 
     def _build_enricher(self) -> None:
-        from connectors.core.cache import Cache
+        from connectors.core.store import Cache
         from connectors.core.clock import Clock
         from connectors.core.enricher import Enricher
 

@@ -18,7 +18,7 @@ import json
 import logging
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from connectors.core.cache import Cache, CacheEntry
+from connectors.core.store import Cache, CacheEntry
 
 COLLECTION = "vtconnect_cache"
 KEYS_PER_QUERY = 100  # keys in one $or: keeps each query small for splunkd
@@ -29,7 +29,7 @@ log = logging.getLogger("vtconnect.vtlookup")
 
 
 class KVStoreCache:
-    """Duck-typed like connectors.core.cache.Cache; everything not defined here is the local
+    """Duck-typed like connectors.core.store.Cache; everything not defined here is the local
     cache's."""
 
     def __init__(

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, TypeVar, Union
 
-from .clock import Clock
-from .config import CacheSettings
+from ..clock import Clock
+from ..config import CacheSettings
 
 log = logging.getLogger(__name__)
 
