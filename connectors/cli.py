@@ -510,20 +510,22 @@ def cache() -> None:
 @click.pass_obj
 def cache_stats(obj: Ctx, as_json: bool) -> None:
     """Entries by verdict, hit rate, verdict log size."""
-    from .core.store import Cache
+    from .core.database import redacted
+    from .core.store import cache_for
 
-    c = Cache(obj.settings.cache_path, obj.settings.cache)
+    c = cache_for(obj.settings)
     try:
         stats = c.stats()
     finally:
         c.close()
     stats.pop("memory_entries", None)  # this process's own memory: always empty here
+    where = redacted(obj.settings.database) if obj.settings.database else obj.settings.cache_path
     if as_json:
-        click.echo(json.dumps(dict(stats, path=str(obj.settings.cache_path))))
+        click.echo(json.dumps(dict(stats, path=str(where))))
         return
     verdicts = ", ".join(f"{k} {v}" for k, v in sorted(stats["by_verdict"].items())) or "none"
     looked = stats["hits_total"] + stats["misses_total"]
-    click.echo(f"cache        {obj.settings.cache_path} ({stats['db_bytes'] / 1024:.0f} KiB)")
+    click.echo(f"cache        {where} ({stats['db_bytes'] / 1024:.0f} KiB)")
     click.echo(f"entries      {stats['entries']} live ({verdicts}); {stats['expired']} expired; "
                f"{stats['aliases']} hash aliases")  # fmt: skip
     click.echo(f"hit rate     {100 * stats['hit_rate']:.1f}% of {looked} lookups; today "
@@ -537,9 +539,9 @@ def cache_stats(obj: Ctx, as_json: bool) -> None:
 )
 @click.pass_obj
 def cache_purge(obj: Ctx, everything: bool) -> None:
-    from .core.store import Cache
+    from .core.store import cache_for
 
-    c = Cache(obj.settings.cache_path, obj.settings.cache)
+    c = cache_for(obj.settings)
     try:
         n = c.purge(expired_only=not everything)
     finally:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from .observable import Kind, Observable
-from .store import Cache, CacheEntry
+from .store import CacheEntry, CacheStore
 from .verdict import Enrichment, Verdict
 
 LEASE_SECONDS = 30.0
@@ -49,7 +49,7 @@ class Plan:
 
 class Flights:
     def __init__(
-        self, cache: Cache, entry_for: EntryFor, from_entry: FromEntry, shared_as: SharedAs
+        self, cache: CacheStore, entry_for: EntryFor, from_entry: FromEntry, shared_as: SharedAs
     ) -> None:
         self.cache = cache
         self._entry_for = entry_for
