@@ -21,6 +21,7 @@ from .core import config as config_mod
 from .core.enricher import Enricher
 from .core.gateway import CredentialsRejected, Gateway, GatewayError
 from .core.quota import Priority, QuotaGovernor
+from .core.store import CacheStore, cache_for
 from .core.verdict import Enrichment, Verdict
 
 EXIT_FAILED, EXIT_USAGE, EXIT_CREDENTIALS, EXIT_INTERRUPTED = 1, 2, 3, 130
@@ -229,7 +230,10 @@ def lookup(
         writer = formats.RowWriter(fmt, sys.stdout, Console())
         remote_lookup(remote, items, kind, priority, deadline, writer)
         return
-    enricher = Enricher(settings, connector="cli")
+    try:
+        enricher = Enricher(settings, connector="cli")
+    except config_mod.ConfigError as exc:  # the shared database: unreachable, schema too new
+        raise ConfigProblem(str(exc)) from None
     kwargs = dict(
         kind=kind,
         use_cache=not no_cache,
@@ -505,15 +509,21 @@ def cache() -> None:
     """Inspect or empty the verdict cache."""
 
 
+def _open_cache(obj: Ctx) -> CacheStore:
+    try:
+        return cache_for(obj.settings)
+    except config_mod.ConfigError as exc:
+        raise ConfigProblem(str(exc)) from None
+
+
 @cache.command("stats")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
 @click.pass_obj
 def cache_stats(obj: Ctx, as_json: bool) -> None:
     """Entries by verdict, hit rate, verdict log size."""
     from .core.database import redacted
-    from .core.store import cache_for
 
-    c = cache_for(obj.settings)
+    c = _open_cache(obj)
     try:
         stats = c.stats()
     finally:
@@ -539,9 +549,7 @@ def cache_stats(obj: Ctx, as_json: bool) -> None:
 )
 @click.pass_obj
 def cache_purge(obj: Ctx, everything: bool) -> None:
-    from .core.store import cache_for
-
-    c = cache_for(obj.settings)
+    c = _open_cache(obj)
     try:
         n = c.purge(expired_only=not everything)
     finally:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import psycopg
 
 from connectors.core.config import CacheSettings
 from connectors.core.store import open_cache
@@ -74,3 +75,18 @@ async def test_two_hosts_ask_one_cold_value_at_once_and_cost_one_call(tmp_path, 
         assert logged and set(logged) == {value}  # one log shared by both hosts
     finally:
         store.close()
+
+
+async def test_a_host_refuses_a_newer_cache_schema_in_one_line(tmp_path, pg_database):
+    open_cache(pg_database, CacheSettings()).close()
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute("UPDATE vtconnect_schema SET version = 99 WHERE component = 'cache'")
+    env = host_env(tmp_path, "a", "http://127.0.0.1:9", pg_database)
+    proc = await asyncio.create_subprocess_exec(
+        VTCONNECT, "lookup", "example.com", env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    _, err = await proc.communicate()
+    lines = err.decode().strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, err.decode()
+    assert "cache is version 99, newer than this vtconnect knows" in lines[0]
