@@ -6,6 +6,7 @@ learnt is a cache hit on the other; both see one verdict log."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import subprocess
@@ -19,6 +20,7 @@ from connectors.core.config import CacheSettings
 from connectors.core.store import open_cache
 from connectors.emulator.app import EmulatorConfig
 from connectors.emulator.server import running_emulator
+from tests.processes import Served, no_traceback
 
 VTCONNECT = os.path.join(os.path.dirname(sys.executable), "vtconnect")
 GET = "GET /api/v3/{collection}/{id}"
@@ -90,3 +92,44 @@ async def test_a_host_refuses_a_newer_cache_schema_in_one_line(tmp_path, pg_data
     lines = err.decode().strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, err.decode()
     assert "cache is version 99, newer than this vtconnect knows" in lines[0]
+
+
+async def test_two_serve_replicas_asked_one_cold_value_at_once_cost_one_call(
+    tmp_path, pg_database
+):
+    """Two `vtconnect serve --webhook` replicas (hubs) behind a load balancer: a client asks one,
+    another client the other, the same value at the same moment."""
+    token = "replica-client-token-0123456789"
+    async with running_emulator(EmulatorConfig(faults={"latency_ms": 1500})) as emu:
+        replicas = []
+        try:
+            for name in ("a", "b"):
+                env = host_env(tmp_path, name, emu.url, pg_database)
+                with open(env["VTCONNECT_CONFIG"], "a") as f:
+                    f.write(f'[webhook]\nport = 0\n[[api.clients]]\nname = "soc-{name}"\n'
+                            f'token_sha256 = "{hashlib.sha256(token.encode()).hexdigest()}"\n')
+                replicas.append(Served(["serve", "--webhook"], env))
+            urls = [r.wait_listening(1)["webhook"] for r in replicas]
+            value = "d" * 64
+            headers = {"Authorization": f"Bearer {token}"}
+            async with aiohttp.ClientSession() as s:
+
+                async def ask(url: str):
+                    async with s.post(url + "/v1/enrich", json={"values": [value]},
+                                      headers=headers) as r:  # fmt: skip
+                        assert r.status == 200, await r.text()
+                        return (await r.json())["results"][0]
+
+                answers = await asyncio.gather(*(ask(u) for u in urls))
+            assert len({a["verdict"] for a in answers}) == 1 and answers[0]["verdict"] != "error"
+            assert await calls(emu.url) == 1
+        finally:
+            for r in replicas:
+                r.stop()
+        for r in replicas:
+            assert no_traceback(r.stderr) is None, r.stderr[-4000:]
+    store = open_cache(pg_database, CacheSettings())
+    try:  # each replica logged its client's verdict in the one shared log
+        assert {r.connector for _, r in store.log_after(0)} == {"soc-a", "soc-b"}
+    finally:
+        store.close()
