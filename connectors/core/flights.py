@@ -1,11 +1,12 @@
 """One value, one call: askers of the same value at the same time share one API call.
 
 In a process, one in-flight future per canonical cache key: a second enrich() asking a value the
-first one is fetching waits for that answer. Across processes on the host, a short lease row in
-the cache database: the first asker holds it while it asks VirusTotal and drops it in the same
-transaction that stores the answer; later askers poll the cache for the entry, each up to its own
-deadline. A lease lasts LEASE_SECONDS (renewed while its holder still waits, say for a governor
-slot) and is free at once when its holder's process has died.
+first one is fetching waits for that answer. Across processes on the host (and across hosts
+sharing a PostgreSQL store), a short lease row in the store: the first asker holds it while it
+asks VirusTotal and drops it in the same transaction that stores the answer; later askers poll
+the cache for the entry, each up to its own deadline. A lease lasts LEASE_SECONDS (renewed while
+its holder still waits, say for a governor slot) and is free at once when its holder's process
+has died (on another host: once its time is up).
 """
 
 from __future__ import annotations
