@@ -94,9 +94,7 @@ async def test_a_host_refuses_a_newer_cache_schema_in_one_line(tmp_path, pg_data
     assert "cache is version 99, newer than this vtconnect knows" in lines[0]
 
 
-async def test_two_serve_replicas_asked_one_cold_value_at_once_cost_one_call(
-    tmp_path, pg_database
-):
+async def test_two_serve_replicas_asked_one_cold_value_at_once_cost_one_call(tmp_path, pg_database):
     """Two `vtconnect serve --webhook` replicas (hubs) behind a load balancer: a client asks one,
     another client the other, the same value at the same moment."""
     token = "replica-client-token-0123456789"
@@ -106,8 +104,10 @@ async def test_two_serve_replicas_asked_one_cold_value_at_once_cost_one_call(
             for name in ("a", "b"):
                 env = host_env(tmp_path, name, emu.url, pg_database)
                 with open(env["VTCONNECT_CONFIG"], "a") as f:
-                    f.write(f'[webhook]\nport = 0\n[[api.clients]]\nname = "soc-{name}"\n'
-                            f'token_sha256 = "{hashlib.sha256(token.encode()).hexdigest()}"\n')
+                    f.write(
+                        f'[webhook]\nport = 0\n[[api.clients]]\nname = "soc-{name}"\n'
+                        f'token_sha256 = "{hashlib.sha256(token.encode()).hexdigest()}"\n'
+                    )
                 replicas.append(Served(["serve", "--webhook"], env))
             urls = [r.wait_listening(1)["webhook"] for r in replicas]
             value = "d" * 64
