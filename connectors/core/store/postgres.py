@@ -65,10 +65,12 @@ SCHEMA = database.Schema(
 )
 HOST = socket.gethostname()  # lease rows name their holder's host: a pid is checked only there
 LOG_COLUMNS = "key, kind, value, verdict, score, connector, at, reason"
+# Each asked alias looks its entry up by key (LATERAL ... OFFSET 0 keeps the planner from a hash
+# join over every live entry, which it picks while the table is young and its estimate off).
 ENTRY = (
     "SELECT a.alias, e.key, e.verdict, e.report, e.stored_at, e.expires_at "
-    "FROM cache_aliases a JOIN cache_entries e ON e.key = a.key "
-    "WHERE a.alias = ANY(%b::text[]) AND e.expires_at > %s"
+    "FROM cache_aliases a CROSS JOIN LATERAL (SELECT * FROM cache_entries e "
+    "WHERE e.key = a.key AND e.expires_at > %s OFFSET 0) e WHERE a.alias = ANY(%b::text[])"
 )
 
 
@@ -127,7 +129,7 @@ class PostgresCache(CacheStore):
         missing = _texts(missing)
         if not missing:
             return out
-        for alias, key, verdict, report, stored_at, expires_at in self._rows(ENTRY, (missing, now)):
+        for alias, key, verdict, report, stored_at, expires_at in self._rows(ENTRY, (now, missing)):
             try:
                 parsed = json.loads(report) if report else None
             except ValueError:
@@ -250,7 +252,7 @@ class PostgresCache(CacheStore):
                 return taken
             # Answered since the caller looked (this statement sees every commit made before
             # the lease rows above were ours): no call needed, give those leases back.
-            answered = sorted({row[0] for row in conn.execute(ENTRY, (sorted(taken), now))})
+            answered = sorted({row[0] for row in conn.execute(ENTRY, (now, sorted(taken)))})
             if answered:
                 conn.execute(
                     "DELETE FROM cache_leases WHERE key = ANY(%b::text[]) AND holder = %s",
