@@ -61,6 +61,9 @@ class Flights:
         self._unsaved: List[Tuple[CacheEntry, Iterable[str]]] = []
         self._unreleased: List[str] = []
         self._flush_timer: Optional[asyncio.TimerHandle] = None
+        # keys another process leases -> our askers waiting for its entry (see _wait_for_holder)
+        self._watched: Dict[str, List[asyncio.Future[Optional[CacheEntry]]]] = {}
+        self._watcher: Optional[asyncio.Task[None]] = None
 
     def plan(self, observables: List[Observable], share: bool) -> Plan:
         """Synchronous, so that a concurrent enrich() sees our futures before any await.
@@ -175,13 +178,52 @@ class Flights:
     async def _wait_for_holder(self, obs: Observable, key: str) -> Optional[Enrichment]:
         """Another process leases `key`: its answer from the cache, or None once the lease is
         gone without one (an error is not cached) or its holder died. The caller's deadline
-        cancels the wait."""
+        cancels the wait. One watcher polls for every waiting key at once (two queries per
+        LEASE_POLL, not two per key: a batch another host is fetching may be thousands)."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Optional[CacheEntry]] = loop.create_future()
+        self._watched.setdefault(key, []).append(fut)
+        watcher = self._watcher
+        if watcher is None or watcher.done() or watcher.get_loop() is not loop:
+            self._watcher = loop.create_task(self._watch())
+        try:
+            entry = await fut
+        finally:
+            waiting = self._watched.get(key, [])
+            if fut in waiting:
+                waiting.remove(fut)
+            if not waiting:
+                self._watched.pop(key, None)
+        return self._from_entry(obs, entry) if entry is not None else None
+
+    async def _watch(self) -> None:
+        """Resolve this loop's waiters: with the entry once stored, None once the lease is
+        gone; a failing store fails every waiter, as it would have failed each poll."""
+        loop = asyncio.get_running_loop()
         while True:
-            entry = self.cache.get_many([key]).get(key)
-            if entry is not None:
-                return self._from_entry(obs, entry)
-            if not self.cache.lease_held(key):
-                return None
+            mine = {k: [f for f in fs if f.get_loop() is loop and not f.done()]
+                    for k, fs in list(self._watched.items())}  # fmt: skip
+            keys = [k for k, fs in mine.items() if fs]
+            if not keys:
+                return
+            try:
+                entries = self.cache.get_many(keys)
+                rest = [k for k in keys if k not in entries]
+                held = self.cache.leases_held(rest) if rest else set()
+            except Exception as exc:
+                for fs in mine.values():
+                    for f in fs:
+                        f.set_exception(exc)
+                return
+            except BaseException:  # cancelled: so are the waits
+                for fs in mine.values():
+                    for f in fs:
+                        f.cancel()
+                raise
+            for k in keys:
+                if k in entries or k not in held:
+                    for f in mine[k]:
+                        f.set_result(entries.get(k))
             await asyncio.sleep(LEASE_POLL)
 
     # -- storing answers -----------------------------------------------------------------------

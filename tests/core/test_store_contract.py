@@ -206,6 +206,8 @@ def test_leases_one_holder_renewed_released_and_taken_over(opened):
     assert a.take_leases(["file:x"], 30) == {"file:x"}  # its own: still its own
     assert b.lease_held("file:x") and not a.lease_held("file:x")  # a holds it itself
     assert not b.lease_held("file:nobody")
+    assert b.leases_held(["file:x", "file:y", "file:z", "file:nobody"]) == {"file:x", "file:y"}
+    assert a.leases_held(["file:x", "file:y", "file:z"]) == {"file:z"}
     clock.advance(20)
     a.renew_leases(["file:x"], 30)
     clock.advance(20)  # y's time is up, x was renewed
@@ -247,6 +249,7 @@ def test_a_dead_holder_leaves_its_lease_free(opened, target):
     subprocess.run([sys.executable, "-c", code, target], check=True, timeout=60)
     c = opened()
     assert not c.lease_held("file:dead")  # held for an hour, by a process that is gone
+    assert c.leases_held(["file:dead"]) == set()
     assert c.take_leases(["file:dead"], 30) == {"file:dead"}
 
 

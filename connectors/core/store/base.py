@@ -120,6 +120,10 @@ class CacheStore(ABC):
         """True while another live holder leases the key."""
 
     @abstractmethod
+    def leases_held(self, keys: Iterable[str]) -> Set[str]:
+        """The keys another live holder leases (lease_held for many keys in one query)."""
+
+    @abstractmethod
     def renew_leases(self, keys: Iterable[str], seconds: float) -> None:
         """Extend this holder's leases still held (never takes one back once released)."""
 

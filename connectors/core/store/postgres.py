@@ -273,6 +273,18 @@ class PostgresCache(CacheStore):
         holder, pid, until, host = rows[0]
         return holder != self.holder and until > self.clock.now() and (host != HOST or alive(pid))
 
+    def leases_held(self, keys: Iterable[str]) -> Set[str]:
+        wanted = _texts(dict.fromkeys(keys))
+        if not wanted:
+            return set()
+        now = self.clock.now()
+        rows = self._rows(
+            "SELECT key, holder, pid, host FROM cache_leases WHERE key = ANY(%b::text[]) "
+            "AND until > %s AND holder <> %s",
+            (wanted, now, self.holder),
+        )
+        return {key for key, holder, pid, host in rows if host != HOST or alive(pid)}
+
     def renew_leases(self, keys: Iterable[str], seconds: float) -> None:
         wanted = sorted(set(_texts(keys)))
         if wanted:

@@ -261,6 +261,24 @@ class SQLiteCache(CacheStore):
             and _alive(row[1])
         )
 
+    def leases_held(self, keys: Iterable[str]) -> Set[str]:
+        now = self.clock.now()
+        wanted = list(dict.fromkeys(keys))
+        out: Set[str] = set()
+        for i in range(0, len(wanted), CHUNK):
+            part = wanted[i : i + CHUNK]
+            rows = self.db.execute(
+                "SELECT key, holder, pid, until FROM leases "
+                f"WHERE key IN ({','.join('?' * len(part))})",
+                part,
+            )
+            out.update(
+                key
+                for key, holder, pid, until in rows
+                if holder != self.holder and until > now and _alive(pid)
+            )
+        return out
+
     def renew_leases(self, keys: Iterable[str], seconds: float) -> None:
         """Extend this holder's leases still held (never takes one back once released)."""
         until = self.clock.now() + seconds
