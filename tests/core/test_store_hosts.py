@@ -108,7 +108,7 @@ async def test_two_serve_replicas_asked_one_cold_value_at_once_cost_one_call(tmp
                         f'[webhook]\nport = 0\n[[api.clients]]\nname = "soc-{name}"\n'
                         f'token_sha256 = "{hashlib.sha256(token.encode()).hexdigest()}"\n'
                     )
-                replicas.append(Served(["serve", "--webhook"], env))
+                replicas.append(Served(["serve", "--webhook"], env, tmp_path / name / "serve.log"))
             urls = [r.wait_listening(1)["webhook"] for r in replicas]
             value = "d" * 64
             headers = {"Authorization": f"Bearer {token}"}
@@ -127,7 +127,7 @@ async def test_two_serve_replicas_asked_one_cold_value_at_once_cost_one_call(tmp
             for r in replicas:
                 r.stop()
         for r in replicas:
-            assert no_traceback(r.stderr) is None, r.stderr[-4000:]
+            assert no_traceback(r.log()) is None, r.log()[-4000:]
     store = open_cache(pg_database, CacheSettings())
     try:  # each replica logged its client's verdict in the one shared log
         assert {r.connector for _, r in store.log_after(0)} == {"soc-a", "soc-b"}
