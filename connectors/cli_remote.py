@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional
 import click
 
 from . import formats
-from .hub.client import HubClient, HubError, HubUnreachable
+from .core.remote import HubClient, HubError, HubUnreachable
 from .hub.config import Remote
 
 BATCH = 200  # values per request: rows stream out a batch at a time

@@ -28,7 +28,7 @@ TABS: Tuple[Tuple[str, Tuple[Tuple[str, Optional[str]], ...]], ...] = (
     ("Quota", (("quota", None), ("command", "max_lookups"), ("command", "deadline"))),
     ("Privacy and lists", (("privacy", None), ("lists", None))),
     ("Verdict policy", (("policy", None), ("cache", None))),
-    ("Remote hub", (("hub", None),)),
+    ("Remote hub", (("remote", None),)),
     ("Logging", (("logging", None), ("command", "answers_ttl"), ("command", "state_dir"))),
     ("Enterprise Security", (("es_threat_intel", None),)),
 )  # fmt: skip
@@ -121,6 +121,11 @@ def _check_ours(section: str, key: str, value: str) -> List[Dict[str, str]]:
             return [_err(section, key, f"[{section}] {key} must be {bound}, not {value!r}")]
     if section == es_intel.SECTION:
         problem = es_intel.problems(key, v)
+        return [_err(section, key, problem)] if problem else []
+    if (section, key) == ("remote", "url"):
+        from vtlookup_support.hub import url_problem
+
+        problem = url_problem(v)
         return [_err(section, key, problem)] if problem else []
     if (section, key) == ("cache", "backend") and v.lower() not in ("kvstore", "sqlite"):
         return [_err(section, key, f"[cache] backend must be kvstore or sqlite, not {value!r}")]
@@ -278,4 +283,5 @@ def reply(req: Any, app_dir: str) -> Tuple[int, Dict[str, Any]]:
         "errors": errors,
         "api_key_stored": bool(stored.get(settings.KEY_USER)),
         "proxy_credentials_stored": bool(stored.get(settings.PROXY_USER)),
+        "remote_token_stored": bool(stored.get(settings.HUB_USER)),
     }
