@@ -246,7 +246,11 @@ class VTLookupCommand(StreamingCommand):
             for i, (rows, texts) in enumerate(table.batches(BATCH_ROWS)):
                 if i == 0:  # like splunklib: no records, no header
                     writer.add(table.header_line(self._names))
-                per_row = [self._values(table.values(r, self._decode_list)) for r in rows]
+                decode = self._decode_list
+                if self.extract:
+                    per_row = [self._values(table.values(r, decode)) for r in rows]
+                else:
+                    per_row = [table.values(r, decode) for r in rows]
                 writer.add(table.lines(texts, self._tails(per_row)), len(rows))
             self._count("records", table.rows)
         finally:
@@ -286,14 +290,17 @@ class VTLookupCommand(StreamingCommand):
                 multi.update(dict.fromkeys(vs))
         keys: Dict[str, str] = {}  # value -> cache key, for columns saved into the KV store
         lookup = not (self.nocache or self.rescan_after_days)
+        newly: Dict[str, Any] = {}  # answers settled before but new to this search
         if single and lookup and self._answers is not None:
             kept = self._answers.get_many(v for v in single if v not in multi)
             self._remember(kept)
-            reused.update(kept)
-        rest = [v for v in single if v not in multi and v not in reused]
-        reused.update(self._from_kv(rest, keys, lookup))
+            newly.update(kept)
+        rest = [v for v in single if v not in multi and v not in newly]
+        newly.update(self._from_kv(rest, keys, lookup))
+        reused.update(newly)
         ask = [v for v in {**single, **multi} if v in multi or v not in reused]
-        firsts = [v for v in reused if self._first(v)]
+        # Values in _known were counted when they were settled.
+        firsts = [v for v in newly if self._first(v)]
         verdicts = Counter(reused[v][0] for v in firsts)
         for v in firsts:
             if reused[v][0] in opstats.RISKY_VERDICTS:

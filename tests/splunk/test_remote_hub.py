@@ -235,3 +235,13 @@ def test_a_hub_row_renders_as_the_enrichment_it_came_from(settings):
         row["source"] = "emulator" if enr.report is not None else ""
         back = hub.enrichment(enr.value, json.loads(json.dumps(row)))
         assert fields.render(back) == fields.render(enr), enr.value
+
+
+def test_the_core_client_waits_as_long_as_the_hub_allows():
+    from connectors.core import remote
+    from connectors.hub import config as hub_config
+
+    assert remote.MAX_DEADLINE == hub_config.MAX_DEADLINE
+    assert hub.MAX_VALUE_CHARS == __import__("connectors.hub.api").hub.api.MAX_VALUE_CHARS
+    assert hub.VALUES_PER_REQUEST <= hub_config.MAX_VALUES
+    assert hub.BODY_BYTES < hub_config.MAX_BODY_BYTES
