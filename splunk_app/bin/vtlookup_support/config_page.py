@@ -14,6 +14,7 @@ import re
 import tempfile
 from dataclasses import asdict
 from typing import Any, Dict, List, Mapping, Optional, Tuple
+from urllib.parse import urlencode
 
 from connectors.core.config import ConfigError
 from vtlookup_support import es_intel, settings
@@ -264,7 +265,9 @@ def reply(req: Any, app_dir: str) -> Tuple[int, Dict[str, Any]]:
             return rest.error(400, f"nothing saved: {len(errors)} value(s) wrong", errors)
         try:
             for section, keys in new.items():
-                svc.post(f"configs/conf-{settings.CONF}/{section}", **keys)
+                # As a form body, not keyword arguments: a key named like one of splunklib's
+                # parameters ([remote] url) would collide with it.
+                svc.post(f"configs/conf-{settings.CONF}/{section}", body=urlencode(keys))
         except HTTPError as exc:
             if exc.status == 403:
                 return rest.error(403, "splunkd refused the change: saving settings takes admin")
