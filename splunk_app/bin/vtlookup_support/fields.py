@@ -81,8 +81,8 @@ def render(enr: Enrichment) -> Dict[str, Value]:
 
 
 def _from_row(out: Dict[str, Value], row: Dict[str, Any]) -> None:
-    """The report's fields from a hub's answer row (Enrichment.to_dict plus `source`, which is
-    empty when the hub had no report): what render() shows for the same enrichment."""
+    """The report's fields from a hub's answer row (connectors.core.records: to_dict plus
+    `source`, empty when the hub had no report): what render() shows for the same enrichment."""
     if not row.get("source"):
         return
     for k in FROM_REPORT:

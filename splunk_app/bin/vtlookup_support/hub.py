@@ -72,8 +72,9 @@ def configured(conf: Dict[str, Dict[str, str]], secrets: Dict[str, str]) -> Opti
 
 
 def enrichment(value: str, row: Dict[str, Any]) -> Enrichment:
-    """One of the hub's answer rows (the objects `vtconnect lookup --format json` prints) as an
-    Enrichment without a report; fields.render takes the report's fields from the row."""
+    """One of the hub's answer rows (connectors.core.records: the objects `vtconnect lookup
+    --format json` prints) as an Enrichment without a report; fields.render takes the report's
+    fields from the row."""
     try:
         verdict = Verdict(row.get("verdict"))
     except ValueError:
