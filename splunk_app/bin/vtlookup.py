@@ -215,9 +215,9 @@ class VTLookupCommand(StreamingCommand):
         self._answers_ttl = _int(cmd.get("answers_ttl", "600"))
         from vtlookup_support.answers import Answers, fingerprint
 
-        stamp = fingerprint(
-            core.policy, core.privacy, core.virustotal.api_url, fields.NAMES, _version(), core.lists
-        )
+        # A hub's answers follow the hub's settings: kept apart from direct ones, by its URL.
+        where = ("hub", remote.url) if remote is not None else core.virustotal.api_url
+        stamp = fingerprint(core.policy, core.privacy, where, fields.NAMES, _version(), core.lists)
         if self._kv is not None:
             self._kv.stamp = stamp
         if self._answers_ttl:

@@ -66,13 +66,14 @@ test = true
 @pytest.fixture(scope="module")
 def hub_proc(tmp_path_factory, emulator_url):
     tmp = tmp_path_factory.mktemp("hub")
-    served = Served(["serve", "--webhook", "--taxii"], env_for(hub_config(tmp), emulator_url, tmp))
+    env = env_for(hub_config(tmp), emulator_url, tmp)
+    served = Served(["serve", "--webhook", "--taxii"], env, tmp / "serve.log")
     try:
         urls = served.wait_listening(2)
         yield urls["webhook"], urls["taxii"], tmp / "hub-state"
     finally:
         served.stop()
-    assert "Traceback" not in served.stderr, served.stderr[-4000:]
+    assert "Traceback" not in served.log(), served.log()[-4000:]
 
 
 def remote_conf(app: BuiltApp, url: str) -> Dict[str, Dict[str, str]]:
@@ -245,3 +246,20 @@ def test_the_core_client_waits_as_long_as_the_hub_allows():
     assert hub.MAX_VALUE_CHARS == __import__("connectors.hub.api").hub.api.MAX_VALUE_CHARS
     assert hub.VALUES_PER_REQUEST <= hub_config.MAX_VALUES
     assert hub.BODY_BYTES < hub_config.MAX_BODY_BYTES
+
+
+def test_answers_kept_from_a_hub_never_answer_a_direct_search(
+    built_app, emulator_url, hub_proc, splunk_home, tmp_path
+):
+    conf = remote_conf(built_app, hub_proc[0])
+    conf["command"].update(answers_ttl="600", state_dir=str(tmp_path / "state"))
+    conf["virustotal"]["api_url"] = emulator_url  # the same in both modes
+    chunk = [{"dest": "kept-from-hub.example.com"}]
+    with FakeSplunkd(conf=conf, passwords={"remote_token": TOKEN, "api_key": API_KEY}) as sd:
+        searched(built_app, sd, splunk_home, [chunk])  # kept on this search head
+        searched(built_app, sd, splunk_home, [chunk])
+        calls = api_calls(emulator_url)
+        conf["remote"]["url"] = ""  # back to VirusTotal directly
+        _, replies = searched(built_app, sd, splunk_home, [chunk])
+    assert api_calls(emulator_url) > calls  # looked up, not taken from the hub's answer
+    assert replies[0].records[0]["vt_cached"] == "0"
