@@ -574,8 +574,10 @@ def quota(obj: Ctx) -> None:
 
 def _governor(settings: config_mod.Settings) -> QuotaGovernor:
     per_minute, per_day = settings.quota.limits()
+    from .core.ledger import ledger_target
+
     return QuotaGovernor(
-        settings.quota_path,
+        ledger_target(settings),
         settings.virustotal.api_key.get(),
         per_minute,
         per_day,

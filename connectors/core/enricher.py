@@ -30,6 +30,7 @@ from .gateway import (
 from .lists import matcher as lists_matcher
 from .observable import InvalidObservable, Kind, Observable, parse
 from .privacy import skip_reason
+from .ledger import ledger_target
 from .quota import Priority, QuotaGovernor
 from .report import Report
 from .verdict import CACHEABLE, Enrichment, Verdict
@@ -61,8 +62,9 @@ class Enricher:
         self.clock = clock or Clock()
         self.cache = cache or Cache(settings.cache_path, settings.cache, self.clock)
         per_minute, per_day = settings.quota.limits()
+        self._own_governor = governor is None
         self.governor = governor or QuotaGovernor(
-            settings.quota_path,
+            ledger_target(settings),
             settings.virustotal.api_key.get(),
             per_minute,
             per_day,
@@ -95,6 +97,8 @@ class Enricher:
 
     def close(self) -> None:
         self.cache.close()
+        if self._own_governor:
+            self.governor.close()
 
     # -- public API ----------------------------------------------------------------------
     def enrich_sync(self, values: Sequence[str], **kwargs: object) -> List[Enrichment]:
