@@ -27,10 +27,10 @@ from .gateway import (
     RateLimited,
     Slot,
 )
+from .ledger import ledger_target
 from .lists import matcher as lists_matcher
 from .observable import InvalidObservable, Kind, Observable, parse
 from .privacy import skip_reason
-from .ledger import ledger_target
 from .quota import Priority, QuotaGovernor
 from .report import Report
 from .verdict import CACHEABLE, Enrichment, Verdict

@@ -305,7 +305,8 @@ class QuotaGovernor:
             )
         else:  # said once per cooldown: a burst of 429s is one event
             say = log.info if cooling else log.warning
-            say("%s: every process %s waits %d s (Retry-After)", why, self._where(), math.ceil(wait))
+            where = self._where()
+            say("%s: every process %s waits %d s (Retry-After)", why, where, math.ceil(wait))
 
     def _where(self) -> str:
         return "on this host" if isinstance(self.ledger, SQLiteLedger) else "on every host"
