@@ -14,6 +14,7 @@ VTCONNECT_TEST_LONG=1 (`make test-long`) and skips with that reason otherwise.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -157,3 +158,40 @@ def test_cli_processes_and_replicas_share_one_public_budget(tmp_path, pg_databas
     else:
         assert len(quota.arrivals) >= 5  # the budget of the next window was used too
         assert max(quota.arrivals) - min(quota.arrivals) >= 60
+
+
+def test_vtconnect_quota_shows_the_budget_every_host_spent(tmp_path, pg_database):
+    from click.testing import CliRunner
+
+    from connectors.cli import main
+    from connectors.core.quota import QuotaGovernor
+
+    other_host = QuotaGovernor(pg_database, KEY, 4, 500)
+    try:
+        for _ in range(3):
+            other_host.sent(asyncio.run(other_host.take()))
+    finally:
+        other_host.close()
+    cfg = tmp_path / "here.toml"
+    cfg.write_text(f'[core]\nstate_dir = "{tmp_path / "here"}"\n[quota]\ntier = "public"\n')
+    env = {"VTCONNECT_CONFIG": str(cfg), "VTCONNECT_DATABASE": pg_database, "VT_API_KEY": KEY}
+    r = CliRunner().invoke(main, ["quota"], env=env, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "used_today: 3" in r.output and "used_last_minute: 3" in r.output, r.output
+    assert not (tmp_path / "here" / "quota.db").exists()  # nothing kept on this host
+
+
+def test_serve_refuses_a_newer_quota_schema_in_one_line(tmp_path, pg_database):
+    from connectors.core import database
+    from connectors.core.ledger import open_ledger
+
+    open_ledger(pg_database).close()
+    conn = database.connect(pg_database)
+    conn.execute("UPDATE vtconnect_schema SET version = 99 WHERE component = 'quota'")
+    conn.close()
+    replica = env(tmp_path, "replica", "http://127.0.0.1:9", pg_database)
+    proc = subprocess.run([EXE, "serve", "--webhook"], env=replica, capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "quota is version 99, newer than this vtconnect" in lines[0], lines
