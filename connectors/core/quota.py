@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 from .clock import Clock
-from .ledger import Book, Ledger, SQLiteLedger, open_ledger
+from .ledger import Book, Ledger, SQLiteLedger, State, open_ledger
 
 log = logging.getLogger(__name__)
 
@@ -191,38 +191,38 @@ class QuotaGovernor:
                 return None, cooldown - now, COOLDOWN
             return 0, 0.0, ""
 
+        day = _day(now)
+
         def txn(book: Book) -> Tuple[Optional[int], float, str]:
-            cooldown, rate = self._state(book, now)
+            # One read for the decision; calls older than the window go at the same time.
+            look = book.look(day, now - WINDOW, shares=bool(self.shares), prune=True)
+            cooldown, rate = self._state(look.state, now)
             if now < cooldown:
                 return None, cooldown - now, COOLDOWN
-            day = _day(now)
             if self.per_day:
-                used = book.day_used(day)
+                used = look.day_used
                 if used >= self.per_day * DAY_SHARE[priority]:
                     why = (
                         f"today's API budget for {priority.name.lower()} priority is spent "
                         f"({used} of {self.per_day} used; resets 00:00 UTC)"
                     )
                     return None, -1, why
-                if self.shares and not self._share_allows(book, day, connector):
+                if self.shares and not self._share_allows(look.shares_used, connector):
                     why = (
                         f"connector {connector or '(unnamed)'} has used its daily share "
                         "and the unreserved part of today's budget is spent"
                     )
                     return None, -1, why
-            if rate:
-                count, oldest = book.window(now - WINDOW, prune=True)
-                if count >= rate and oldest is not None:
-                    return None, max(0.001, oldest + WINDOW - now), f"{rate}/min in use"
+            if rate and look.count >= rate and look.oldest is not None:
+                return None, max(0.001, look.oldest + WINDOW - now), f"{rate}/min in use"
             ticket = book.record(now, day, connector if self.shares else None)
             return ticket, 0.0, ""
 
         return self.ledger.write(self.key, txn)
 
-    def _share_allows(self, book: Book, day: str, connector: str) -> bool:
+    def _share_allows(self, used: Dict[str, int], connector: str) -> bool:
         """Shares are reservations: a listed connector may always use its own share; beyond
         it, and for connectors not listed, only the unreserved part of the day is left."""
-        used = book.shares_used(day)
         if used.get(connector, 0) < self.shares.get(connector, 0.0) * self.per_day:
             return True
         pool = (1.0 - sum(self.shares.values())) * self.per_day
@@ -262,8 +262,7 @@ class QuotaGovernor:
         quiet_periods = max(0, int((now - learned_at) // QUIET))
         return min(self.per_minute, learned + step * quiet_periods)
 
-    def _state(self, book: Book, now: float) -> Tuple[float, int]:
-        row = book.state()
+    def _state(self, row: Optional[State], now: float) -> Tuple[float, int]:
         if row is None:
             return 0.0, self.per_minute
         cooldown, learned, learned_at = row
@@ -316,14 +315,9 @@ class QuotaGovernor:
         now = self.clock.now()
         day = _day(now)
 
-        def read(book: Book) -> Tuple[Tuple[float, int], int, int, Dict[str, int]]:
-            state = self._state(book, now)
-            if self.unlimited:
-                return state, 0, 0, {}
-            used_by = book.shares_used(day) if self.shares else {}
-            return state, book.day_used(day), book.window(now - WINDOW)[0], used_by
-
-        (cooldown, rate), used, last_minute, by_connector = self.ledger.read(self.key, read)
+        look = self.ledger.read(self.key, lambda b: b.look(day, now - WINDOW, bool(self.shares)))
+        cooldown, rate = self._state(look.state, now)
+        used, last_minute, by_connector = look.day_used, look.count, look.shares_used
         cooldown_text = _iso(cooldown) if cooldown > now else ""
         if self.unlimited:
             return {

@@ -16,7 +16,7 @@ import pytest
 
 from connectors.core import database
 from connectors.core.clock import FakeClock
-from connectors.core.ledger import TABLES, Ledger, open_ledger
+from connectors.core.ledger import TABLES, Ledger, Look, open_ledger
 from connectors.core.quota import Priority, QuotaGovernor
 
 DAY = "2026-01-01"
@@ -65,6 +65,19 @@ def test_prune_drops_only_the_keys_old_calls(ledger):
     assert ledger.read("k", lambda b: b.window(0.0)) == (1, 30.0)  # gone, not only unseen
     assert ledger.read("other", lambda b: b.window(0.0)) == (1, 5.0)
     assert ledger.read("k", lambda b: b.day_used(DAY)) == 3  # the day keeps counting them
+
+
+def test_look_reads_everything_at_once_and_prunes(ledger):
+    for at in (10.0, 20.0, 30.0):
+        ledger.write("k", lambda b, at=at: b.record(at, DAY, "cli"))
+    ledger.write("k", lambda b: b.put_state(40.0, 9, 5.0))
+    assert ledger.read("k", lambda b: b.look(DAY, 15.0)) == Look(
+        (40.0, 9, 5.0), 3, {}, 2, 20.0)  # fmt: skip
+    assert ledger.write("k", lambda b: b.look(DAY, 15.0, shares=True, prune=True)) == Look(
+        (40.0, 9, 5.0), 3, {"cli": 3}, 2, 20.0)  # fmt: skip
+    assert [at for _, at in ledger.rows("calls")] == [20.0, 30.0]
+    assert ledger.read("none", lambda b: b.look(DAY, 0.0, shares=True)) == Look(
+        None, 0, {}, 0, None)  # fmt: skip
 
 
 def test_stamp_moves_a_call_to_when_its_answer_came(ledger):

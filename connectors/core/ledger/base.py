@@ -10,7 +10,7 @@ without that hold (status, messages)."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, Iterable, Iterator, NamedTuple, Optional, Tuple, TypeVar
 
 T = TypeVar("T")
 State = Tuple[float, int, float]  # cooldown_until, learned_rate (0: none learned), learned_at
@@ -26,8 +26,26 @@ TABLES: Dict[str, Tuple[str, ...]] = {
 }
 
 
+class Look(NamedTuple):
+    """What one take decides on, read at once (`Book.look`)."""
+
+    state: Optional[State]
+    day_used: int
+    shares_used: Dict[str, int]  # {} unless asked for
+    count: int  # calls stamped after `since`
+    oldest: Optional[float]  # the oldest of them
+
+
 class Book(ABC):
     """One key's numbers inside one transaction."""
+
+    def look(self, day: str, since: float, shares: bool = False, prune: bool = False) -> Look:
+        """State, today's count (and the connectors' when `shares`) and the window after
+        `since` together; `prune` drops the calls at or before `since`. A backend where each
+        read is a network round trip answers this in one."""
+        count, oldest = self.window(since, prune)
+        used = self.shares_used(day) if shares else {}
+        return Look(self.state(), self.day_used(day), used, count, oldest)
 
     @abstractmethod
     def state(self) -> Optional[State]:

@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Tuple, Typ
 
 from connectors.core import database
 
-from .base import Book, Ledger, State, check_table
+from .base import Book, Ledger, Look, State, check_table
 
 T = TypeVar("T")
 LOCK_KEY = 0x7674_0201  # advisory lock class: (this, hashtext(key)) while a key's budget moves
@@ -52,10 +52,41 @@ LOAD = {
 }
 
 
+LOOK = """
+WITH gone AS (DELETE FROM quota_calls WHERE %(prune)s AND key = %(key)s AND at <= %(since)s)
+SELECT s.cooldown_until, s.learned_rate, s.learned_at,
+    (SELECT used FROM quota_days WHERE key = %(key)s AND day = %(day)s),
+    (SELECT json_object_agg(connector, used) FROM quota_shares
+        WHERE %(shares)s AND key = %(key)s AND day = %(day)s),
+    w.count, w.oldest
+FROM (SELECT COUNT(*) AS count, MIN(at) AS oldest FROM quota_calls
+      WHERE key = %(key)s AND at > %(since)s) w
+LEFT JOIN quota_state s ON s.key = %(key)s
+"""
+RECORD = """
+WITH call AS (INSERT INTO quota_calls (key, at) VALUES (%(key)s, %(at)s) RETURNING id),
+day AS (INSERT INTO quota_days VALUES (%(key)s, %(day)s, 1) ON CONFLICT (key, day)
+    DO UPDATE SET used = quota_days.used + 1),
+share AS (INSERT INTO quota_shares SELECT %(key)s, %(day)s, %(connector)s, 1
+    WHERE %(connector)s::text IS NOT NULL
+    ON CONFLICT (key, day, connector) DO UPDATE SET used = quota_shares.used + 1)
+SELECT id FROM call
+"""
+
+
 class PostgresBook(Book):
+    """Each statement is a round trip to the database: `look` and `record` are one each."""
+
     def __init__(self, conn: Any, key: str) -> None:
         self.conn = conn
         self.key = key
+
+    def look(self, day: str, since: float, shares: bool = False, prune: bool = False) -> Look:
+        args = {"key": self.key, "day": day, "since": since, "shares": shares, "prune": prune}
+        row = self.conn.execute(LOOK, args).fetchone()
+        state = None if row[0] is None else (float(row[0]), int(row[1]), float(row[2]))
+        used = {c: int(n) for c, n in (row[4] or {}).items()}
+        return Look(state, int(row[3] or 0), used, int(row[5]), row[6])
 
     def state(self) -> Optional[State]:
         row = self.conn.execute(
@@ -97,20 +128,8 @@ class PostgresBook(Book):
         return int(count), oldest
 
     def record(self, at: float, day: str, connector: Optional[str] = None) -> int:
-        (ticket,) = self.conn.execute(
-            "INSERT INTO quota_calls (key, at) VALUES (%s, %s) RETURNING id", (self.key, at)
-        ).fetchone()
-        self.conn.execute(
-            "INSERT INTO quota_days VALUES (%s, %s, 1) ON CONFLICT (key, day) "
-            "DO UPDATE SET used = quota_days.used + 1",
-            (self.key, day),
-        )
-        if connector is not None:
-            self.conn.execute(
-                "INSERT INTO quota_shares VALUES (%s, %s, %s, 1) "
-                "ON CONFLICT (key, day, connector) DO UPDATE SET used = quota_shares.used + 1",
-                (self.key, day, connector),
-            )
+        args = {"key": self.key, "at": at, "day": day, "connector": connector}
+        (ticket,) = self.conn.execute(RECORD, args).fetchone()
         return int(ticket)
 
 
@@ -122,7 +141,9 @@ class PostgresLedger(Ledger):
         self.pool.close()
 
     def write(self, key: str, fn: Callable[[Book], T]) -> T:
-        with self.pool.connection() as conn, conn.transaction():
+        # Pipelined: BEGIN and the lock travel with fn's first read. The server still runs
+        # them in order, so that read's snapshot is taken once the lock is held.
+        with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_KEY, key))
             return fn(PostgresBook(conn, key))
 
