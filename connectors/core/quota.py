@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 from .clock import Clock
-from .ledger import Book, Ledger, SQLiteLedger, State, open_ledger
+from .ledger import Book, Ledger, LedgerUnavailable, SQLiteLedger, State, open_ledger
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +70,9 @@ DAY_SHARE = {
 
 
 class Refused(Exception):
-    """No slot: the day's budget (or the connector's share) is spent, or the next slot comes
-    after the caller's deadline. The message says which."""
+    """No slot: the day's budget (or the connector's share) is spent, the next slot comes
+    after the caller's deadline, or the shared ledger cannot be reached. The message says
+    which."""
 
 
 def _day(ts: float) -> str:
@@ -154,7 +155,10 @@ class QuotaGovernor:
                 wait: float = 0.05  # a more urgent caller here goes first
                 why = "a more urgent caller goes first"
             else:
-                ticket, wait, why = self._try_take(priority, connector, now)
+                try:
+                    ticket, wait, why = self._try_take(priority, connector, now)
+                except LedgerUnavailable as exc:  # no budget we can trust: no request
+                    raise Refused(f"the quota ledger cannot be reached ({exc})") from None
                 if ticket is not None:
                     return ticket
                 if wait < 0:
@@ -177,7 +181,10 @@ class QuotaGovernor:
         if not ticket:
             return
         at = self.clock.now() + (0.0 if answered else NO_ANSWER_MARGIN)
-        self.ledger.stamp(self.key, ticket, at)
+        try:
+            self.ledger.stamp(self.key, ticket, at)
+        except LedgerUnavailable as exc:  # the slot keeps its take stamp
+            log.warning("cannot stamp a request's slot in the quota ledger: %s", exc)
 
     def _try_take(
         self, priority: Priority, connector: str, now: float
@@ -288,7 +295,11 @@ class QuotaGovernor:
             book.put_state(until, learned if self.per_minute else 0, learned_at)
             return before, after, now < cooldown
 
-        before, after, cooling = self.ledger.write(self.key, txn)
+        try:
+            before, after, cooling = self.ledger.write(self.key, txn)
+        except LedgerUnavailable as exc:  # the next take is refused the same way
+            log.warning("VirusTotal answered 429; the quota ledger cannot be reached: %s", exc)
+            return
         why = f"VirusTotal answered 429 {code}".rstrip()
         if after < before:
             log.warning(

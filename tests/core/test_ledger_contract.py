@@ -17,7 +17,7 @@ import pytest
 from connectors.core import database
 from connectors.core.clock import FakeClock
 from connectors.core.ledger import TABLES, Ledger, Look, open_ledger
-from connectors.core.quota import Priority, QuotaGovernor
+from connectors.core.quota import Priority, QuotaGovernor, Refused
 
 DAY = "2026-01-01"
 
@@ -285,3 +285,23 @@ def test_postgres_schema_is_versioned_and_a_newer_one_refused(pg_database):
         conn.close()
     with pytest.raises(database.SchemaTooNew, match="quota is version 99"):
         QuotaGovernor(pg_database, "k", 4, 500)
+
+
+async def test_an_unreachable_database_refuses_slots_and_never_guesses(caplog):
+    from tests import pg
+
+    if pg.disabled_reason():
+        pytest.skip(pg.disabled_reason())
+    server = pg.PostgresServer()  # its own server: this one is stopped mid-test
+    g = QuotaGovernor(server.start(), "k", 4, 500)
+    try:
+        ticket = await g.take()
+        server.stop()
+        with caplog.at_level("WARNING"):
+            g.sent(ticket)  # the request is over; its stamp cannot be written
+        assert "cannot stamp a request's slot" in caplog.text
+        with pytest.raises(Refused, match="the quota ledger cannot be reached"):
+            await g.take()
+    finally:
+        server.stop()
+        g.close()

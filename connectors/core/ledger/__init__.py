@@ -16,11 +16,11 @@ from typing import Union
 from connectors.core.config import Settings
 from connectors.core.database import is_postgres
 
-from .base import TABLES, Book, Ledger, Look, State
+from .base import TABLES, Book, Ledger, LedgerUnavailable, Look, State
 from .sqlite import SQLiteLedger
 
-__all__ = ["TABLES", "Book", "Ledger", "Look", "SQLiteLedger", "State", "ledger_for",
-           "ledger_target", "open_ledger"]  # fmt: skip
+__all__ = ["TABLES", "Book", "Ledger", "LedgerUnavailable", "Look", "SQLiteLedger", "State",
+           "ledger_for", "ledger_target", "open_ledger"]  # fmt: skip
 
 
 def open_ledger(target: Union[str, Path]) -> Ledger:

@@ -26,6 +26,11 @@ TABLES: Dict[str, Tuple[str, ...]] = {
 }
 
 
+class LedgerUnavailable(Exception):
+    """The ledger cannot be read or written now (its database is unreachable): the governor
+    refuses slots rather than guess the budget."""
+
+
 class Look(NamedTuple):
     """What one take decides on, read at once (`Book.look`)."""
 

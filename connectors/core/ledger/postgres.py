@@ -14,14 +14,16 @@ NTP-synchronised: a skew of s seconds can move a window's edge by s.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Tuple, TypeVar
 
 from connectors.core import database
 
-from .base import Book, Ledger, Look, State, check_table
+from .base import Book, Ledger, LedgerUnavailable, Look, State, check_table
 
 T = TypeVar("T")
 LOCK_KEY = 0x7674_0201  # advisory lock class: (this, hashtext(key)) while a key's budget moves
+CONNECTION_WAIT = 5.0  # seconds to wait for a pooled connection (the database may be down)
 SCHEMA = database.Schema(
     "quota",
     (
@@ -135,24 +137,36 @@ class PostgresBook(Book):
 
 class PostgresLedger(Ledger):
     def __init__(self, url: str) -> None:
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        self._down = (psycopg.OperationalError, PoolTimeout)  # the database, not our SQL
         self.pool = database.pool(url, schema=SCHEMA)
 
     def close(self) -> None:
         self.pool.close()
 
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[Any]:
+        try:
+            with self.pool.connection(timeout=CONNECTION_WAIT) as conn:
+                yield conn
+        except self._down as exc:
+            raise LedgerUnavailable(database._one_line(exc)) from None
+
     def write(self, key: str, fn: Callable[[Book], T]) -> T:
         # Pipelined: BEGIN and the lock travel with fn's first read. The server still runs
         # them in order, so that read's snapshot is taken once the lock is held.
-        with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
+        with self._connection() as conn, conn.pipeline(), conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_KEY, key))
             return fn(PostgresBook(conn, key))
 
     def read(self, key: str, fn: Callable[[Book], T]) -> T:
-        with self.pool.connection() as conn, conn.transaction():
+        with self._connection() as conn, conn.transaction():
             return fn(PostgresBook(conn, key))
 
     def cooldown_until(self, key: str) -> float:
-        with self.pool.connection() as conn:
+        with self._connection() as conn:
             row = conn.execute(
                 "SELECT cooldown_until FROM quota_state WHERE key = %s", (key,)
             ).fetchone()
@@ -160,7 +174,7 @@ class PostgresLedger(Ledger):
 
     def stamp(self, key: str, ticket: int, at: float) -> None:
         # No key lock: the row lock orders it against a taker's prune of the same row.
-        with self.pool.connection() as conn:
+        with self._connection() as conn:
             conn.execute(
                 "UPDATE quota_calls SET at = %s WHERE id = %s AND key = %s", (at, ticket, key)
             )
