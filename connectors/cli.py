@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 import click
 from rich.console import Console
@@ -79,6 +79,14 @@ class Root(click.Group):
                 rest.append(a)
             i += 1
         return super().parse_args(ctx, front + rest)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        # A store a command opens late (the shared database unreachable, a schema newer than
+        # this vtconnect) is a configuration error like any other: one line, exit 2.
+        try:
+            return super().invoke(ctx)
+        except config_mod.ConfigError as exc:
+            raise ConfigProblem(str(exc)) from None
 
 
 @click.group(cls=Root, context_settings={"help_option_names": ["-h", "--help"]})

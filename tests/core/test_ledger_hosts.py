@@ -195,3 +195,17 @@ def test_serve_refuses_a_newer_quota_schema_in_one_line(tmp_path, pg_database):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "quota is version 99, newer than this vtconnect" in lines[0], lines
+
+
+@pytest.mark.parametrize("args", [["lookup", "44d88612fea8a8f36de82e1278abb02f"], ["quota"]])
+def test_an_unreachable_shared_ledger_is_one_line_and_exit_2(tmp_path, args):
+    from click.testing import CliRunner
+
+    from connectors.cli import main
+
+    env = {"VTCONNECT_CONFIG": "", "VT_API_KEY": KEY, "XDG_STATE_HOME": str(tmp_path),
+           "VTCONNECT_DATABASE": "postgresql://nobody@/x?host=/nonexistent"}  # fmt: skip
+    r = CliRunner().invoke(main, args, env=env)
+    assert r.exit_code == 2, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot connect to core.database" in lines[0], r.stderr
