@@ -137,10 +137,7 @@ class PostgresBook(Book):
 
 class PostgresLedger(Ledger):
     def __init__(self, url: str) -> None:
-        import psycopg
-        from psycopg_pool import PoolTimeout
-
-        self._down = (psycopg.OperationalError, PoolTimeout)  # the database, not our SQL
+        self._down = database.unavailable_errors()  # the database, not our SQL
         self.pool = database.pool(url, schema=SCHEMA)
 
     def close(self) -> None:
