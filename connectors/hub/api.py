@@ -21,7 +21,7 @@ from connectors.core.config import Settings
 from connectors.core.enricher import Enricher
 from connectors.core.gateway import CredentialsRejected
 from connectors.core.quota import Priority
-from connectors.formats import rows
+from connectors.core.records import rows
 from connectors.request_bodies import read_capped
 
 from .config import (

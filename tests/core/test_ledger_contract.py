@@ -272,7 +272,7 @@ def test_processes_together_get_exactly_the_budget(target):
 
 # -- PostgreSQL only: the schema ------------------------------------------------------------
 def test_postgres_schema_is_versioned_and_a_newer_one_refused(pg_database):
-    from connectors import cli_db
+    from connectors.cli import db as cli_db
     from connectors.core.ledger.postgres import SCHEMA
 
     assert SCHEMA in cli_db.schemas()

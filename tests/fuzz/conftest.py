@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import json
 import os
+import time
+import urllib.request
 
 import pytest
+
+from connectors.core import stix
+from connectors.core.verdict import Enrichment, Verdict
 
 from . import process
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
+SEEDED = 12  # objects in the inbox for the TAXII 2.0 campaigns, so that Range windows have items
 ERROR_KEYS = {"webhook": {"error", "message"}, "taxii": {"title", "description", "http_status"}}
 
 
@@ -55,3 +61,26 @@ def target(tmp_path_factory, emulator_url):
     srv.stop()
     log = srv.log()
     assert "Traceback" not in log, log[-4000:]
+
+
+def seed_inbox(target) -> None:
+    """SEEDED indicators in the inbox (through TAXII 2.1, the way writes go), once per campaign
+    process."""
+    if getattr(target, "seeded", False):
+        return
+    now = time.time() - 3600
+    objs = [stix.indicator(Enrichment(value=f"fuzz{i}.example.com", kind="domain",
+                                      verdict=Verdict.MALICIOUS, score=90, reason="fuzz",
+                                      normalized=f"fuzz{i}.example.com",
+                                      vt_id=f"fuzz{i}.example.com",
+                                      link="https://www.virustotal.com/gui/x"), now + i)
+            for i in range(SEEDED)]  # fmt: skip
+    media = "application/taxii+json;version=2.1"
+    req = urllib.request.Request(
+        f"{target.served.urls['taxii']}/api/collections/{process.INBOX}/objects/",
+        data=json.dumps({"objects": objs}).encode(), method="POST",
+        headers={"Authorization": process.basic(), "Accept": media, "Content-Type": media},
+    )  # fmt: skip
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 202
+    target.seeded = True

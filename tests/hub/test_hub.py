@@ -246,7 +246,7 @@ def _faults(emulator: str, doc: dict) -> None:
 
 
 def test_remote_ctrl_c_keeps_and_prints_what_is_done(hub, emulator, tmp_path):
-    from connectors.cli_remote import BATCH
+    from connectors.cli.remote import BATCH
 
     values = [f"{i:032x}" for i in range(1, 2 * BATCH + 1)]
     assert hub.post({"values": values[:BATCH]})[0] == 200  # the first batch is warm

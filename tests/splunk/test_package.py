@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from connectors.cli_splunk import splunk
+from connectors.cli.splunk import splunk
 
 from .conftest import BuiltApp
 
