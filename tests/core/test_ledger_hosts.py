@@ -113,7 +113,7 @@ def test_cli_processes_and_replicas_share_one_public_budget(tmp_path, pg_databas
     try:
         for name in ("replica-a", "replica-b"):
             replicas.append(Served(["serve", "--webhook"], env(tmp_path, name, emulator,
-                                                               pg_database)))  # fmt: skip
+                                   pg_database), tmp_path / f"{name}.log"))  # fmt: skip
         urls = [r.wait_listening(1)["webhook"] for r in replicas]
         clis = {
             f"cli-{i}": subprocess.Popen(
@@ -144,7 +144,7 @@ def test_cli_processes_and_replicas_share_one_public_budget(tmp_path, pg_databas
         for r in replicas:
             r.stop()
         emu.stop()
-    assert not failures, (failures, [r.stderr[-2000:] for r in replicas])
+    assert not failures, (failures, [r.log()[-2000:] for r in replicas])
     assert sorted(results) == ["cli-0", "cli-1", "cli-2", "hub-0", "hub-1"]
     verdicts = [r["verdict"] for rs in results.values() for r in rs]
     assert len(verdicts) == 15
