@@ -159,6 +159,7 @@ def test_checker_sees_a_violation(tmp_path):
 # -- storage: interface and backends side by side, the driver in one place ---------------------
 STORES = {
     "connectors.core.ledger": ROOT / "connectors" / "core" / "ledger",
+    "connectors.core.store": ROOT / "connectors" / "core" / "store",
     "taxii.store": ROOT / "taxii" / "store",
     "connectors.webhook.outbox": ROOT / "connectors" / "webhook" / "outbox",
 }

@@ -24,9 +24,10 @@ def schemas() -> List[database.Schema]:
     from taxii.store.postgres import SCHEMA as TAXII
 
     from ..core.ledger.postgres import SCHEMA as QUOTA
+    from ..core.store.postgres import SCHEMA as CACHE
     from ..webhook.outbox.postgres import SCHEMA as WEBHOOK
 
-    return [TAXII, WEBHOOK, QUOTA]
+    return [CACHE, TAXII, WEBHOOK, QUOTA]
 
 
 def _fail(message: str) -> NoReturn:

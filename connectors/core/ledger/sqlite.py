@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Tuple, TypeVar, Union
 
-from connectors.core.cache import open_db, write
+from connectors.core.store.sqlite import open_db, write
 
 from .base import Book, Ledger, State, check_table
 
