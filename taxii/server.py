@@ -28,7 +28,7 @@ from .errors import MEDIA, STIX_MEDIA, TaxiiError, error, reply
 from .pagination import BadToken, date_headers, envelope, us_to_rfc3339
 from .publisher import publisher_task
 from .store import ObjectStore, Page, new_status_id, store_for
-from .validate import envelope_objects, problem, stored_body_ok
+from .validate import problem, read_envelope, stored_body_ok
 
 log = logging.getLogger(__name__)
 STORE = web.AppKey("store", ObjectStore)
@@ -220,9 +220,9 @@ async def expect(request: web.Request) -> Optional[web.Response]:
 async def add_objects(request: web.Request) -> web.Response:
     coll = _collection(request, write=True)
     media.check_body_type(request)
-    objects = envelope_objects(await _body(request, request.app[CONFIG].max_body_bytes))
-    # stix2 validates patterns at ~1 ms an object: off the event loop.
-    problems = await asyncio.to_thread(lambda: [problem(o) for o in objects])
+    objects, clean = read_envelope(await _body(request, request.app[CONFIG].max_body_bytes))
+    # Objects the fast check cannot vouch for cost stix2 ~2 ms each: off the event loop.
+    problems = await asyncio.to_thread(lambda: [problem(o, clean=clean) for o in objects])
     good = [o for o, why in zip(objects, problems) if not why]
     failures = [
         {"id": o["id"] if isinstance(o, dict) and isinstance(o.get("id"), str) else "",

@@ -9,7 +9,7 @@ import json
 import logging
 import math
 import re
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import stix2
 from stix2patterns.v21.object_validator import HASHES_REGEX
@@ -26,14 +26,34 @@ LONE_ESCAPE = re.compile(
 
 def envelope_objects(raw: bytes) -> List[Any]:
     """The objects list of a TAXII envelope (or of a STIX bundle: some producers send one)."""
+    return read_envelope(raw)[0]
+
+
+def read_envelope(raw: bytes) -> Tuple[List[Any], bool]:
+    """The objects list of a TAXII envelope (or of a STIX bundle: some producers send one), and
+    whether the body is known to hold nothing unwritable() refuses: ASCII without a \\uD escape
+    (so no lone surrogate) and only finite numbers. False means "look at each object"."""
+    odd: List[str] = []
+
+    def number(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            odd.append(text)
+        return value
+
+    def constant(text: str) -> float:
+        odd.append(text)
+        return float(text)
+
     try:
-        doc = json.loads(raw)
+        doc = json.loads(raw, parse_float=number, parse_constant=constant)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise TaxiiError(400, "body is not JSON (UTF-8)") from None
     objects = doc.get("objects") if isinstance(doc, dict) else None
     if not isinstance(objects, list) or not objects:
         raise TaxiiError(422, "an envelope with a non-empty objects list is required")
-    return objects
+    clean = not odd and raw.isascii() and b"\\ud" not in raw and b"\\uD" not in raw
+    return objects, clean
 
 
 def unwritable(value: Any) -> Optional[str]:
@@ -94,12 +114,13 @@ def repaired(objects: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return out
 
 
-def problem(obj: Any, fast: bool = True) -> str:
+def problem(obj: Any, fast: bool = True, clean: bool = False) -> str:
     """Why an object is not stored, or "" when it is fine. `fast=False` skips the exact fast
-    path (the same answers, always from stix2)."""
+    path (the same answers, always from stix2); `clean`: it came in a body read_envelope() found
+    clean, so the walk for unwritable values is skipped."""
     if not isinstance(obj, dict):
         return "not a JSON object"
-    bad = unwritable(obj)
+    bad = None if clean else unwritable(obj)
     if bad:
         return bad
     oid, otype = obj.get("id"), obj.get("type")

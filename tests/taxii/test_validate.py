@@ -5,6 +5,7 @@ and what the fast path vouches for stix2 accepts."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 
 from connectors.core import stix
 from connectors.core.verdict import Enrichment, Verdict
-from taxii.validate import problem, stix2_problem, surely_valid
+from taxii.validate import problem, read_envelope, stix2_problem, surely_valid
 
 SETTINGS = hsettings(max_examples=int(os.environ.get("VALIDATE_EXAMPLES", "600")), deadline=None,
                      suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
@@ -196,3 +197,36 @@ def test_the_objects_we_publish_take_the_fast_path():
     assert len(fast) >= len(objs) - 1, [o for o in objs if not surely_valid(o)]  # the quoted URL
     for o in objs:
         assert problem(o) == "" == stix2_problem(o)
+
+
+TOKENS = ['"x"', "NaN", "-Infinity", "Infinity", "1e999", "-1E400", "1.5", "1" + "0" * 400 + ".0",
+          "10" * 200, '"\\ud800"', '"\\uDBFF"', '"\\ud83d\\ude00"', '"\\u00e9"', '"\\\\ud800"',
+          '"caf\u00e9"', "[1e999]", '{"k": NaN}', '{"\\udc00": 1}', "true", "null"]  # fmt: skip
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.sampled_from(TOKENS), st.sampled_from(["name", "x_extra", "conf"])),
+                min_size=1, max_size=3),
+       st.sampled_from(["utf-8", "utf-16"]))  # fmt: skip
+@example([('"\udc00"', "name")], "utf-8")
+def test_a_body_found_clean_changes_no_answer(tokens, encoding):
+    """read_envelope() may skip the per-object walk only where it finds nothing it refuses."""
+    objs = [json.dumps(BASE), json.dumps(BASE)]
+    for i, (token, key) in enumerate(tokens):
+        objs[i % 2] = objs[i % 2][:-1] + f', "{key}": {token}}}'
+    try:
+        raw = ('{"objects": [' + ", ".join(objs) + "]}").encode(encoding, "surrogatepass")
+    except UnicodeEncodeError:
+        return
+    objects, clean = read_envelope(raw)
+    assert [problem(o, clean=clean) for o in objects] == [problem(o) for o in objects]
+    assert [problem(o, clean=clean) for o in objects] == [problem(o, fast=False) for o in objects]
+
+
+def test_a_plain_body_is_clean_and_a_tainted_one_is_not():
+    plain = json.dumps({"objects": [BASE]}).encode()
+    assert read_envelope(plain)[1]
+    for token in ("NaN", "1e999", '"\\ud800"'):
+        tainted = plain[:-3] + f', "x": {token}}}]}}'.encode()
+        assert not read_envelope(tainted)[1]
+        assert problem(read_envelope(tainted)[0][0]) != ""
