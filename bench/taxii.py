@@ -168,8 +168,15 @@ def post_all(url: str, auth: str, bodies: list, warm: bytes) -> float:
 def ingest_rates() -> dict:
     """Ingest at N_INGEST objects, and at 500 (medallion's memory backend compares each new
     object with every stored one, so its rate falls as the collection grows)."""
+    from taxii.validate import problem
+
     out = ingest_rate(N_INGEST)
     small = ingest_rate(500)
+    objs = ingest_objects(600, time.time())
+    for label, fast in (("fast", True), ("stix2", False)):  # the check alone, in this process
+        t0 = time.perf_counter()
+        assert not any(problem(o, fast=fast) for o in objs)
+        out[f"validate_{label}_objects_per_s"] = round(len(objs) / (time.perf_counter() - t0))
     keep = ("ours", "medallion", "ingest_ratio")
     out.update({f"{k}_at_500": v for k, v in small.items() if k.startswith(keep)})
     return out
