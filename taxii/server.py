@@ -221,17 +221,22 @@ async def add_objects(request: web.Request) -> web.Response:
     coll = _collection(request, write=True)
     media.check_body_type(request)
     objects, clean = read_envelope(await _body(request, request.app[CONFIG].max_body_bytes))
-    # Objects the fast check cannot vouch for cost stix2 ~2 ms each: off the event loop.
-    problems = await asyncio.to_thread(lambda: [problem(o, clean=clean) for o in objects])
+    store = request.app[STORE]
+    # Checking, storing and the status resource in one worker thread: objects the fast check
+    # cannot vouch for cost stix2 ~2 ms each, and the store blocks.
+    return reply(await asyncio.to_thread(_ingest, store, coll.id, objects, clean), 202)
+
+
+def _ingest(store: ObjectStore, coll: str, objects: List[Any], clean: bool) -> Dict[str, Any]:
+    problems = [problem(o, clean=clean) for o in objects]
     good = [o for o, why in zip(objects, problems) if not why]
     failures = [
         {"id": o["id"] if isinstance(o, dict) and isinstance(o.get("id"), str) else "",
          "version": str(o.get("modified", "")) if isinstance(o, dict) else "", "message": why}
         for o, why in zip(objects, problems) if why
     ]  # fmt: skip
-    store = request.app[STORE]
     if good:  # one transaction: every valid object is stored, or none is
-        await asyncio.to_thread(store.add, coll.id, good)
+        store.add(coll, good)
     successes = [{"id": o["id"], "version": o.get("modified", o.get("created", ""))} for o in good]
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     status = {
@@ -239,8 +244,8 @@ async def add_objects(request: web.Request) -> web.Response:
         "total_count": len(objects), "success_count": len(successes), "successes": successes,
         "failure_count": len(failures), "failures": failures, "pending_count": 0,
     }  # fmt: skip
-    await asyncio.to_thread(store.save_status, coll.id, status)
-    return reply(status, 202)
+    store.save_status(coll, status)
+    return status
 
 
 async def status(request: web.Request) -> web.Response:
