@@ -31,6 +31,7 @@ CORE_FORBIDDEN = (
     "connectors.status",
     "connectors.connections",
     "connectors.request_bodies",
+    "connectors.part_metrics",
     "taxii",
     "aiohttp.web",
     "click",
@@ -114,8 +115,9 @@ def test_the_cli_is_a_package_and_serve_stays_the_root():
     assert 'vtconnect = "connectors.cli:main"' in text
 
 
-# Top-level modules the adapters may share (HTTP body reading); they sit below every adapter.
-SHARED_HELPERS = ("connectors.request_bodies",)
+# Top-level modules the adapters may share (HTTP body reading, a part's Prometheus metrics);
+# they sit below every adapter.
+SHARED_HELPERS = ("connectors.request_bodies", "connectors.part_metrics")
 
 
 def test_adapters_share_only_helpers_that_sit_below_them():
@@ -156,6 +158,7 @@ def test_checker_sees_a_violation(tmp_path):
 
 # -- storage: interface and backends side by side, the driver in one place ---------------------
 STORES = {
+    "connectors.core.store": ROOT / "connectors" / "core" / "store",
     "taxii.store": ROOT / "taxii" / "store",
     "connectors.webhook.outbox": ROOT / "connectors" / "webhook" / "outbox",
 }

@@ -6,7 +6,10 @@ import json
 
 import click
 
-from .context import Ctx
+from ..core import config as config_mod
+from ..core.database import redacted
+from ..core.store import CacheStore, cache_for
+from .context import ConfigProblem, Ctx
 
 
 @click.group()
@@ -14,25 +17,32 @@ def cache() -> None:
     """Inspect or empty the verdict cache."""
 
 
+def _open_cache(obj: Ctx) -> CacheStore:
+    """[core] database when set, else the SQLite file; an unusable database is one line."""
+    try:
+        return cache_for(obj.settings)
+    except config_mod.ConfigError as exc:
+        raise ConfigProblem(str(exc)) from None
+
+
 @cache.command("stats")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
 @click.pass_obj
 def cache_stats(obj: Ctx, as_json: bool) -> None:
     """Entries by verdict, hit rate, verdict log size."""
-    from ..core.cache import Cache
-
-    c = Cache(obj.settings.cache_path, obj.settings.cache)
+    c = _open_cache(obj)
     try:
         stats = c.stats()
     finally:
         c.close()
     stats.pop("memory_entries", None)  # this process's own memory: always empty here
+    where = redacted(obj.settings.database) if obj.settings.database else obj.settings.cache_path
     if as_json:
-        click.echo(json.dumps(dict(stats, path=str(obj.settings.cache_path))))
+        click.echo(json.dumps(dict(stats, path=str(where))))
         return
     verdicts = ", ".join(f"{k} {v}" for k, v in sorted(stats["by_verdict"].items())) or "none"
     looked = stats["hits_total"] + stats["misses_total"]
-    click.echo(f"cache        {obj.settings.cache_path} ({stats['db_bytes'] / 1024:.0f} KiB)")
+    click.echo(f"cache        {where} ({stats['db_bytes'] / 1024:.0f} KiB)")
     click.echo(f"entries      {stats['entries']} live ({verdicts}); {stats['expired']} expired; "
                f"{stats['aliases']} hash aliases")  # fmt: skip
     click.echo(f"hit rate     {100 * stats['hit_rate']:.1f}% of {looked} lookups; today "
@@ -46,9 +56,7 @@ def cache_stats(obj: Ctx, as_json: bool) -> None:
 )
 @click.pass_obj
 def cache_purge(obj: Ctx, everything: bool) -> None:
-    from ..core.cache import Cache
-
-    c = Cache(obj.settings.cache_path, obj.settings.cache)
+    c = _open_cache(obj)
     try:
         n = c.purge(expired_only=not everything)
     finally:

@@ -23,9 +23,10 @@ def schemas() -> List[database.Schema]:
     """Every component that keeps its state in the shared database, in creation order."""
     from taxii.store.postgres import SCHEMA as TAXII
 
+    from ..core.store.postgres import SCHEMA as CACHE
     from ..webhook.outbox.postgres import SCHEMA as WEBHOOK
 
-    return [TAXII, WEBHOOK]
+    return [CACHE, TAXII, WEBHOOK]
 
 
 def _fail(message: str) -> NoReturn:

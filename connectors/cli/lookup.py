@@ -150,7 +150,10 @@ def lookup(
         writer = render.RowWriter(fmt, sys.stdout, Console())
         remote_lookup(remote, items, kind, priority, deadline, writer)
         return
-    enricher = Enricher(settings, connector="cli")
+    try:
+        enricher = Enricher(settings, connector="cli")
+    except config_mod.ConfigError as exc:  # the shared database: unreachable, schema too new
+        raise ConfigProblem(str(exc)) from None
     kwargs = dict(
         kind=kind,
         use_cache=not no_cache,

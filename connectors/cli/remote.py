@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional
 
 import click
 
-from ..hub.client import HubClient, HubError, HubUnreachable
+from ..core.remote import HubClient, HubError, HubUnreachable
 from ..hub.config import Remote
 from . import render
 

@@ -13,7 +13,6 @@ from dataclasses import replace
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from . import policy, relationships
-from .cache import Cache, CacheEntry, LogRecord
 from .clock import Clock
 from .config import PolicySettings, Settings
 from .flights import Flights
@@ -32,6 +31,7 @@ from .observable import InvalidObservable, Kind, Observable, parse
 from .privacy import skip_reason
 from .quota import Priority, QuotaGovernor
 from .report import Report
+from .store import CacheEntry, CacheStore, LogRecord, cache_for
 from .verdict import CACHEABLE, Enrichment, Verdict
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class Enricher:
         settings: Settings,
         *,
         connector: str = "cli",
-        cache: Optional[Cache] = None,
+        cache: Optional[CacheStore] = None,
         governor: Optional[QuotaGovernor] = None,
         gateway: Optional[Gateway] = None,
         clock: Optional[Clock] = None,
@@ -59,7 +59,7 @@ class Enricher:
         self.settings = settings
         self.connector = connector
         self.clock = clock or Clock()
-        self.cache = cache or Cache(settings.cache_path, settings.cache, self.clock)
+        self.cache = cache or cache_for(settings, self.clock)
         per_minute, per_day = settings.quota.limits()
         self.governor = governor or QuotaGovernor(
             settings.quota_path,

@@ -22,13 +22,14 @@ from connectors.core.config import Settings
 from connectors.core.enricher import Enricher
 from connectors.core.gateway import CredentialsRejected
 from connectors.core.quota import Priority
+from connectors.part_metrics import CONTENT_TYPE
 from connectors.request_bodies import invite, last_line, read_capped
 
 from . import auth, formats, payload, shapes
 from .block import block
 from .config import Source, WebhookConfig, load
 from .errors import fail
-from .metrics import CONTENT_TYPE, Metrics
+from .metrics import Metrics
 from .outbox import outbox_for
 
 log = logging.getLogger(__name__)
@@ -252,12 +253,7 @@ class Receiver:
         return web.json_response({"ok": True, "jobs": self.outbox.counts()})
 
     async def metrics(self, request: web.Request) -> web.Response:
-        body = self.stats.render(
-            self.outbox.counts(),
-            self.outbox.delivery_counts(),
-            self.enricher.cache.stats(),
-            self.enricher.governor.status().get("left_today"),
-        )
+        body = self.stats.render(self.outbox.counts(), self.outbox.delivery_counts(), self.enricher)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 

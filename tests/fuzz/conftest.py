@@ -13,7 +13,8 @@ import pytest
 from connectors.core import stix
 from connectors.core.verdict import Enrichment, Verdict
 
-from . import process
+from ..processes import Served
+from . import campaign
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 SEEDED = 12  # objects in the inbox for the TAXII 2.0 campaigns, so that Range windows have items
@@ -23,7 +24,7 @@ ERROR_KEYS = {"webhook": {"error", "message"}, "taxii": {"title", "description",
 class Target:
     """The fuzz target and what must hold after every response."""
 
-    def __init__(self, served: process.Served) -> None:
+    def __init__(self, served: Served) -> None:
         self.served = served
         self.seen = 0  # log bytes already checked
 
@@ -41,7 +42,7 @@ class Target:
         of scheduling noise on a shared machine is not taken for a stuck server."""
         took = []
         for _ in range(3):
-            took.append(process.healthz_ms(self.served, part))
+            took.append(campaign.healthz_ms(self.served, part))
             if took[-1] < 100:
                 return
         raise AssertionError(f"{what}: /healthz took {took} ms")
@@ -56,7 +57,7 @@ class Target:
 def target(tmp_path_factory, emulator_url):
     tmp = tmp_path_factory.mktemp("fuzz")
     # Allow the campaign's volume; the rate limit has its own tests.
-    srv = process.start(tmp, emulator_url)
+    srv = campaign.start(tmp, emulator_url)
     yield Target(srv)
     srv.stop()
     log = srv.log()
@@ -77,9 +78,9 @@ def seed_inbox(target) -> None:
             for i in range(SEEDED)]  # fmt: skip
     media = "application/taxii+json;version=2.1"
     req = urllib.request.Request(
-        f"{target.served.urls['taxii']}/api/collections/{process.INBOX}/objects/",
+        f"{target.served.urls['taxii']}/api/collections/{campaign.INBOX}/objects/",
         data=json.dumps({"objects": objs}).encode(), method="POST",
-        headers={"Authorization": process.basic(), "Accept": media, "Content-Type": media},
+        headers={"Authorization": campaign.basic(), "Accept": media, "Content-Type": media},
     )  # fmt: skip
     with urllib.request.urlopen(req, timeout=10) as r:
         assert r.status == 202

@@ -18,7 +18,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from . import process
+from . import campaign
 from .conftest import EXAMPLES, seed_inbox
 
 CHECKS = [status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -34,14 +34,14 @@ TAXII20 = "application/vnd.oasis.taxii+json; version=2.0"
 STIX20 = "application/vnd.oasis.stix+json; version=2.0"
 ACCEPT20 = f"{TAXII20}, {STIX20}"  # what a TAXII 2.0 client admits (taxii2-client v20 sends one)
 FIXED = {
-    "webhook": {"headers": {"Authorization": f"Bearer {process.TOKEN}"}},
+    "webhook": {"headers": {"Authorization": f"Bearer {campaign.TOKEN}"}},
     "taxii": {
-        "headers": {"Authorization": process.basic()},
-        "path_parameters": {"root": "api", "collection": process.INBOX},
+        "headers": {"Authorization": campaign.basic()},
+        "path_parameters": {"root": "api", "collection": campaign.INBOX},
     },
     "taxii20": {
-        "headers": {"Authorization": process.basic(), "Accept": ACCEPT20},
-        "path_parameters": {"root": "api", "collection": process.INBOX},
+        "headers": {"Authorization": campaign.basic(), "Accept": ACCEPT20},
+        "path_parameters": {"root": "api", "collection": campaign.INBOX},
     },
 }
 
@@ -93,10 +93,10 @@ def test_taxii20_paging_answers_as_documented(target, path, accept):
                 ("items=5-9", 206, "items 5-9/"), ("items 10-99999", 206, "items 10-"),
                 ("items 99999-99999", 416, None), ("items 5-2", 400, None)]  # fmt: skip
     for asked, status, content_range in expected:
-        headers = {"Authorization": process.basic(), "Accept": accept}
+        headers = {"Authorization": campaign.basic(), "Accept": accept}
         if asked:
             headers["Range"] = asked
-        case = operation.Case(path_parameters={"root": "api", "collection": process.INBOX},
+        case = operation.Case(path_parameters={"root": "api", "collection": campaign.INBOX},
                               headers=headers)  # fmt: skip
         response = case.call(base_url=target.served.urls["taxii"], timeout=30)
         assert response.status_code == status, (asked, response.status_code, response.text)

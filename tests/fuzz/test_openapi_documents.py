@@ -10,7 +10,7 @@ from importlib import resources
 import pytest
 import schemathesis
 
-from . import process
+from . import campaign
 
 
 def document(package: str) -> dict:
@@ -52,7 +52,7 @@ async def test_every_route_is_documented(settings):
 
 
 def test_served_at_openapi_json(tmp_path, emulator_url):
-    srv = process.start(tmp_path, emulator_url)
+    srv = campaign.start(tmp_path, emulator_url)
     try:
         for part, package in (("webhook", "connectors.webhook"), ("taxii", "taxii")):
             req = urllib.request.Request(srv.urls[part] + "/openapi.json",

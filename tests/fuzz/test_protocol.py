@@ -12,21 +12,21 @@ from typing import List, Tuple
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from . import process
+from . import campaign
 from .conftest import ERROR_KEYS, EXAMPLES, seed_inbox
 
 PATHS = [
     b"/", b"/healthz", b"/openapi.json", b"/metrics", b"/v1/alerts/generic", b"/v1/alerts/auto",
     b"/v1/alerts/elastic?wait=1", b"/v1/alerts/splunk/tok", b"/v1/jobs/x?token=y", b"/taxii2/",
-    b"/api/", b"/api/collections/", f"/api/collections/{process.INBOX}/objects/".encode(),
-    f"/api/collections/{process.FEED}/manifest/?limit=1".encode(),
-    f"/api/collections/{process.INBOX}/objects/?added_after=2000-01-01T00:00:00Z".encode(),
-    f"/api/collections/{process.FEED}/objects/indicator--00000000-0000-4000-8000-000000000000/"
+    b"/api/", b"/api/collections/", f"/api/collections/{campaign.INBOX}/objects/".encode(),
+    f"/api/collections/{campaign.FEED}/manifest/?limit=1".encode(),
+    f"/api/collections/{campaign.INBOX}/objects/?added_after=2000-01-01T00:00:00Z".encode(),
+    f"/api/collections/{campaign.FEED}/objects/indicator--00000000-0000-4000-8000-000000000000/"
     .encode(),
     b"/api/status/00000000-0000-4000-8000-000000000000/",
-    f"/feeds/{process.FEED}/all.csv".encode(), b"/%", b"/..%2f..%2f", b"*", b"http://x/",
+    f"/feeds/{campaign.FEED}/all.csv".encode(), b"/%", b"/..%2f..%2f", b"*", b"http://x/",
 ]  # fmt: skip
-AUTH = {"webhook": f"Bearer {process.TOKEN}", "taxii": process.basic()}
+AUTH = {"webhook": f"Bearer {campaign.TOKEN}", "taxii": campaign.basic()}
 NAMES = [b"Content-Type", b"Accept", b"Expect", b"Connection", b"Transfer-Encoding",
          b"Content-Length", b"Host", b"Authorization", b"webhook-id", b"X-Webhook-Token",
          b"Range", b"Upgrade", b"Cookie"]  # fmt: skip
@@ -166,7 +166,7 @@ ranges = (
 @settings(max_examples=EXAMPLES * 2, deadline=None, suppress_health_check=list(HealthCheck),
           database=None)  # fmt: skip
 @given(path=st.sampled_from([b"objects/", b"manifest/"]), accept=st.sampled_from(V20_ACCEPT),
-       window=ranges, collection=st.sampled_from([process.INBOX, process.FEED]))  # fmt: skip
+       window=ranges, collection=st.sampled_from([campaign.INBOX, campaign.FEED]))  # fmt: skip
 def test_taxii20_range_windows(target, path, accept, window, collection):
     """TAXII 2.0 paging by Range over a real socket: any Range gives 200, 206 with a
     Content-Range inside the collection, 400 or 416, always in 2.0's media type."""
