@@ -271,12 +271,13 @@ class Enricher:
             )
         sem = asyncio.Semaphore(self.settings.virustotal.max_concurrency)
         fatal: List[CredentialsRejected] = []
+        slot = Slot(priority, until, connector)  # immutable: one for the whole batch
 
         async def call(obs: Observable) -> Enrichment:
             async with sem:
                 if fatal:
                     return _from_obs(obs.value, obs, Verdict.ERROR, reason="not looked up")
-                return await self._fetch_one(obs, Slot(priority, until, connector), fatal)
+                return await self._fetch_one(obs, slot, fatal)
 
         # One value, one call: a value another enrich() of this process is fetching waits for
         # that answer; one another process leases waits for its cache entry (flights.py).

@@ -23,7 +23,7 @@ FILE_STATS = (
 )
 OTHER_STATS = ("harmless", "malicious", "suspicious", "undetected", "timeout")
 # Engines that gave an opinion; timeouts and unsupported types did not look at the sample.
-ANSWERED = ("harmless", "malicious", "suspicious", "undetected")
+ANSWERED = ("harmless", "malicious", "suspicious", "undetected")  # Report.total spells them out
 NAMES_CAP = 100  # file names kept (VirusTotal itself returns at most 100)
 RULES_CAP = 10  # Sigma rule titles and IDS messages kept, most severe first
 SEVERITIES = ("critical", "high", "medium", "low", "info")
@@ -142,7 +142,11 @@ class Report:
 
     @property
     def total(self) -> int:
-        return sum(self.stats.get(k, 0) for k in ANSWERED)
+        s = self.stats  # the ANSWERED categories, spelled out: a generator costs more
+        return (
+            s.get("harmless", 0) + s.get("malicious", 0) + s.get("suspicious", 0)
+            + s.get("undetected", 0)
+        )  # fmt: skip
 
     @property
     def first_seen_iso(self) -> str:
@@ -254,13 +258,18 @@ def parse_report(doc: Any) -> Report:
     lar = get("last_analysis_results")
     if type(lar) is dict:
         for name, res in lar.items():
-            if type(res) is dict:
-                cat = res.get("category")
-                # == is False for any non-string category, so no separate type check is needed
-                if cat == "malicious" or cat == "suspicious":
-                    engines[name] = cat
-                    if res.get("result"):
-                        results[name] = _str(res["result"])
+            # Subscripting is cheaper than .get(); JSON gives no dict subclasses, and anything
+            # else (a list, a string, a number, None) raises TypeError: skipped like a dict
+            # without a category.
+            try:
+                cat = res["category"]
+            except (KeyError, TypeError):
+                continue
+            # == is False for any non-string category, so no separate type check is needed
+            if cat == "malicious" or cat == "suspicious":
+                engines[name] = cat
+                if res.get("result"):
+                    results[name] = _str(res["result"])
     d = _TEMPLATE.copy()
     d["kind"], d["id"] = kind, oid
     d["stats"], d["engines"], d["engine_results"] = stats, engines, results
