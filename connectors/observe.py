@@ -16,32 +16,25 @@ import time
 from typing import Any, Awaitable, Callable, Dict, Optional
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import Counter
 
 from .core.enricher import Enricher
+from .part_metrics import CONTENT_TYPE, PartMetrics
 
 access_log = logging.getLogger("vtconnect.access")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-CONTENT_TYPE = "text/plain; version=0.0.4"
 
 
-class PartMetrics:
+class AccessMetrics(PartMetrics):
+    """The front door's count of a part's requests and failed logins."""
+
     def __init__(self, part: str) -> None:
-        self.registry = r = CollectorRegistry()
-        self.requests = Counter(
-            f"vtconnect_{part}_requests", "Requests by route, method and status",
-            ["route", "method", "status"], registry=r,
-        )  # fmt: skip
-        self.auth_failures = Counter(
-            f"vtconnect_{part}_auth_failures", "Requests refused for missing or wrong credentials",
-            registry=r,
-        )  # fmt: skip
-        self.quota_left = Gauge(
-            "vtconnect_quota_left_today", "API calls left today for the key (-1: no local limit)",
-            registry=r,
-        )  # fmt: skip
-        self.cache_hits = Gauge("vtconnect_cache_hits_today", "Cache hits today", registry=r)
-        self.cache_misses = Gauge("vtconnect_cache_misses_today", "Cache misses today", registry=r)
+        super().__init__(
+            part, "Requests by route, method and status", ["route", "method", "status"]
+        )
+        self.auth_failures = self.declare(
+            Counter, "auth_failures", "Requests refused for missing or wrong credentials"
+        )
 
 
 def install(
@@ -53,9 +46,9 @@ def install(
     """Put the front door on `app`. `extra` maps exact paths to handlers (the status page)."""
     own = {r.canonical for r in app.router.resources()}
     paths: Dict[str, Handler] = dict(extra or {})
-    metrics: Optional[PartMetrics] = None
+    metrics: Optional[AccessMetrics] = None
     if "/healthz" not in own:
-        metrics = PartMetrics(part)
+        metrics = AccessMetrics(part)
         paths["/healthz"] = _healthz
         paths["/metrics"] = _metrics_handler(metrics, enricher)
 
@@ -107,14 +100,8 @@ async def _healthz(request: web.Request) -> web.Response:
 
 def _metrics_handler(metrics: PartMetrics, enricher: Enricher) -> Handler:
     async def handler(request: web.Request) -> web.Response:
-        quota = enricher.governor.status()
-        left = quota.get("left_today")
-        metrics.quota_left.set(-1 if not quota.get("limited") or left is None else left)
-        stats = enricher.cache.stats()
-        metrics.cache_hits.set(stats["hits_today"])
-        metrics.cache_misses.set(stats["misses_today"])
-        return web.Response(body=generate_latest(metrics.registry),
-                            headers={"Content-Type": CONTENT_TYPE})  # fmt: skip
+        body = metrics.exposition(enricher)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     return handler
 

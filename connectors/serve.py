@@ -60,7 +60,7 @@ def _error_body(name: str) -> ErrorBody:
         from taxii.errors import error
 
         return lambda status, text: error(status, HTTPStatus(status).phrase, text)
-    from .webhook.app import fail
+    from .webhook.errors import fail
 
     def webhook_error(status: int, text: str) -> web.Response:
         return fail(status, HTTPStatus(status).phrase.lower().replace(" ", "_"), text)

@@ -2,7 +2,7 @@
 built app through the protocol harness (playing splunkd) against a local VirusTotal emulator,
 and print the enriched records. No Splunk, no API key, no network beyond loopback.
 
-Loaded by path (connectors/cli_splunk.load_packaging):
+Loaded by path (connectors/cli/splunk.load_packaging):
 `load_packaging("splunk_demo").run(console)`.
 """
 

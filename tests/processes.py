@@ -1,18 +1,21 @@
-"""`vtconnect serve` (and other `vtconnect` commands) as real processes, and HTTP requests
-written byte for byte to a socket: what hostile clients send, no client library in between."""
+"""`vtconnect serve` (and other `vtconnect` commands) as real processes on ephemeral ports,
+started and stopped by PID, and HTTP requests written byte for byte to a socket: what hostile
+clients send, no client library in between. The fuzz campaigns start their server with it."""
 
 from __future__ import annotations
 
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 EXE = os.path.join(os.path.dirname(sys.executable), "vtconnect")
+LISTENING = re.compile(r"([\w-]+) listening on (https?://[^\s\"']+)")  # from the CLI or a log line
 
 
 def env_for(cfg: Path, emulator_url: str, state: Path, key: str = "k") -> Dict[str, str]:
@@ -36,49 +39,80 @@ def run(
 
 
 class Served:
-    """A running `vtconnect serve`; stderr is collected by a thread so it never blocks."""
+    """A running `vtconnect` command (`serve ...`), known by its PID, its URLs read from its
+    "<part> listening on <url>" lines ({"taxii": ..., "webhook": ...}, ephemeral ports). Its
+    stderr goes to the file `log`, not a pipe: a flood of log lines must not block it."""
 
-    def __init__(self, args: Sequence[str], env: Dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            [EXE, *args], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
-        )
-        self.lines: List[str] = []
+    def __init__(
+        self,
+        args: Sequence[str],
+        env: Dict[str, str],
+        log: Path,
+        preexec_fn: Optional[Callable[[], None]] = None,
+    ) -> None:
+        self.log_path = log
         self.urls: Dict[str, str] = {}
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [EXE, *args], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=out, preexec_fn=preexec_fn,
+            )  # fmt: skip
 
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
 
     def wait_listening(self, parts: int, timeout: float = 30) -> Dict[str, str]:
+        """The URLs once `parts` parts listen; stopped, with its log in the error, if not."""
         end = time.monotonic() + timeout
         while time.monotonic() < end and self.proc.poll() is None:
-            # "<part> listening on <url>", from the log and from the CLI
-            for line in list(self.lines):
-                if " listening on " in line:
-                    name = line.split(" listening on ")[0].split()[-1]
-                    self.urls[name] = line.strip().rsplit(" ", 1)[-1]
+            for line in self.log().splitlines():  # from the log and from the CLI
+                m = LISTENING.search(line)
+                if m:
+                    self.urls[m.group(1)] = m.group(2)
             if len(self.urls) >= parts:
                 return self.urls
             time.sleep(0.05)
-        raise AssertionError("vtconnect serve did not start:\n" + self.stderr)
+        self.stop()
+        raise AssertionError("vtconnect serve did not start:\n" + self.log())
 
-    @property
-    def stderr(self) -> str:
-        return "".join(self.lines)
+    def address(self, part: str) -> Tuple[str, int]:
+        host, port = self.urls[part].split("//", 1)[1].rstrip("/").rsplit(":", 1)
+        return host, int(port)
 
     def stop(self) -> int:
+        """SIGTERM, then SIGKILL if it has not ended within 20 s; its exit code."""
         if self.proc.poll() is None:
-            self.proc.terminate()
+            self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(15)
+                self.proc.wait(20)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
-        self._reader.join(5)
         return self.proc.returncode
+
+
+def raw_exchange(address: Tuple[str, int], data: bytes, timeout: float = 5.0) -> bytes:
+    """Send bytes on a fresh connection and read the answer until the server closes (or
+    `timeout`). No half-close: asyncio closes a connection at EOF before any answer."""
+    with socket.create_connection(address, timeout=timeout) as sock:
+        try:
+            sock.sendall(data)
+        except OSError:  # the server may answer and close before reading it all
+            pass
+        chunks = []
+        try:
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except (socket.timeout, ConnectionResetError):
+            pass
+        return b"".join(chunks)
 
 
 def raw_request(
@@ -91,15 +125,8 @@ def raw_request(
     if body or head.startswith((b"POST", b"PUT")):
         data += b"Content-Length: %d\r\n" % len(body)
     data += b"\r\n" + body
-    with socket.create_connection((host, int(port)), timeout=timeout) as s:
-        s.sendall(data)
-        chunks = []
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    reply = b"".join(chunks)
+    reply = raw_exchange((host, int(port)), data, timeout)
+    assert reply, f"no answer to {head[:200]!r}"
     head_part, _, payload = reply.partition(b"\r\n\r\n")
     lines = head_part.decode("latin-1").split("\r\n")
     headers = {}

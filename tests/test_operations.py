@@ -70,8 +70,8 @@ def test_docker_build_context_installs(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     (wheel,) = (tmp_path / "wheel").glob("vtconnect-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for module in ("connectors/cli.py", "connectors/serve.py", "taxii/server.py",
-                   "connectors/webhook/app.py", "connectors/emulator/app.py",
+    for module in ("connectors/cli/__init__.py", "connectors/cli/root.py", "connectors/serve.py",
+                   "taxii/server.py", "connectors/webhook/app.py", "connectors/emulator/app.py",
                    "connectors/status_static/status.js"):  # fmt: skip
         assert module in names, module
     entry = next(n for n in names if n.endswith("entry_points.txt"))

@@ -17,7 +17,7 @@ import stix2
 from rich.console import Console
 from stix2validator import ValidationOptions, validate_instance
 
-from connectors import formats
+from connectors.cli import render
 from connectors.core import evidence, stix
 from connectors.core.config import PolicySettings
 from connectors.core.enricher import from_report
@@ -25,7 +25,7 @@ from connectors.core.observable import parse
 from connectors.core.report import ANSWERED, FILE_STATS, NAMES_CAP, OTHER_STATS, parse_report
 from connectors.core.verdict import Verdict
 from connectors.webhook import shapes
-from connectors.webhook.app import block
+from connectors.webhook.block import block
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "splunk_app" / "bin"))
@@ -175,16 +175,16 @@ def test_every_output_shape_carries_the_evidence(name):
     dets = evidence.evidence(r)["detections"]
     assert len(dets) == min(len(r.engines), evidence.DETECTIONS_CAP)
     # CLI json
-    row = json.loads(formats.to_json([enr]))[0]
+    row = json.loads(render.to_json([enr]))[0]
     assert set(evidence.FIELDS) <= set(row)
     assert row["verdict"] == enr.verdict.value and row["detections"] == dets
     assert row["threat_label"] == r.threat_label
     # CLI csv: list fields joined with ";"
-    got = next(csv.DictReader(io.StringIO(formats.to_csv([enr]))))
+    got = next(csv.DictReader(io.StringIO(render.to_csv([enr]))))
     assert got["detections"] == ";".join(dets) and got["last_modified"] == r.last_modified_iso
     # CLI table
     buf = io.StringIO()
-    formats.print_table([enr], Console(file=buf, width=400))
+    render.print_table([enr], Console(file=buf, width=400))
     assert enr.verdict.value in buf.getvalue()
     # webhook block
     item = block("vtconnect", [enr])["observables"][0]
@@ -218,7 +218,7 @@ def test_every_output_shape_carries_the_evidence(name):
 def test_streamed_csv_joins_list_fields_like_the_batch_csv():
     _, _, enr = enrichment("azul_orcusrat_crowdsourced.json")
     buf = io.StringIO()
-    writer = formats.RowWriter("csv", buf, Console(file=io.StringIO()))
+    writer = render.RowWriter("csv", buf, Console(file=io.StringIO()))
     writer.write([enr])
     writer.close()
-    assert buf.getvalue() == formats.to_csv([enr])
+    assert buf.getvalue() == render.to_csv([enr])

@@ -49,13 +49,15 @@ format = "generic"
 auth = "none"
 """
     )
-    proc = Served(["serve", "--taxii", "--webhook"], env_for(cfg, emulator_url, tmp))
+    proc = Served(
+        ["serve", "--taxii", "--webhook"], env_for(cfg, emulator_url, tmp), tmp / "serve.log"
+    )
     try:
         proc.wait_listening(2)
         yield proc
     finally:
         proc.stop()
-    assert no_traceback(proc.stderr) is None, proc.stderr[-3000:]
+    assert no_traceback(proc.log()) is None, proc.log()[-3000:]
 
 
 def taxii_error(status, headers, body, code):

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from connectors.core.cache import Cache, LogRecord
 from connectors.core.config import CacheSettings
+from connectors.core.store import Cache, LogRecord
 from taxii.config import hash_password
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,7 +13,6 @@ from dataclasses import replace
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from . import policy, relationships
-from .cache import Cache, CacheEntry, LogRecord
 from .clock import Clock
 from .config import PolicySettings, Settings
 from .flights import Flights
@@ -32,6 +31,7 @@ from .observable import InvalidObservable, Kind, Observable, parse
 from .privacy import skip_reason
 from .quota import Priority, QuotaGovernor
 from .report import Report
+from .store import CacheEntry, CacheStore, LogRecord, cache_for
 from .verdict import CACHEABLE, Enrichment, Verdict
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class Enricher:
         settings: Settings,
         *,
         connector: str = "cli",
-        cache: Optional[Cache] = None,
+        cache: Optional[CacheStore] = None,
         governor: Optional[QuotaGovernor] = None,
         gateway: Optional[Gateway] = None,
         clock: Optional[Clock] = None,
@@ -59,7 +59,7 @@ class Enricher:
         self.settings = settings
         self.connector = connector
         self.clock = clock or Clock()
-        self.cache = cache or Cache(settings.cache_path, settings.cache, self.clock)
+        self.cache = cache or cache_for(settings, self.clock)
         per_minute, per_day = settings.quota.limits()
         self.governor = governor or QuotaGovernor(
             settings.quota_path,
@@ -212,8 +212,8 @@ class Enricher:
         hits = len(answers)
 
         missing = [by_key[k][0] for k in by_key if k not in answers]
-        fetched = await self._fetch_all(
-            missing, priority, deadline, max_lookups, connector, share=use_cache
+        fetched = await self._fetch_strongest_first(
+            missing, answers, priority, deadline, max_lookups, connector, share=use_cache
         )
         answers.update(fetched)
         # Cached or just fetched, a report analysed too long ago is stale; a report without an
@@ -248,6 +248,44 @@ class Enricher:
                 out[raw] = replace(enr, reason=f"{enr.reason} ({CREDENTIALS_REMOVED})")
         self._remember(kind, out, memo_until)
         return out
+
+    async def _fetch_strongest_first(
+        self,
+        observables: List[Observable],
+        known: Dict[str, Enrichment],
+        priority: Priority,
+        deadline: Optional[float],
+        max_lookups: Optional[int],
+        connector: str,
+        share: bool,
+    ) -> Dict[str, Enrichment]:
+        """_fetch_all, with the hashes of a batch asked strongest first (SHA-256, then SHA-1,
+        then MD5): a weaker hash that an answer (or a `known` one) lists as the same file's
+        costs no call. A weaker kind waits only when a stronger kind is in the batch."""
+        phases = _phases(observables)
+        if len(phases) == 1:
+            return await self._fetch_all(
+                observables, priority, deadline, max_lookups, connector, share=share
+            )
+        until = None if deadline is None else self.clock.now() + deadline
+        limit = max_lookups
+        fetched: Dict[str, Enrichment] = {}
+        for phase in phases:
+            files = _files_named(list(known.values()) + list(fetched.values()))
+            todo = []
+            for obs in phase:
+                same = files.get(obs.value)
+                if same is None:
+                    todo.append(obs)
+                else:
+                    fetched[obs.cache_key] = _shared(obs, same, self.settings.policy)
+            left = None if until is None else max(0.0, until - self.clock.now())
+            fetched.update(
+                await self._fetch_all(todo, priority, left, limit, connector, share=share)
+            )
+            if limit is not None:
+                limit = max(0, limit - len(todo))
+        return fetched
 
     async def _fetch_all(
         self,
@@ -495,6 +533,33 @@ def from_report(
         report=report,
         cached=cached,
     )
+
+
+# Hash kinds, strongest first: the answer for a SHA-256 lists the file's SHA-1 and MD5, and an
+# MD5 (collisions are cheap to make) is the weakest name of a file.
+_STRENGTH = (Kind.SHA256, Kind.SHA1, Kind.MD5)
+
+
+def _phases(observables: List[Observable]) -> List[List[Observable]]:
+    """Observables in the order to ask them: everything but the weaker hashes first, then each
+    weaker hash kind present after the stronger ones (a batch of MD5s alone is one phase)."""
+    present = [k for k in _STRENGTH if any(o.kind == k for o in observables)]
+    phases: List[List[Observable]] = [[] for _ in present] or [[]]
+    for obs in observables:
+        phases[present.index(obs.kind) if obs.kind in present else 0].append(obs)
+    return [p for p in phases if p] or [[]]
+
+
+def _files_named(answers: Iterable[Enrichment]) -> Dict[str, Enrichment]:
+    """Each hash that a file answer's report lists, to that answer."""
+    out: Dict[str, Enrichment] = {}
+    for enr in answers:
+        r = enr.report
+        if r is not None and r.kind == "file" and enr.verdict in CACHEABLE:
+            for h in (r.sha256, r.sha1, r.md5):
+                if h:
+                    out.setdefault(h, enr)
+    return out
 
 
 def _fresh(enr: Enrichment, rescan_before: float) -> bool:

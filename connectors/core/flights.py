@@ -1,11 +1,12 @@
 """One value, one call: askers of the same value at the same time share one API call.
 
 In a process, one in-flight future per canonical cache key: a second enrich() asking a value the
-first one is fetching waits for that answer. Across processes on the host, a short lease row in
-the cache database: the first asker holds it while it asks VirusTotal and drops it in the same
-transaction that stores the answer; later askers poll the cache for the entry, each up to its own
-deadline. A lease lasts LEASE_SECONDS (renewed while its holder still waits, say for a governor
-slot) and is free at once when its holder's process has died.
+first one is fetching waits for that answer. Across processes on the host (and across hosts
+sharing a PostgreSQL store), a short lease row in the store: the first asker holds it while it
+asks VirusTotal and drops it in the same transaction that stores the answer; later askers poll
+the cache for the entry, each up to its own deadline. A lease lasts LEASE_SECONDS (renewed while
+its holder still waits, say for a governor slot) and is free at once when its holder's process
+has died (on another host: once its time is up).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
-from .cache import Cache, CacheEntry
 from .observable import Kind, Observable
+from .store import CacheEntry, CacheStore
 from .verdict import Enrichment, Verdict
 
 LEASE_SECONDS = 30.0
@@ -49,7 +50,7 @@ class Plan:
 
 class Flights:
     def __init__(
-        self, cache: Cache, entry_for: EntryFor, from_entry: FromEntry, shared_as: SharedAs
+        self, cache: CacheStore, entry_for: EntryFor, from_entry: FromEntry, shared_as: SharedAs
     ) -> None:
         self.cache = cache
         self._entry_for = entry_for
@@ -60,6 +61,9 @@ class Flights:
         self._unsaved: List[Tuple[CacheEntry, Iterable[str]]] = []
         self._unreleased: List[str] = []
         self._flush_timer: Optional[asyncio.TimerHandle] = None
+        # keys another process leases -> our askers waiting for its entry (see _wait_for_holder)
+        self._watched: Dict[str, List[asyncio.Future[Optional[CacheEntry]]]] = {}
+        self._watcher: Optional[asyncio.Task[None]] = None
 
     def plan(self, observables: List[Observable], share: bool) -> Plan:
         """Synchronous, so that a concurrent enrich() sees our futures before any await.
@@ -174,13 +178,52 @@ class Flights:
     async def _wait_for_holder(self, obs: Observable, key: str) -> Optional[Enrichment]:
         """Another process leases `key`: its answer from the cache, or None once the lease is
         gone without one (an error is not cached) or its holder died. The caller's deadline
-        cancels the wait."""
+        cancels the wait. One watcher polls for every waiting key at once (two queries per
+        LEASE_POLL, not two per key: a batch another host is fetching may be thousands)."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Optional[CacheEntry]] = loop.create_future()
+        self._watched.setdefault(key, []).append(fut)
+        watcher = self._watcher
+        if watcher is None or watcher.done() or watcher.get_loop() is not loop:
+            self._watcher = loop.create_task(self._watch())
+        try:
+            entry = await fut
+        finally:
+            waiting = self._watched.get(key, [])
+            if fut in waiting:
+                waiting.remove(fut)
+            if not waiting:
+                self._watched.pop(key, None)
+        return self._from_entry(obs, entry) if entry is not None else None
+
+    async def _watch(self) -> None:
+        """Resolve this loop's waiters: with the entry once stored, None once the lease is
+        gone; a failing store fails every waiter, as it would have failed each poll."""
+        loop = asyncio.get_running_loop()
         while True:
-            entry = self.cache.get_many([key]).get(key)
-            if entry is not None:
-                return self._from_entry(obs, entry)
-            if not self.cache.lease_held(key):
-                return None
+            mine = {k: [f for f in fs if f.get_loop() is loop and not f.done()]
+                    for k, fs in list(self._watched.items())}  # fmt: skip
+            keys = [k for k, fs in mine.items() if fs]
+            if not keys:
+                return
+            try:
+                entries = self.cache.get_many(keys)
+                rest = [k for k in keys if k not in entries]
+                held = self.cache.leases_held(rest) if rest else set()
+            except Exception as exc:
+                for fs in mine.values():
+                    for f in fs:
+                        f.set_exception(exc)
+                return
+            except BaseException:  # cancelled: so are the waits
+                for fs in mine.values():
+                    for f in fs:
+                        f.cancel()
+                raise
+            for k in keys:
+                if k in entries or k not in held:
+                    for f in mine[k]:
+                        f.set_result(entries.get(k))
             await asyncio.sleep(LEASE_POLL)
 
     # -- storing answers -----------------------------------------------------------------------

@@ -12,7 +12,8 @@ import asyncio
 import json
 import logging
 import math
-from typing import Any, Dict, Optional
+from collections import OrderedDict
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
@@ -21,7 +22,8 @@ from connectors.core.config import Settings
 from connectors.core.enricher import Enricher
 from connectors.core.gateway import CredentialsRejected
 from connectors.core.quota import Priority
-from connectors.formats import rows
+from connectors.core.records import rows
+from connectors.core.verdict import Enrichment
 from connectors.request_bodies import read_capped
 
 from .config import (
@@ -41,6 +43,42 @@ BODY_KEYS = ("values", "type", "priority", "deadline")
 MAX_VALUE_CHARS = 8192  # as the CLI's longest input line
 BODY_TIMEOUT = 30.0  # seconds the body may take to arrive
 PRIORITY_HEADER = "X-Vtconnect-Priority"  # the priority the values were looked up with
+RENDERED_MAX = 2 * MAX_VALUES  # answers whose JSON is kept, at most (~2 KB each)
+
+
+class Rendered:
+    """The JSON of each answer rendered once. A warm answer is the enricher's remembered
+    Enrichment itself, the same object request after request (until its memo entry is
+    renewed), so its rendering is kept by identity, with the object, so that the id cannot be
+    reused while the entry lives. Answers are never changed once returned, so what was
+    rendered stays exact. Answers not from the cache (fresh lookups, skipped values, errors)
+    are new objects every time and are rendered per request. At most as many are kept as the
+    enricher remembers ([cache] lru_size), and at most RENDERED_MAX, the oldest out first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = max(0, min(size, RENDERED_MAX))  # 0: the enricher remembers no answers
+        self._kept: OrderedDict[int, Tuple[Enrichment, bytes]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def body(self, results: Sequence[Enrichment]) -> bytes:
+        """Exactly json.dumps({"results": rows(results)}, ensure_ascii=False), as UTF-8."""
+        kept = self._kept
+        parts: List[bytes] = []
+        add = parts.append
+        for enr in results:
+            hit = kept.get(id(enr))
+            if hit is not None and hit[0] is enr:
+                add(hit[1])
+                continue
+            one = json.dumps(rows((enr,))[0], ensure_ascii=False).encode("utf-8")
+            if enr.cached and self.size:
+                while len(kept) >= self.size:
+                    kept.popitem(last=False)
+                kept[id(enr)] = (enr, one)
+            add(one)
+        return b'{"results": [' + b", ".join(parts) + b"]}"
 
 
 def fail(
@@ -60,6 +98,7 @@ class Hub:
         self.cfg: ApiConfig = load(settings.raw)
         self.enricher = enricher
         self.body_timeout = BODY_TIMEOUT
+        self.rendered = Rendered(settings.cache.lru_size)
 
     def client(self, request: web.Request) -> Optional[Client]:
         header = request.headers.get("Authorization", "")
@@ -112,10 +151,11 @@ class Hub:
         except CredentialsRejected as exc:  # our configuration, not the client's request
             log.error("VirusTotal rejected the API key: %s", exc.code)
             return fail(503, "credentials_rejected", "VirusTotal rejected the hub's API key")
-        return web.json_response(
-            {"results": rows(results)},
+        return web.Response(
+            body=self.rendered.body(results),
+            content_type="application/json",
+            charset="utf-8",
             headers={PRIORITY_HEADER: priority.name.lower()},
-            dumps=lambda d: json.dumps(d, ensure_ascii=False),
         )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 from connectors.core import evidence, stix
 from connectors.core.verdict import Enrichment
@@ -27,10 +27,45 @@ def _confidence(score: int) -> str:
     return "High" if score >= 70 else "Medium" if score >= 40 else "Low" if score else "None"
 
 
-def elastic(results: List[Enrichment]) -> List[Dict[str, Any]]:
-    """ECS threat.enrichments entries, one per risky indicator."""
-    out = []
+FILE_KINDS = ("md5", "sha1", "sha256")
+
+
+def _hashes(r: Enrichment) -> Dict[str, str]:
+    """kind -> hash for a file result: the value sent and the hashes VirusTotal's report lists."""
+    if r.kind not in FILE_KINDS:
+        return {}
+    out = {r.kind: r.normalized} if r.normalized else {}
+    if r.report is not None and r.report.kind == "file":
+        out.update({k: h for k, h in (("md5", r.report.md5), ("sha1", r.report.sha1),
+                                      ("sha256", r.report.sha256)) if h})  # fmt: skip
+    return out
+
+
+def one_per_file(results: List[Enrichment]) -> List[Tuple[Enrichment, Dict[str, str], List[str]]]:
+    """(result, the file's hashes, the values sent for it) with the MD5, SHA-1 and SHA-256 of one
+    file folded into the first of them (an alert that names a file twice shows it once)."""
+    out: List[Tuple[Enrichment, Dict[str, str], List[str]]] = []
+    where: Dict[str, int] = {}
     for r in results:
+        hashes = _hashes(r)
+        known = [where[h] for h in hashes.values() if h in where]
+        if known:
+            first = min(known)
+            out[first][1].update({k: v for k, v in hashes.items() if k not in out[first][1]})
+            out[first][2].append(r.normalized)
+        else:
+            first = len(out)
+            out.append((r, dict(hashes), [r.normalized]))
+        for h in hashes.values():
+            where.setdefault(h, first)
+    return out
+
+
+def elastic(results: List[Enrichment]) -> List[Dict[str, Any]]:
+    """ECS threat.enrichments entries, one per risky indicator (one per file, with every hash
+    of it that is known)."""
+    out = []
+    for r, hashes, _ in one_per_file(results):
         if not r.is_risky:
             continue
         ind: Dict[str, Any] = {
@@ -48,7 +83,7 @@ def elastic(results: List[Enrichment]) -> List[Dict[str, Any]]:
         elif r.kind == "domain":
             ind["url"] = {"domain": r.normalized}
         else:
-            ind["file"] = {"hash": {r.kind: r.normalized}}
+            ind["file"] = {"hash": hashes}
         out.append({"indicator": ind, "matched": {"atomic": r.value, "type": "vtconnect"}})
     return out
 
@@ -63,18 +98,21 @@ def _threat(r: Enrichment, engines: int = 3) -> str:
 
 def sentinel_comment(results: List[Enrichment]) -> str:
     """HTML for a Sentinel incident comment (the Logic App posts it as the message)."""
+    files = one_per_file(results)  # a file sent as MD5 and SHA-256 is one row
     rows = "".join(
-        f"<tr><td>{html.escape(r.normalized)}</td><td>{r.verdict.value}</td><td>{r.score}</td>"
-        f"<td>{html.escape(_threat(r))}</td>"
+        f"<tr><td>{html.escape(' = '.join(sent))}</td><td>{r.verdict.value}</td>"
+        f"<td>{r.score}</td><td>{html.escape(_threat(r))}</td>"
         f'<td><a href="{html.escape(r.link)}">VirusTotal</a></td></tr>'
-        for r in results
+        for r, _, sent in files
     )
-    risky = sum(r.is_risky for r in results)
-    source = "vtconnect emulator</b> (test data, not VirusTotal)" if any(
-        _emulated(r) for r in results
-    ) else "VirusTotal</b>"
+    risky = sum(r.is_risky for r, _, _ in files)
+    source = (
+        "vtconnect emulator</b> (test data, not VirusTotal)"
+        if any(_emulated(r) for r in results)
+        else "VirusTotal</b>"
+    )
     return (
-        f"<p><b>{source}: {risky} of {len(results)} indicators risky</p>"
+        f"<p><b>{source}: {risky} of {len(files)} indicators risky</p>"
         f"<table><tr><th>indicator</th><th>verdict</th><th>score</th><th>threat</th><th></th></tr>"
         f"{rows}</table>"
     )

@@ -94,6 +94,8 @@ class VTLookupCommand(StreamingCommand):
     def __init__(self) -> None:
         super().__init__()
         self._enricher: Any = None
+        self._settings: Any = None  # connectors.core.config.Settings from vtlookup.conf
+        self._hub: Any = None  # [remote] url set: the hub answers (vtlookup_support/hub.py)
         self._kind: Optional[str] = None
         self._started = time.time()
         self._deadline_at: Optional[float] = None
@@ -139,7 +141,7 @@ class VTLookupCommand(StreamingCommand):
         raise SystemExit(1)
 
     def _build_enricher(self) -> None:
-        from connectors.core.cache import Cache
+        from connectors.core.store import Cache
         from connectors.core.clock import Clock
         from connectors.core.enricher import Enricher
 
@@ -179,7 +181,14 @@ class VTLookupCommand(StreamingCommand):
         # The command keeps its own encoded answers (_known); the core's in-process memo of
         # reports would only hold ~5 KB per distinct value for the rest of the search.
         core = replace(core, cache=replace(core.cache, lru_size=0))
-        if not core.virustotal.api_key:
+        self._settings = core
+        from vtlookup_support import hub
+
+        try:
+            remote = hub.configured(local, secrets)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if remote is None and not core.virustotal.api_key:
             raise ConfigError(
                 f"no VirusTotal API key: set it on the {APP} setup page (storage/passwords, "
                 f"realm {APP}, user {settings.KEY_USER}); users running vtlookup need the "
@@ -188,19 +197,27 @@ class VTLookupCommand(StreamingCommand):
         os.makedirs(core.state_path, exist_ok=True)
         clock = Clock()
         cache: Any = None
-        if local["cache"].get("backend", "kvstore").strip().lower() == "kvstore" and service:
+        if remote is not None:  # the hub's cache is the shared one; answers stay kept here
+            self._hub = hub.HubLookups(remote)
+            if self.nocache or self.rescan_after_days:
+                self.write_warning(
+                    "{}", "vtlookup: nocache and rescan_after_days do not apply when the "
+                    "values go to a remote hub ([remote] url); the hub's cache answers"
+                )  # fmt: skip
+        elif local["cache"].get("backend", "kvstore").strip().lower() == "kvstore" and service:
             from vtlookup_support.kvstore import KVStoreCache
 
             self._kv = KVStoreCache(service, APP, Cache(core.cache_path, core.cache, clock), clock)
             cache = self._kv
-        self._enricher = Enricher(core, connector="splunk", cache=cache, clock=clock)
+        if remote is None:
+            self._enricher = Enricher(core, connector="splunk", cache=cache, clock=clock)
         cmd = local["command"]
         self._answers_ttl = _int(cmd.get("answers_ttl", "600"))
         from vtlookup_support.answers import Answers, fingerprint
 
-        stamp = fingerprint(
-            core.policy, core.privacy, core.virustotal.api_url, fields.NAMES, _version(), core.lists
-        )
+        # A hub's answers follow the hub's settings: kept apart from direct ones, by its URL.
+        where = ("hub", remote.url) if remote is not None else core.virustotal.api_url
+        stamp = fingerprint(core.policy, core.privacy, where, fields.NAMES, _version(), core.lists)
         if self._kv is not None:
             self._kv.stamp = stamp
         if self._answers_ttl:
@@ -229,7 +246,11 @@ class VTLookupCommand(StreamingCommand):
             for i, (rows, texts) in enumerate(table.batches(BATCH_ROWS)):
                 if i == 0:  # like splunklib: no records, no header
                     writer.add(table.header_line(self._names))
-                per_row = [self._values(table.values(r, self._decode_list)) for r in rows]
+                decode = self._decode_list
+                if self.extract:
+                    per_row = [self._values(table.values(r, decode)) for r in rows]
+                else:
+                    per_row = [table.values(r, decode) for r in rows]
                 writer.add(table.lines(texts, self._tails(per_row)), len(rows))
             self._count("records", table.rows)
         finally:
@@ -246,7 +267,7 @@ class VTLookupCommand(StreamingCommand):
         from connectors.core.extract import extract
 
         found: List[str] = []
-        emails = self._enricher.settings.privacy.extract_email_domains
+        emails = self._settings.privacy.extract_email_domains
         for text in raw:
             found.extend(o.value for o in extract(text, email_domains=emails))
         return list(dict.fromkeys(found))
@@ -269,14 +290,17 @@ class VTLookupCommand(StreamingCommand):
                 multi.update(dict.fromkeys(vs))
         keys: Dict[str, str] = {}  # value -> cache key, for columns saved into the KV store
         lookup = not (self.nocache or self.rescan_after_days)
+        newly: Dict[str, Any] = {}  # answers settled before but new to this search
         if single and lookup and self._answers is not None:
             kept = self._answers.get_many(v for v in single if v not in multi)
             self._remember(kept)
-            reused.update(kept)
-        rest = [v for v in single if v not in multi and v not in reused]
-        reused.update(self._from_kv(rest, keys, lookup))
+            newly.update(kept)
+        rest = [v for v in single if v not in multi and v not in newly]
+        newly.update(self._from_kv(rest, keys, lookup))
+        reused.update(newly)
         ask = [v for v in {**single, **multi} if v in multi or v not in reused]
-        firsts = [v for v in reused if self._first(v)]
+        # Values in _known were counted when they were settled.
+        firsts = [v for v in newly if self._first(v)]
         verdicts = Counter(reused[v][0] for v in firsts)
         for v in firsts:
             if reused[v][0] in opstats.RISKY_VERDICTS:
@@ -313,19 +337,24 @@ class VTLookupCommand(StreamingCommand):
         `keys` gets the cache key of each (also with `lookup` off: nocache, rescans), so that
         the columns of what the core answers go into the documents."""
         kv = self._kv
-        core = self._enricher.settings
+        core = self._settings
         if kv is None or kv.failed or core.policy.rescan_after_days or not values:
             return {}
+        from vtlookup_support import canonical
+
         from connectors.core.observable import InvalidObservable, parse
         from connectors.core.privacy import skip_reason
 
         lists = self._enricher.lists
         by_key: Dict[str, List[str]] = {}
         for v in values:
-            try:
-                obs = parse(v, self._kind)
-            except InvalidObservable:
-                continue
+            # A canonical domain's key is known without the public suffix check (canonical.py).
+            obs = canonical.domain(v, self._kind)
+            if obs is None:
+                try:
+                    obs = parse(v, self._kind)
+                except InvalidObservable:
+                    continue
             if obs.userinfo_removed or lists.match(obs) or skip_reason(obs, core.privacy):
                 continue
             keys[v] = obs.cache_key
@@ -365,7 +394,7 @@ class VTLookupCommand(StreamingCommand):
             if self._answers is not None:
                 ttl = self._answers_ttl
                 if enr.verdict is not Verdict.SKIPPED:  # never longer than the cache keeps it
-                    ttl = min(ttl, self._enricher.settings.cache.ttl_for(enr.verdict.value))
+                    ttl = min(ttl, self._settings.cache.ttl_for(enr.verdict.value))
                 later[v] = (enr.verdict.value, columns, ttl)
         self._remember(settled)
         if later:
@@ -392,7 +421,10 @@ class VTLookupCommand(StreamingCommand):
             kwargs["deadline"] = max(0.0, self._deadline_at - time.time())
         asked = True  # whether the core ran (and so may have called VirusTotal)
         try:
-            results = self._enricher.enrich_sync(values, **kwargs)
+            if self._hub is not None:
+                results = self._hub.enrich(values, self._kind, kwargs.get("deadline"))
+            else:
+                results = self._enricher.enrich_sync(values, **kwargs)
         except CredentialsRejected as exc:
             results = [_failed(v, "VirusTotal rejected the API key", exc) for v in values]
         except Exception as exc:  # never break the search: every value gets verdict=error
@@ -406,7 +438,7 @@ class VTLookupCommand(StreamingCommand):
             out[value] = enr
             verdict = enr.verdict.value
             if not enr.cached and asked and verdict not in ("skipped", "quota"):
-                calls += 1
+                calls += self._hub is None or verdict != "error"  # a hub's error: no call known
             if self._first(value):  # the summary counts distinct values per search
                 self._count(verdict)
                 self._count("unique")
@@ -444,13 +476,18 @@ class VTLookupCommand(StreamingCommand):
 
     def _risky_reused(self, value: str, verdict: str, columns: str) -> None:
         """A risky answer settled earlier (this search or kept on this search head)."""
+        if len(self._risky_logged) >= self._max_risky:
+            return  # _risky would keep no more of this search's
         got = opstats.from_columns(columns)
         if got is None:
             return
+        from vtlookup_support import canonical
+
         from connectors.core.observable import InvalidObservable, parse
 
+        obs = canonical.domain(value, "domain") if got["kind"] == "domain" else None
         try:
-            value = parse(value, got["kind"] or None).value
+            value = obs.value if obs is not None else parse(value, got["kind"] or None).value
         except InvalidObservable:
             pass
         self._risky(got["kind"], value, verdict, int(got["score"]), got["link"])
@@ -480,8 +517,11 @@ class VTLookupCommand(StreamingCommand):
         s = self._stats
         parts = " ".join(f"{k}={v}" for k, v in sorted(s.items()))
         kv = (
-            "" if self._kv is None else " cache=kvstore" if not self._kv.failed else " cache=sqlite"
-        )
+            " cache=hub" if self._hub is not None
+            else "" if self._kv is None
+            else " cache=kvstore" if not self._kv.failed
+            else " cache=sqlite"
+        )  # fmt: skip
         log.info(
             "event=summary sid=%s user=%s seconds=%.3f%s %s",
             _q(self._sid()),
@@ -492,11 +532,11 @@ class VTLookupCommand(StreamingCommand):
         )
         service = self.service
         kv_ok = not (self._kv and self._kv.failed)
-        if service is not None and self._enricher is not None and kv_ok:
-            limits = self._enricher.settings.quota.limits()
+        if service is not None and self._settings is not None and kv_ok:
+            limits = self._settings.quota.limits()
             stats = opstats.stats_doc(
                 self._sid(), self._user(), time.time(), time.time() - self._started, s,
-                "kvstore" if self._kv else "sqlite", limits,
+                "hub" if self._hub else "kvstore" if self._kv else "sqlite", limits,
             )  # fmt: skip
             opstats.save(service, APP, stats, self._risky_docs)
         if service is not None and self._es.enabled:

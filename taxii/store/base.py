@@ -35,6 +35,7 @@ class ObjectStore(ABC):
     values (cursors of the publisher and the client)."""
 
     OBJECTS = "objects"  # table names: a shared PostgreSQL database prefixes them
+    LATEST = ""  # a column flagging each object's newest version, when the backend keeps one
 
     @abstractmethod
     def close(self) -> None: ...
@@ -101,7 +102,7 @@ class ObjectStore(ABC):
             if values:
                 where.append(f"{column} IN ({','.join('?' * len(values))})")
                 args += values
-        where.append(version_clause(self.OBJECTS, list(versions), args))
+        where.append(version_clause(self.OBJECTS, list(versions), args, self.LATEST))
         sql = f"SELECT {ROW} FROM {self.OBJECTS} o WHERE " + " AND ".join(where)
         wanted = list(dict.fromkeys(types))
         if not wanted:
@@ -146,7 +147,7 @@ class ObjectStore(ABC):
             if values:
                 where.append(f"{column} IN ({','.join('?' * len(values))})")
                 args += values
-        where.append(version_clause(self.OBJECTS, list(versions), args))
+        where.append(version_clause(self.OBJECTS, list(versions), args, self.LATEST))
         sql = f"FROM {self.OBJECTS} o WHERE " + " AND ".join(where)
         counted = self._rows(f"SELECT COUNT(*) {sql}", args)  # [] when a value matches nothing
         total = int(counted[0][0]) if counted else 0
@@ -174,14 +175,19 @@ class ObjectStore(ABC):
                                (collection,)))  # fmt: skip
 
 
-def version_clause(table: str, versions: List[str], args: List[Any]) -> str:
+def version_clause(table: str, versions: List[str], args: List[Any], latest: str = "") -> str:
     """match[version]: last (default), first, all, or modified timestamps (for a query on
-    `table` aliased `o`)."""
+    `table` aliased `o`). `latest`: the column flagging each object's newest version, if the
+    table has one (else the newest is found per row)."""
     if "all" in versions:
         return "(1 = 1)"
     parts = []
     stamps = [canonical(v) for v in versions if v not in ("first", "last")]
+    if latest and "last" in versions:
+        parts.append(f"o.{latest}")
     for wanted, agg in (("last", "MAX"), ("first", "MIN")):
+        if wanted == "last" and latest:
+            continue
         if wanted in versions:
             parts.append(
                 f"modified = (SELECT {agg}(modified) FROM {table} o2 "

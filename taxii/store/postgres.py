@@ -4,6 +4,10 @@ date_added comes from the database's clock (replicas' clocks may differ) and con
 the collection's newest one, under one advisory lock per collection held to the end of the
 write transaction: stamps are strictly increasing in commit order, so a reader never sees a
 lower stamp appear behind its `next` token, whichever replica issued it.
+
+Each row says whether it is its object's newest version (`latest`), kept exact by every write
+under that same lock; partial indexes on the latest rows serve the default `match[version]=last`
+in (date_added, id) order, so a page reads its rows and nothing else (a MAX per row before).
 """
 
 from __future__ import annotations
@@ -34,6 +38,23 @@ SCHEMA = database.Schema(
             id TEXT PRIMARY KEY, collection TEXT NOT NULL, body TEXT NOT NULL);
         CREATE TABLE taxii_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         """,
+        # 2: each object's newest version flagged, with partial indexes over the latest rows.
+        # The column is added as true (no rewrite); only the older versions of objects with
+        # several are then written. No default after: every writer says which rows are latest.
+        """
+        SET LOCAL enable_seqscan = on;
+        SET LOCAL enable_bitmapscan = on;
+        ALTER TABLE taxii_objects ADD COLUMN latest BOOLEAN NOT NULL DEFAULT true;
+        ALTER TABLE taxii_objects ALTER COLUMN latest DROP DEFAULT;
+        UPDATE taxii_objects o SET latest = false
+            FROM (SELECT collection, id, MAX(modified) AS top FROM taxii_objects
+                  GROUP BY 1, 2 HAVING COUNT(*) > 1) m
+            WHERE o.collection = m.collection AND o.id = m.id AND o.modified <> m.top;
+        CREATE INDEX taxii_objects_keyset_latest ON taxii_objects (collection, date_added, id)
+            WHERE latest;
+        CREATE INDEX taxii_objects_types_latest
+            ON taxii_objects (collection, type, date_added, id) WHERE latest;
+        """,
     ),
 )
 NEXT_STAMP = (
@@ -45,13 +66,27 @@ NEXT_STAMP = (
 # the whole collection for a 100-row page: steer it off full scans on this store's connections.
 SESSION = ("SET enable_seqscan = off", "SET enable_bitmapscan = off")
 INSERT = (
-    "INSERT INTO taxii_objects SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::text[], "
-    "%s::text[], %s::bigint[], %s::text[]) ON CONFLICT DO NOTHING RETURNING id, modified"
+    "INSERT INTO taxii_objects (collection, id, type, spec_version, modified, date_added, body, "
+    "latest) SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], "
+    "%s::bigint[], %s::text[], %s::boolean[]) ON CONFLICT DO NOTHING RETURNING id, modified"
+)
+NEWEST = (
+    "SELECT id, MAX(modified) FROM taxii_objects WHERE collection = %s AND id = ANY(%s::text[]) "
+    "GROUP BY id"
+)
+SUPERSEDED = (  # the versions a newer one just replaced as their object's latest
+    "UPDATE taxii_objects o SET latest = false FROM unnest(%s::text[], %s::text[]) AS n(id, top) "
+    "WHERE o.collection = %s AND o.id = n.id AND o.latest AND o.modified <> n.top"
+)
+RELATEST = (  # after a delete: the newest version left is the latest again
+    "UPDATE taxii_objects SET latest = (modified = (SELECT MAX(modified) FROM taxii_objects "
+    "WHERE collection = %s AND id = %s)) WHERE collection = %s AND id = %s"
 )
 
 
 class PostgresStore(ObjectStore):
     OBJECTS = "taxii_objects"
+    LATEST = "latest"  # the column flagging each object's newest version
 
     def __init__(self, url: str) -> None:
         self.pool = database.pool(url, session=SESSION, schema=SCHEMA)
@@ -90,11 +125,19 @@ class PostgresStore(ObjectStore):
 
     def delete(self, collection: str, oid: str, versions: Sequence[str] = ("all",)) -> int:
         args: List[Any] = [collection, oid]
-        clause = version_clause(self.OBJECTS, list(versions) or ["all"], args)
+        clause = version_clause(self.OBJECTS, list(versions) or ["all"], args, self.LATEST)
         sql = f"DELETE FROM taxii_objects AS o WHERE collection = ? AND id = ? AND {clause}"
         if _has_nul(args):
             return 0
-        return self._write(lambda conn: conn.execute(sql.replace("?", "%s"), args).rowcount)
+
+        def txn(conn: Any) -> int:
+            _lock(conn, collection)
+            gone = conn.execute(sql.replace("?", "%s"), args).rowcount
+            if gone:
+                conn.execute(RELATEST, (collection, oid, collection, oid))
+            return gone
+
+        return self._write(txn)
 
     def save_status(self, collection: str, body: Dict[str, Any]) -> None:
         self._write(
@@ -115,6 +158,11 @@ class PostgresStore(ObjectStore):
 
     def set_state(self, key: str, value: str) -> None:
         self._write(lambda conn: _set_state(conn, key, value))
+
+
+def _lock(conn: Any, collection: str) -> None:
+    """The collection's write lock, to the end of the transaction."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_OBJECTS, collection))
 
 
 def _has_nul(args: Sequence[Any]) -> bool:
@@ -139,16 +187,28 @@ def _insert(conn: Any, collection: str, objects: Sequence[Dict[str, Any]]) -> Li
         )
     if not firsts:
         return out
-    conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_OBJECTS, collection))
+    _lock(conn, collection)
     (stamp,) = conn.execute(NEXT_STAMP, (collection,)).fetchone()
+    # Each object's newest version: the stored one, unless this batch brings a newer one
+    # (canonical `modified` strings order as their instants do, as COLLATE "C" compares them).
+    ids = list(dict.fromkeys(oid for oid, _ in firsts))
+    had: Dict[str, str] = dict(conn.execute(NEWEST, (collection, ids)).fetchall())
+    top = dict(had)
+    for oid, modified in firsts:
+        if oid not in top or modified > top[oid]:
+            top[oid] = modified
     picked = [(key, objects[i]) for key, i in firsts.items()]
-    columns: Tuple[List[Any], ...] = ([], [], [], [], [], [])
+    columns: Tuple[List[Any], ...] = ([], [], [], [], [], [], [])
     for n, ((oid, modified), obj) in enumerate(picked):
+        latest = top[oid] == modified != had.get(oid)  # the newest, and not stored already
         row = (oid, obj["type"], obj.get("spec_version", "2.1"), modified, stamp + n,
-               json.dumps(obj, separators=(",", ":")))  # fmt: skip
+               json.dumps(obj, separators=(",", ":")), latest)  # fmt: skip
         for column, value in zip(columns, row):
             column.append(value)
     stored = set(conn.execute(INSERT, (collection, *columns)).fetchall())
+    newer = [oid for oid in had if top[oid] != had[oid]]
+    if newer:
+        conn.execute(SUPERSEDED, (newer, [top[oid] for oid in newer], collection))
     for key, i in firsts.items():
         out[i] = key in stored
     return out

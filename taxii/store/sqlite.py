@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar, Union
 
-from connectors.core.cache import open_db, write
+from connectors.core.store.sqlite import open_db, write
 
 from ..filters import canonical
 from .base import ObjectStore, version_clause

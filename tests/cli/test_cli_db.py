@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from connectors import cli_db
+from connectors.cli import db as cli_db
 from connectors.cli import main
 from connectors.core import database
 

@@ -4,9 +4,9 @@ import multiprocessing
 import os
 import stat
 
-from connectors.core.cache import Cache, CacheEntry, LogRecord
 from connectors.core.clock import FakeClock
 from connectors.core.config import CacheSettings
+from connectors.core.store import Cache, CacheEntry, LogRecord
 
 S = CacheSettings()
 
@@ -123,7 +123,7 @@ def test_concurrent_writers_from_processes(tmp_path):
 
 
 def test_verdict_log_drops_rows_older_than_its_keep(tmp_path):
-    from connectors.core.cache import LOG_KEEP_DAYS
+    from connectors.core.store.sqlite import LOG_KEEP_DAYS
 
     clock = FakeClock(1_800_000_000.0)
     c = Cache(tmp_path / "c.db", S, clock)

@@ -312,7 +312,7 @@ async def test_a_fresh_report_already_old_is_stale_and_rescanned_at_once(emu, tm
 
 
 async def test_a_report_without_analysis_date_is_not_rescanned(emu, tmp_path):
-    from connectors.core.cache import CacheEntry
+    from connectors.core.store import CacheEntry
 
     e = Enricher(make_settings(emu.url, tmp_path), connector="test")
     # As many real domain objects are: no last_analysis_date at all.

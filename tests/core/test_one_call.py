@@ -15,9 +15,9 @@ import aiohttp
 import pytest
 
 from connectors.core import config
-from connectors.core.cache import CacheEntry
 from connectors.core.clock import FakeClock
 from connectors.core.enricher import Enricher
+from connectors.core.store import CacheEntry
 from connectors.core.verdict import Verdict
 from connectors.emulator.app import EmulatorConfig
 from connectors.emulator.server import running_emulator

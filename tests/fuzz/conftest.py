@@ -5,19 +5,26 @@ from __future__ import annotations
 
 import json
 import os
+import time
+import urllib.request
 
 import pytest
 
-from . import process
+from connectors.core import stix
+from connectors.core.verdict import Enrichment, Verdict
+
+from ..processes import Served
+from . import campaign
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
+SEEDED = 12  # objects in the inbox for the TAXII 2.0 campaigns, so that Range windows have items
 ERROR_KEYS = {"webhook": {"error", "message"}, "taxii": {"title", "description", "http_status"}}
 
 
 class Target:
     """The fuzz target and what must hold after every response."""
 
-    def __init__(self, served: process.Served) -> None:
+    def __init__(self, served: Served) -> None:
         self.served = served
         self.seen = 0  # log bytes already checked
 
@@ -35,7 +42,7 @@ class Target:
         of scheduling noise on a shared machine is not taken for a stuck server."""
         took = []
         for _ in range(3):
-            took.append(process.healthz_ms(self.served, part))
+            took.append(campaign.healthz_ms(self.served, part))
             if took[-1] < 100:
                 return
         raise AssertionError(f"{what}: /healthz took {took} ms")
@@ -50,8 +57,31 @@ class Target:
 def target(tmp_path_factory, emulator_url):
     tmp = tmp_path_factory.mktemp("fuzz")
     # Allow the campaign's volume; the rate limit has its own tests.
-    srv = process.start(tmp, emulator_url)
+    srv = campaign.start(tmp, emulator_url)
     yield Target(srv)
     srv.stop()
     log = srv.log()
     assert "Traceback" not in log, log[-4000:]
+
+
+def seed_inbox(target) -> None:
+    """SEEDED indicators in the inbox (through TAXII 2.1, the way writes go), once per campaign
+    process."""
+    if getattr(target, "seeded", False):
+        return
+    now = time.time() - 3600
+    objs = [stix.indicator(Enrichment(value=f"fuzz{i}.example.com", kind="domain",
+                                      verdict=Verdict.MALICIOUS, score=90, reason="fuzz",
+                                      normalized=f"fuzz{i}.example.com",
+                                      vt_id=f"fuzz{i}.example.com",
+                                      link="https://www.virustotal.com/gui/x"), now + i)
+            for i in range(SEEDED)]  # fmt: skip
+    media = "application/taxii+json;version=2.1"
+    req = urllib.request.Request(
+        f"{target.served.urls['taxii']}/api/collections/{campaign.INBOX}/objects/",
+        data=json.dumps({"objects": objs}).encode(), method="POST",
+        headers={"Authorization": campaign.basic(), "Accept": media, "Content-Type": media},
+    )  # fmt: skip
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 202
+    target.seeded = True

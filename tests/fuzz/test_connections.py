@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from . import process
+from ..processes import raw_exchange
+from . import campaign
 
 PARTS = ("webhook", "taxii")
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
@@ -21,7 +22,7 @@ ERROR_KEYS = {"webhook": {"error", "message"}, "taxii": {"title", "description",
 
 
 def served_with(tmp_path, emulator_url, server: str, **kw):
-    return process.start(tmp_path, emulator_url, process.config_text(tmp_path, server), **kw)
+    return campaign.start(tmp_path, emulator_url, campaign.config_text(tmp_path, server), **kw)
 
 
 def closed_within(sock: socket.socket, seconds: float) -> bool:
@@ -92,7 +93,7 @@ def test_connection_cap_answers_503_and_idle_sockets_never_lock_clients_out(tmp_
         for part in PARTS:
             # 300 idle sockets: each new client takes an idle one's place.
             idle = [socket.create_connection(srv.address(part)) for _ in range(300)]
-            process.healthz_ms(srv, part)  # a 200
+            campaign.healthz_ms(srv, part)  # a 200
             for s in idle:
                 s.close()
             time.sleep(0.5)  # the server sees the closes
@@ -103,16 +104,14 @@ def test_connection_cap_answers_503_and_idle_sockets_never_lock_clients_out(tmp_
                 s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # headers not finished
                 busy.append(s)
                 time.sleep(0.02)  # received before the next one connects
-            answer = process.raw_exchange(
-                srv.address(part), b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-            )
+            answer = raw_exchange(srv.address(part), b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             assert_error(part, answer, 503)
             assert b"Retry-After: 1" in answer
             for s in busy:
                 s.close()
             deadline = time.monotonic() + 5
             while True:  # the server sees the closes a moment later
-                answer = process.raw_exchange(srv.address(part), HEALTHZ)
+                answer = raw_exchange(srv.address(part), HEALTHZ)
                 if answer.startswith(b"HTTP/1.1 200") or time.monotonic() > deadline:
                     break
                 time.sleep(0.1)
@@ -135,7 +134,7 @@ def test_out_of_file_descriptors_is_one_line_not_a_traceback_per_accept(tmp_path
 
     srv = served_with(tmp_path, emulator_url, "max_connections = 5000", preexec_fn=lower_limit)
     try:
-        assert open_files(srv.proc.pid) < limit - 20  # room for the test's first requests
+        assert open_files(srv.pid) < limit - 20  # room for the test's first requests
         held = []
         for _ in range(limit + 50):  # more than the process can accept
             held.append(socket.create_connection(srv.address("webhook")))
@@ -149,7 +148,7 @@ def test_out_of_file_descriptors_is_one_line_not_a_traceback_per_accept(tmp_path
         deadline = time.monotonic() + 10
         while True:  # the queued connections are accepted (and close) once fds are free
             try:
-                if process.healthz_ms(srv) < 100:
+                if campaign.healthz_ms(srv) < 100:
                     break
             except (AssertionError, OSError):
                 pass
@@ -179,11 +178,11 @@ def test_malformed_requests_are_json_400s_and_one_log_line_per_client(tmp_path, 
         for part in PARTS:
             for _ in range(5):
                 for data in MALFORMED:
-                    answer = process.raw_exchange(srv.address(part), data)
+                    answer = raw_exchange(srv.address(part), data)
                     status, head, _ = split(answer)
                     assert 400 <= status < 500, (data[:60], answer[:200])
                     assert_error(part, answer, status)
-            assert min(process.healthz_ms(srv, part) for _ in range(3)) < 100
+            assert min(campaign.healthz_ms(srv, part) for _ in range(3)) < 100
         log = srv.log()
         assert "Traceback" not in log and " ERROR " not in log, log[-3000:]
         for part in PARTS:

@@ -8,13 +8,13 @@ import socket
 
 import pytest
 
-from . import process
+from . import campaign
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, emulator_url):
     tmp = tmp_path_factory.mktemp("expect")
-    srv = process.start(tmp, emulator_url)
+    srv = campaign.start(tmp, emulator_url)
     yield srv
     srv.stop()
 
@@ -28,7 +28,7 @@ def first_answer(address, head: bytes) -> bytes:
 
 def alert_head(length: int, extra: str = "", path: str = "/v1/alerts/generic") -> bytes:
     return (
-        f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {process.TOKEN}\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {campaign.TOKEN}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {length}\r\n"
         f"Expect: 100-continue\r\n{extra}\r\n"
     ).encode()
@@ -36,8 +36,8 @@ def alert_head(length: int, extra: str = "", path: str = "/v1/alerts/generic") -
 
 def taxii_head(length: int) -> bytes:
     return (
-        f"POST /api/collections/{process.INBOX}/objects/ HTTP/1.1\r\nHost: x\r\n"
-        f"Authorization: {process.basic()}\r\nContent-Type: application/taxii+json;version=2.1"
+        f"POST /api/collections/{campaign.INBOX}/objects/ HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: {campaign.basic()}\r\nContent-Type: application/taxii+json;version=2.1"
         f"\r\nContent-Length: {length}\r\nExpect: 100-continue\r\n\r\n"
     ).encode()
 

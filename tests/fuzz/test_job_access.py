@@ -11,12 +11,12 @@ import uuid
 
 import pytest
 
-from . import process
+from . import campaign
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, emulator_url):
-    srv = process.start(tmp_path_factory.mktemp("jobs"), emulator_url)
+    srv = campaign.start(tmp_path_factory.mktemp("jobs"), emulator_url)
     yield srv
     srv.stop()
 
@@ -34,7 +34,7 @@ def accept(served, alert):
     status, body = call(
         served.urls["webhook"] + "/v1/alerts/generic",
         json.dumps(alert).encode(),
-        {"Authorization": f"Bearer {process.TOKEN}", "Content-Type": "application/json"},
+        {"Authorization": f"Bearer {campaign.TOKEN}", "Content-Type": "application/json"},
     )
     assert status == 202, body
     return body
@@ -64,7 +64,7 @@ def test_jobs_need_their_token_or_the_source_credentials(served):
     for url, headers in [
         (base + job["status"], {}),
         (f"{base}/v1/jobs/{jid}", {"Authorization": f"Bearer {token}"}),
-        (f"{base}/v1/jobs/{jid}", {"Authorization": f"Bearer {process.TOKEN}"}),  # the source's
+        (f"{base}/v1/jobs/{jid}", {"Authorization": f"Bearer {campaign.TOKEN}"}),  # the source's
     ]:
         status, body = call(url, headers=headers)
         assert status == 200 and body["id"] == jid, body

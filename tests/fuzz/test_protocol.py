@@ -5,29 +5,40 @@ error in the part's JSON shape; nothing may log a traceback and /healthz stays f
 from __future__ import annotations
 
 import json
+import re
 import socket
 from typing import List, Tuple
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from . import process
-from .conftest import ERROR_KEYS, EXAMPLES
+from . import campaign
+from .conftest import ERROR_KEYS, EXAMPLES, seed_inbox
 
 PATHS = [
     b"/", b"/healthz", b"/openapi.json", b"/metrics", b"/v1/alerts/generic", b"/v1/alerts/auto",
     b"/v1/alerts/elastic?wait=1", b"/v1/alerts/splunk/tok", b"/v1/jobs/x?token=y", b"/taxii2/",
-    b"/api/", b"/api/collections/", f"/api/collections/{process.INBOX}/objects/".encode(),
-    f"/api/collections/{process.FEED}/manifest/?limit=1".encode(),
-    f"/feeds/{process.FEED}/all.csv".encode(), b"/%", b"/..%2f..%2f", b"*", b"http://x/",
+    b"/api/", b"/api/collections/", f"/api/collections/{campaign.INBOX}/objects/".encode(),
+    f"/api/collections/{campaign.FEED}/manifest/?limit=1".encode(),
+    f"/api/collections/{campaign.INBOX}/objects/?added_after=2000-01-01T00:00:00Z".encode(),
+    f"/api/collections/{campaign.FEED}/objects/indicator--00000000-0000-4000-8000-000000000000/"
+    .encode(),
+    b"/api/status/00000000-0000-4000-8000-000000000000/",
+    f"/feeds/{campaign.FEED}/all.csv".encode(), b"/%", b"/..%2f..%2f", b"*", b"http://x/",
 ]  # fmt: skip
-AUTH = {"webhook": f"Bearer {process.TOKEN}", "taxii": process.basic()}
+AUTH = {"webhook": f"Bearer {campaign.TOKEN}", "taxii": campaign.basic()}
 NAMES = [b"Content-Type", b"Accept", b"Expect", b"Connection", b"Transfer-Encoding",
          b"Content-Length", b"Host", b"Authorization", b"webhook-id", b"X-Webhook-Token",
          b"Range", b"Upgrade", b"Cookie"]  # fmt: skip
 VALUES = [b"application/json", b"application/taxii+json;version=2.1", b"*/*", b"text/html",
           b"100-continue", b"close", b"keep-alive", b"chunked", b"gzip, chunked", b"websocket",
-          b"items 0-10", b"", b"\xff\xfe", b"a" * 300]  # fmt: skip
+          b"items 0-10", b"", b"\xff\xfe", b"a" * 300,
+          # TAXII 2.0 (FortiGate, taxii2-client v20): its media types and Range windows
+          b"application/vnd.oasis.stix+json; version=2.0",
+          b"application/vnd.oasis.taxii+json; version=2.0",
+          b"application/vnd.oasis.taxii+json; version=2.0, application/taxii+json;version=2.1",
+          b"items=0-3", b"items 3-1", b"items 99999-99999", b"items 0-9999999999999999",
+          b"items -1-2", b"items 0-1, items 4-5"]  # fmt: skip
 # Left out of the campaign: invalid gzip/deflate bodies (issue 10, item 5) and malformed Basic
 # credentials (item 1) are fixed separately; valid credentials are sent instead.
 EXCLUDED = (b"content-encoding", b"authorization")
@@ -138,3 +149,45 @@ def test_raw_requests_get_json_answers_and_no_tracebacks(target, request):
     if data.startswith(b"HEAD ") and status >= 400:  # no body to check
         body = json.dumps(dict.fromkeys(ERROR_KEYS[part], "")).encode()
     target.check(part, status, ctype, body, what)
+
+
+V20_ACCEPT = [b"application/vnd.oasis.stix+json; version=2.0",
+              b"application/vnd.oasis.taxii+json; version=2.0",
+              b"application/vnd.oasis.stix+json", b"application/vnd.oasis.taxii+json"]  # fmt: skip
+numbers = st.integers(0, 10**16).map(lambda n: str(n).encode()) | st.binary(max_size=6)
+ranges = (
+    st.tuples(st.sampled_from([b"items ", b"items=", b"items  ", b"bytes=", b"ITEMS ", b""]),
+              numbers, st.sampled_from([b"-", b" - ", b"--", b","]), numbers)
+    .map(b"".join)
+    | st.binary(max_size=40)
+)  # fmt: skip
+
+
+@settings(max_examples=EXAMPLES * 2, deadline=None, suppress_health_check=list(HealthCheck),
+          database=None)  # fmt: skip
+@given(path=st.sampled_from([b"objects/", b"manifest/"]), accept=st.sampled_from(V20_ACCEPT),
+       window=ranges, collection=st.sampled_from([campaign.INBOX, campaign.FEED]))  # fmt: skip
+def test_taxii20_range_windows(target, path, accept, window, collection):
+    """TAXII 2.0 paging by Range over a real socket: any Range gives 200, 206 with a
+    Content-Range inside the collection, 400 or 416, always in 2.0's media type."""
+    seed_inbox(target)
+    target_line = b"GET /api/collections/" + collection.encode() + b"/" + path + b" HTTP/1.1"
+    head_lines = [target_line, b"Host: x", b"Accept: " + accept, b"Range: " + window,
+                  b"Authorization: " + AUTH["taxii"].encode(), b"Connection: close"]  # fmt: skip
+    data = b"\r\n".join(head_lines) + b"\r\n\r\n"
+    answer = first_response(target.served.address("taxii"), data)
+    what = f"taxii {data[:300]!r}"
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    fields = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])}
+    if status == 400 and b"malformed HTTP request" in body:  # bytes HTTP refuses (a NUL):
+        target.check("taxii", status, fields["content-type"], body, what)  # no Accept to read
+        return
+    assert status in (200, 206, 400, 416), f"{what}: {status} {body[:200]!r}"
+    v20_types = ("application/vnd.oasis.stix+json", "application/vnd.oasis.taxii+json")
+    assert fields["content-type"].startswith(v20_types), what
+    if status == 206:
+        m = re.match(r"^items (\d+)-(\d+)/(\d+)$", fields["content-range"])
+        assert m and int(m.group(1)) <= int(m.group(2)) < int(m.group(3)), what
+    target.check("taxii", status, fields["content-type"], body, what)

@@ -143,6 +143,37 @@ def test_remote_lookup_prints_what_a_direct_lookup_prints(hub, emulator, tmp_pat
     assert "soc-cli" in names and not names & {"serve", "cli", "webhook"}
 
 
+def _raw_enrich(hub: Hub, values) -> bytes:
+    req = urllib.request.Request(hub.url + "/v1/enrich", json.dumps({"values": values}).encode(),
+                                 {"Content-Type": "application/json",
+                                  "Authorization": f"Bearer {TOKENS['soc-cli']}"})  # fmt: skip
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert r.headers["Content-Type"] == "application/json; charset=utf-8"
+        return r.read()
+
+
+def test_a_warm_answer_is_what_lookup_prints_byte_for_byte(hub, emulator, tmp_path):
+    """The hub keeps each warm answer's JSON rendered; it is still exactly what the CLI prints:
+    the objects of `--format json`, and byte for byte the lines of `--format jsonl`."""
+    values = ["275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f", "198.51.100.9",
+              "https://example.com/päth?q=ü", "example.org", "not an indicator"]  # fmt: skip
+    asked = values + [values[1]]  # a value twice: two results
+    for _ in range(2):  # the second run answers from the cache: cached is true in both
+        direct = _lookup({}, "--format", "json", *values, tmp=tmp_path, emulator=emulator)
+        assert direct.returncode == 0, direct.stderr
+    lines = _lookup({}, "--format", "jsonl", *values, tmp=tmp_path, emulator=emulator)
+    assert lines.returncode == 0, lines.stderr
+    line_for = {json.loads(x)["value"]: x for x in lines.stdout.splitlines()}
+    _raw_enrich(hub, asked)  # looks up what the hub did not know
+    warm = [_raw_enrich(hub, asked) for _ in range(2)]
+    assert warm[0] == warm[1]
+    expected = '{"results": [' + ", ".join(line_for[v] for v in asked) + "]}"
+    assert warm[0] == expected.encode()
+    by_value = {r["value"]: r for r in json.loads(direct.stdout)}
+    assert json.loads(warm[0])["results"] == [by_value[v] for v in asked]
+    assert [by_value[v]["cached"] for v in values] == [True] * 4 + [False]
+
+
 def test_a_value_asked_by_two_clients_costs_one_call(hub, emulator):
     value = "d41d8cd98f00b204e9800998ecf8427e"
     before = _emulator_calls(emulator)
@@ -246,7 +277,7 @@ def _faults(emulator: str, doc: dict) -> None:
 
 
 def test_remote_ctrl_c_keeps_and_prints_what_is_done(hub, emulator, tmp_path):
-    from connectors.cli_remote import BATCH
+    from connectors.cli.remote import BATCH
 
     values = [f"{i:032x}" for i in range(1, 2 * BATCH + 1)]
     assert hub.post({"values": values[:BATCH]})[0] == 200  # the first batch is warm

@@ -236,9 +236,12 @@ class FakeSplunkd:
             queries = json.loads(body)
             if not isinstance(queries, list) or len(queries) > 1000:
                 return 400, {"messages": [{"type": "ERROR", "text": "bad batch"}]}
-            return 200, [_find(coll, q.get("query") or {}) for q in queries]
+            return 200, [
+                _project(_find(coll, q.get("query") or {}), q.get("fields") or "") for q in queries
+            ]
         if op == "" and method == "GET":
-            return 200, _find(coll, json.loads(query.get("query") or "{}"))
+            found = _find(coll, json.loads(query.get("query") or "{}"))
+            return 200, _project(found, query.get("fields") or "")
         if op not in ("", "batch_find", "batch_save") and method == "GET":  # one document
             if op in coll:
                 return 200, coll[op]
@@ -409,6 +412,25 @@ def _find(coll: Dict[str, Dict[str, Any]], query: Dict[str, Any]) -> List[Dict[s
     else:
         raise ValueError(f"unsupported query {query}")
     return [coll[k] for k in keys if k in coll]
+
+
+def _project(docs: List[Dict[str, Any]], fields: str) -> List[Dict[str, Any]]:
+    """splunkd's `fields`: comma-separated names to include (name or name:1) or to exclude
+    (name:0), never both except _key:0; _key comes along unless excluded."""
+    if not fields:
+        return docs
+    include, exclude = set(), set()
+    for part in fields.split(","):
+        name, _, flag = part.strip().partition(":")
+        if flag not in ("", "0", "1"):
+            raise ValueError(f"bad fields {fields!r}")
+        (exclude if flag == "0" else include).add(name)
+    if include and exclude - {"_key"}:
+        raise ValueError(f"fields {fields!r} both includes and excludes")
+    if include:
+        keep = include | ({"_key"} - exclude)
+        return [{k: v for k, v in d.items() if k in keep} for d in docs]
+    return [{k: v for k, v in d.items() if k not in exclude} for d in docs]
 
 
 # -- the protocol side -----------------------------------------------------------------------

@@ -157,6 +157,24 @@ def test_the_command_uses_what_the_page_saved(page, app_dir, emulator_url, splun
     assert rc == 1 and "[logging] level must be one of DEBUG" in info.messages[0][1]
 
 
+def test_the_remote_hub_tab_sets_the_url_and_says_whether_a_token_is_stored(page, app_dir):
+    doc = settings_of(page)
+    tab = next(t for t in doc["tabs"] if t["name"] == "Remote hub")
+    assert [(f["section"], f["key"]) for f in tab["fields"]] == [("remote", "url")]
+    assert doc["remote_token_stored"] is False
+    status, doc = post(page, {"remote": {"url": "https://user:pw@hub.example.net"}})
+    assert status == 400 and [(e["section"], e["key"]) for e in doc["errors"]] == [
+        ("remote", "url")
+    ]
+    assert not (app_dir / "local" / "vtlookup.conf").exists()
+    status, doc = post(page, {"remote": {"url": "https://hub.example.net:8443"}})
+    assert status == 200, doc
+    assert local_conf(app_dir)["remote"] == {"url": "https://hub.example.net:8443"}
+    page.passwords["remote_token"] = "t0ken"
+    doc = settings_of(page)
+    assert doc["remote_token_stored"] is True and "t0ken" not in json.dumps(doc)
+
+
 def search(app_dir, sd, home, values, token=SESSION_KEY):
     return run_search(
         app_dir, sd, ["field=dest"], [[{"dest": v} for v in values]], python=base_python(),

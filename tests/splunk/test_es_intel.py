@@ -1,5 +1,17 @@
 """Risky indicators into Splunk Enterprise Security's threat intelligence ([es_threat_intel]),
-through the fake splunkd's ES endpoints (/services/data/threat_intel/item/...)."""
+through the fake splunkd's ES endpoints (/services/data/threat_intel/item/...).
+
+The request shapes follow ES's REST API reference ("Threat Intelligence API reference",
+/services/data/threat_intel/item/{threat_intel_collection} and .../{item_key}; ES 7.x, and 8.x
+under "Deprecated API reference"): GET with `item`, a JSON-encoded object of field/value pairs
+to match, in the query string; PUT .../{item_key} with `item`, the fields to update (one of the
+collection's important fields among them: ip or domain for ip_intel, url for http_intel,
+file_hash for file_intel); answers {"message", "status"}, "No matching entries found in
+kvstore." when nothing matches; the capability edit_threat_intel_collections. POST adds rows
+with the form field `item`, a JSON-encoded list of rows, answered 201, as shipped integrations
+send it (ThreatQuotient's and EclecticIQ's Splunk apps: form-encoded `item=json.dumps(rows)`).
+The upload endpoint (/services/data/threat_intel/upload, a base64 file for a [threatlist]
+input) is not used: it only stores a file for a threat list input to parse later."""
 
 from __future__ import annotations
 

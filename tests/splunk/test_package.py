@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from connectors.cli_splunk import splunk
+from connectors.cli.splunk import splunk
 
 from .conftest import BuiltApp
 
@@ -32,6 +32,7 @@ def test_tarball_is_clean(built_app: BuiltApp) -> None:
         "vtconnect/bin/vtlookup.py",
         "vtconnect/lib/connectors/__init__.py",
         "vtconnect/lib/connectors/core/enricher.py",
+        "vtconnect/lib/connectors/core/store/sqlite.py",
         "vtconnect/lib/splunklib/searchcommands/__init__.py",
         "vtconnect/lib/vt/client.py",
         "vtconnect/lib/aiohttp/client.py",

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from stix2validator import ValidationOptions, validate_instance
 from taxii2client.v21 import Collection
 
-from connectors.cli_taxii import taxii
+from connectors.cli.taxii import taxii
 from connectors.core import stix
 from connectors.core.verdict import Enrichment, Verdict
 from taxii.client import observables

@@ -219,8 +219,8 @@ def test_a_lone_surrogate_in_a_virustotal_answer_is_published_repaired(taxii_set
     published with "?" in their place, never stored as text no consumer can decode."""
     import time
 
-    from connectors.core.cache import Cache, CacheEntry, LogRecord
     from connectors.core.report import Report
+    from connectors.core.store import Cache, CacheEntry, LogRecord
     from taxii import config as taxii_config
     from taxii.publisher import publish_once
     from taxii.store import Store

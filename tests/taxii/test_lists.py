@@ -9,8 +9,8 @@ import time
 from dataclasses import replace
 
 from connectors.core import config
-from connectors.core.cache import Cache, LogRecord
 from connectors.core.lists import matcher
+from connectors.core.store import Cache, LogRecord
 from taxii import config as taxii_config
 from taxii.publisher import publish_once
 from taxii.store import Store

@@ -315,7 +315,7 @@ def test_invalid_stix_pattern_is_a_per_object_failure(server):
 
 
 def test_harmless_later_publishes_a_revoked_version(taxii_settings, tmp_path):
-    from connectors.core.cache import Cache, LogRecord
+    from connectors.core.store import Cache, LogRecord
     from taxii import config as taxii_config
     from taxii.publisher import publish_once
     from taxii.store import Store

@@ -215,6 +215,63 @@ def test_paging_returns_every_stored_version_once(store, batches, limit):
     assert len(latest) == len({oid for oid, _ in expected})
 
 
+DAY = "2026-01-0{}T00:00:00.000Z"
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+          HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(
+    steps=st.lists(
+        st.one_of(
+            st.lists(st.tuples(st.integers(0, 4), st.integers(1, 9)), min_size=1, max_size=6),
+            st.tuples(st.integers(0, 4), st.sampled_from(["first", "last", "all", 3, 5, 7])),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_first_and_last_versions_follow_every_add_and_delete(store, steps):
+    """match[version] last and first name each object's newest and oldest stored version
+    after any mix of adds (versions in any order, repeated) and deletes, paged or by id."""
+    coll = str(uuid.uuid4())
+    versions: Dict[str, set] = {}
+    for step in steps:
+        if isinstance(step, list):
+            objs = [obj(n, DAY.format(day)) for n, day in step]
+            store.add(coll, objs)
+            for o in objs:
+                versions.setdefault(o["id"], set()).add(o["modified"])
+        else:
+            n, which = step
+            oid = obj(n)["id"]
+            have = sorted(versions.get(oid, ()))
+            wanted = [DAY.format(which)] if isinstance(which, int) else [which]
+            gone = {"all": have, "first": have[:1], "last": have[-1:]}.get(wanted[0])
+            gone = [v for v in have if v in wanted] if gone is None else gone
+            assert store.delete(coll, oid, wanted) == len(gone)
+            versions[oid] = set(have) - set(gone)
+        live = {oid: sorted(v) for oid, v in versions.items() if v}
+        for which, pick in (("last", -1), ("first", 0)):
+            rows = page_all(store, coll, limit=3, versions=[which])
+            assert {r["id"]: modified(r) for r in rows} == {o: v[pick] for o, v in live.items()}
+            assert len(rows) == len(live)
+        for oid, v in live.items():
+            (row,) = store.query(coll, limit=5, ids=[oid]).objects
+            assert modified(row) == v[-1]
+            both = store.query(coll, limit=5, ids=[oid], versions=["first", "last"]).objects
+            assert sorted(modified(r) for r in both) == sorted({v[0], v[-1]})
+
+
+def test_objects_without_versions_are_their_own_latest(store):
+    sco = {"type": "ipv4-addr", "spec_version": "2.1", "value": "192.0.2.1",
+           "id": f"ipv4-addr--{uuid.UUID(int=9, version=4)}"}  # fmt: skip
+    assert store.add(COLL, [sco, sco]) == [True, False]
+    assert store.add(COLL, [sco]) == [False]
+    assert [r["id"] for r in store.query(COLL, limit=5).objects] == [sco["id"]]
+    assert store.delete(COLL, sco["id"], ["last"]) == 1
+    assert store.query(COLL, limit=5).objects == []
+
+
 def test_one_instant_is_one_version_whatever_its_spelling(store):
     assert store.add(COLL, [obj(1, "2026-01-01T00:00:00Z")]) == [True]
     assert store.add(COLL, [obj(1, "2026-01-01T00:00:00.000Z")]) == [False]  # the same version
@@ -302,6 +359,36 @@ def test_postgres_refuses_a_newer_schema(pg_database):
         open_store(pg_database)
 
 
+def test_postgres_upgrade_flags_the_latest_versions_of_stored_objects(pg_database):
+    """A database written by schema 1 (no latest flag) is upgraded in place: each object's
+    newest version is found and served as before."""
+    from taxii.store.postgres import SCHEMA
+
+    conn = database.connect(pg_database)
+    database.ensure(conn, database.Schema("taxii", SCHEMA.migrations[:1]))
+    rows = [(COLL, obj(1)["id"], DAY.format(d), 10 + d) for d in (2, 1, 3)]
+    rows += [(COLL, obj(2)["id"], DAY.format(5), 20), (OTHER, obj(1)["id"], DAY.format(1), 30)]
+    for coll, oid, mod, stamp in rows:
+        body = json.dumps(obj(int(oid[-12:], 16), mod))
+        conn.execute("INSERT INTO taxii_objects VALUES (%s, %s, 'indicator', '2.1', %s, %s, %s)",
+                     (coll, oid, mod.replace(".000Z", ".000000Z"), stamp, body))  # fmt: skip
+    conn.close()
+    store = open_store(pg_database)
+    try:
+        assert {r["id"]: modified(r) for r in store.query(COLL, limit=10).objects} == {
+            obj(1)["id"]: DAY.format(3), obj(2)["id"]: DAY.format(5)}  # fmt: skip
+        assert len(store.query(OTHER, limit=10).objects) == 1
+        with store.pool.connection() as c:
+            flags = c.execute("SELECT collection, modified, latest FROM taxii_objects "
+                              "ORDER BY date_added").fetchall()  # fmt: skip
+            assert [f[2] for f in flags] == [False, False, True, True, True], flags
+            assert database.installed_versions(c)["taxii"] == SCHEMA.version == 2
+        store.add(COLL, [obj(1, DAY.format(4))])
+        assert modified(store.query(COLL, limit=10, ids=[obj(1)["id"]]).objects[0]) == DAY.format(4)
+    finally:
+        store.close()
+
+
 def test_postgres_queries_walk_the_keyset_index(pg_database):
     store = open_store(pg_database)
     try:
@@ -326,6 +413,8 @@ def test_postgres_queries_walk_the_keyset_index(pg_database):
                     "EXPLAIN " + q.replace("?", "%s"), args).fetchall())  # fmt: skip
                 assert "taxii_objects_keyset" in plan or "taxii_objects_types" in plan, plan
                 assert "Sort" not in plan and "Seq Scan" not in plan, plan
+                if "latest" in q:  # the newest versions: read from their own index, no MAX
+                    assert "_latest on taxii_objects" in plan and "SubPlan" not in plan, plan
     finally:
         store.close()
 

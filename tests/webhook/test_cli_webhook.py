@@ -1,4 +1,4 @@
-"""`vtconnect webhook sign|dead|replay` (connectors/cli_webhook.py): signatures that a real
+"""`vtconnect webhook sign|dead|replay` (connectors/cli/webhook.py): signatures that a real
 receiver accepts, dead letters listed and queued again, secrets never printed."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 from click.testing import CliRunner
 
-from connectors.cli_webhook import webhook
+from connectors.cli.webhook import webhook
 from connectors.webhook.outbox import SQLiteOutbox as Outbox
 
 from .test_receiver import SECRET, WHSEC, post

@@ -72,7 +72,7 @@ async def _states(url, jobs, until):
 
 
 async def test_a_job_that_fails_for_a_while_is_retried_behind_the_queue(receiver, monkeypatch):
-    from connectors.webhook import app as webhook_app
+    from connectors.webhook import worker
 
     real = formats.indicators
     failures = []
@@ -84,7 +84,7 @@ async def test_a_job_that_fails_for_a_while_is_retried_behind_the_queue(receiver
         return real(fmt, doc, *args)
 
     monkeypatch.setattr(formats, "indicators", flaky)
-    monkeypatch.setattr(webhook_app, "JOB_RETRY", 0.5, raising=False)
+    monkeypatch.setattr(worker, "JOB_RETRY", 0.5)
     url, _ = await receiver()
     _, flaky_job = await post(url, "/v1/alerts/generic", {"flaky": 1, "ip": "1.2.3.4"}, BEARER)
     _, fine = await post(url, "/v1/alerts/generic", {"ip": "203.0.113.66"}, BEARER)

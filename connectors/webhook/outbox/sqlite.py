@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from connectors.core.cache import open_db, write
+from connectors.core.store.sqlite import open_db, write
 
 from .base import Outbox
 

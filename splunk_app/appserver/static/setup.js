@@ -1,6 +1,6 @@
 // Configuration page: vtlookup.conf in tabs through the app's vtconnect/settings endpoint (which
 // checks every value with the command's own parser and saves through splunkd with this user's
-// session), and the API key / proxy credentials in storage/passwords (realm "vtconnect"),
+// session), and the API key, proxy credentials and hub token in storage/passwords (realm "vtconnect"),
 // readable by admins only: analysts use the key through the app's vtconnect/credential endpoint.
 require(["jquery", "splunkjs/mvc", "splunkjs/mvc/simplexml/ready!"], function ($, mvc) {
   "use strict";
@@ -58,6 +58,7 @@ require(["jquery", "splunkjs/mvc", "splunkjs/mvc/simplexml/ready!"], function ($
       var $table = $("<table>", { "class": "table" });
       if (tab.name === "Account") { $table.append(secretRow("vtconnect-key", "VirusTotal API key", doc.api_key_stored)); }
       if (tab.name === "Proxy") { $table.append(secretRow("vtconnect-proxy", "Proxy credentials (user:password)", doc.proxy_credentials_stored)); }
+      if (tab.name === "Remote hub") { $table.append(secretRow("vtconnect-hub-token", "Hub client token (vtconnect api token NAME)", doc.remote_token_stored)); }
       tab.fields.forEach(function (f) {
         var name = f.section + "/" + f.key;
         loaded[name] = f.value;
@@ -104,6 +105,7 @@ require(["jquery", "splunkjs/mvc", "splunkjs/mvc/simplexml/ready!"], function ($
       }
     });
     var key = ($("#vtconnect-key").val() || "").trim(), proxy = $("#vtconnect-proxy").val() || "";
+    var hubToken = ($("#vtconnect-hub-token").val() || "").trim();
     if (key && !/^[0-9a-fA-F]{64}$/.test(key)) { status("That does not look like a VirusTotal API key (64 hex digits)."); return; }
     status("Saving...");
     var settingsSaved = new Promise(function (resolve, reject) {
@@ -116,6 +118,7 @@ require(["jquery", "splunkjs/mvc", "splunkjs/mvc/simplexml/ready!"], function ($
       var jobs = [];
       if (key) { jobs.push(store("api_key", key)); }
       if (proxy) { jobs.push(store("proxy", proxy)); }
+      if (hubToken) { jobs.push(store("remote_token", hubToken)); }
       return Promise.all(jobs);
     }).then(function () {
       service.post("apps/local/vtconnect", { configured: true }, function () {

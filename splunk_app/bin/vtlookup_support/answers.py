@@ -15,7 +15,7 @@ import hashlib
 import sqlite3
 from typing import Any, Dict, Iterable, Mapping, Tuple
 
-from connectors.core.cache import open_db, write
+from connectors.core.store.sqlite import open_db, write
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (

@@ -14,6 +14,7 @@ import re
 import tempfile
 from dataclasses import asdict
 from typing import Any, Dict, List, Mapping, Optional, Tuple
+from urllib.parse import urlencode
 
 from connectors.core.config import ConfigError
 from vtlookup_support import es_intel, settings
@@ -28,7 +29,7 @@ TABS: Tuple[Tuple[str, Tuple[Tuple[str, Optional[str]], ...]], ...] = (
     ("Quota", (("quota", None), ("command", "max_lookups"), ("command", "deadline"))),
     ("Privacy and lists", (("privacy", None), ("lists", None))),
     ("Verdict policy", (("policy", None), ("cache", None))),
-    ("Remote hub", (("hub", None),)),
+    ("Remote hub", (("remote", None),)),
     ("Logging", (("logging", None), ("command", "answers_ttl"), ("command", "state_dir"))),
     ("Enterprise Security", (("es_threat_intel", None),)),
 )  # fmt: skip
@@ -121,6 +122,11 @@ def _check_ours(section: str, key: str, value: str) -> List[Dict[str, str]]:
             return [_err(section, key, f"[{section}] {key} must be {bound}, not {value!r}")]
     if section == es_intel.SECTION:
         problem = es_intel.problems(key, v)
+        return [_err(section, key, problem)] if problem else []
+    if (section, key) == ("remote", "url"):
+        from vtlookup_support.hub import url_problem
+
+        problem = url_problem(v)
         return [_err(section, key, problem)] if problem else []
     if (section, key) == ("cache", "backend") and v.lower() not in ("kvstore", "sqlite"):
         return [_err(section, key, f"[cache] backend must be kvstore or sqlite, not {value!r}")]
@@ -259,7 +265,9 @@ def reply(req: Any, app_dir: str) -> Tuple[int, Dict[str, Any]]:
             return rest.error(400, f"nothing saved: {len(errors)} value(s) wrong", errors)
         try:
             for section, keys in new.items():
-                svc.post(f"configs/conf-{settings.CONF}/{section}", **keys)
+                # As a form body, not keyword arguments: a key named like one of splunklib's
+                # parameters ([remote] url) would collide with it.
+                svc.post(f"configs/conf-{settings.CONF}/{section}", body=urlencode(keys))
         except HTTPError as exc:
             if exc.status == 403:
                 return rest.error(403, "splunkd refused the change: saving settings takes admin")
@@ -278,4 +286,5 @@ def reply(req: Any, app_dir: str) -> Tuple[int, Dict[str, Any]]:
         "errors": errors,
         "api_key_stored": bool(stored.get(settings.KEY_USER)),
         "proxy_credentials_stored": bool(stored.get(settings.PROXY_USER)),
+        "remote_token_stored": bool(stored.get(settings.HUB_USER)),
     }

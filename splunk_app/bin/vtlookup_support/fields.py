@@ -25,6 +25,12 @@ NAMES = COMMON + KIND_SPECIFIC + EVIDENCE
 LIST_FIELDS = frozenset(("tags", "file_names", "categories", "redirection_chain")) | (
     evidence.LIST_FIELDS
 )
+# The fields a report gives; with a remote hub they come from its answer row instead.
+FROM_REPORT = (
+    "malicious", "suspicious", "harmless", "undetected", "total", "reputation", "threat_label",
+    "tags", "first_seen", "last_analysis",
+) + KIND_SPECIFIC + EVIDENCE  # fmt: skip
+HUB_ROW = "hub_row"  # Enrichment.extra key (vtlookup_support/hub.py)
 
 Value = Any  # str, or a list of str for multivalue fields
 
@@ -69,7 +75,19 @@ def render(enr: Enrichment) -> Dict[str, Value]:
                 out[k] = [str(x) for x in v] if isinstance(v, (list, tuple)) else _text(v)
         for k, v in evidence.evidence(r).items():
             out[k] = [str(x) for x in v] if isinstance(v, list) else _text(v)
+    elif enr.extra.get(HUB_ROW):
+        _from_row(out, enr.extra[HUB_ROW])
     return out
+
+
+def _from_row(out: Dict[str, Value], row: Dict[str, Any]) -> None:
+    """The report's fields from a hub's answer row (connectors.core.records: to_dict plus
+    `source`, empty when the hub had no report): what render() shows for the same enrichment."""
+    if not row.get("source"):
+        return
+    for k in FROM_REPORT:
+        v = row.get(k)
+        out[k] = [str(x) for x in v] if isinstance(v, list) else _text(v)
 
 
 def combine(rendered: Sequence[Dict[str, Value]]) -> Dict[str, Value]:

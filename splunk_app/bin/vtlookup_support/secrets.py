@@ -18,6 +18,7 @@ from vtlookup_support import rest, settings
 ENDPOINT = "vtconnect/credential"
 USE_KEY = "vtconnect_use_key"
 MAY_READ = frozenset({USE_KEY, "list_storage_passwords", "admin_all_objects"})
+NAMES = (settings.KEY_USER, settings.PROXY_USER, settings.HUB_USER)  # the app's credentials
 
 
 class KeyDenied(Exception):
@@ -38,8 +39,7 @@ def read(service: Any, app: str) -> Dict[str, str]:
             raise
         return settings.read_secrets(service, app)
     doc = json.loads(resp.body.read())
-    names = (settings.KEY_USER, settings.PROXY_USER)
-    return {k: str(doc[k]) for k in names if isinstance(doc, dict) and doc.get(k)}
+    return {k: str(doc[k]) for k in NAMES if isinstance(doc, dict) and doc.get(k)}
 
 
 def _message(body: Any) -> str:
@@ -63,5 +63,4 @@ def credential_reply(req: rest.Request) -> rest.Reply:
             f"with the role vtconnect_user (capability {USE_KEY})",
         )
     stored = settings.read_secrets(rest.service(req.rest_uri, req.system_token), rest.APP)
-    names = (settings.KEY_USER, settings.PROXY_USER)
-    return 200, {k: stored[k] for k in names if stored.get(k)}
+    return 200, {k: stored[k] for k in NAMES if stored.get(k)}

@@ -23,8 +23,10 @@ SECTIONS = {
     "quota": core_config.QuotaSettings,
     "lists": core_config.ListsSettings,
 }
-# Keys of ours, read by the command rather than the core.
+# Keys of ours, read by the command rather than the core ([command] and [remote] whole).
 LOCAL_KEYS = {"cache": {"backend"}, "command": {"max_lookups", "deadline", "state_dir"}}
+LOCAL_SECTIONS = ("command", "remote")
+HUB_USER = "remote_token"  # the hub's client token (vtlookup_support/hub.py)
 TRUE = {"1", "t", "true", "y", "yes", "on"}
 FALSE = {"0", "f", "false", "n", "no", "off", ""}
 
@@ -105,11 +107,11 @@ def build(
 ) -> Tuple[core_config.Settings, Dict[str, Dict[str, str]]]:
     """(core Settings, our own keys). Raises ConfigError with the .conf key at fault."""
     doc: Dict[str, Any] = {}
-    local: Dict[str, Dict[str, str]] = {s: {} for s in LOCAL_KEYS}
+    local: Dict[str, Dict[str, str]] = {s: {} for s in (*LOCAL_KEYS, *LOCAL_SECTIONS)}
     for section, keys in conf.items():
-        if section in ("default", "command") or section not in SECTIONS:
-            if section == "command":
-                local["command"].update(keys)
+        if section == "default" or section not in SECTIONS:
+            if section in LOCAL_SECTIONS:
+                local[section].update(keys)
             continue
         table: MutableMapping[str, Any] = {}
         for key, text in keys.items():

@@ -11,7 +11,7 @@ from typing import Optional
 
 import click
 
-PACKAGING = Path(__file__).resolve().parents[1] / "packaging"
+PACKAGING = Path(__file__).resolve().parents[2] / "packaging"
 
 
 def load_packaging(name: str) -> ModuleType:

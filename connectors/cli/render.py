@@ -1,4 +1,6 @@
-"""Renders enrichments for people (a table) and for programs (JSON, CSV)."""
+"""Renders enrichments for people (a table) and for programs (JSON, CSV, STIX) on the command
+line. (Alert formats are connectors/webhook/formats.py; the JSON object itself is
+connectors/core/records.py.)"""
 
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .core import evidence, stix
-from .core.verdict import Enrichment
+from ..core import evidence, stix
+from ..core.records import rows
+from ..core.verdict import Enrichment
 
 CSV_FIELDS = (
     "value",
@@ -51,19 +54,6 @@ COLOURS = {
     "quota": "magenta",
     "error": "bold magenta",
 }
-
-
-def rows(results: Sequence[Enrichment]) -> List[Dict[str, Any]]:
-    out = []
-    for r in results:
-        d = r.to_dict()
-        d["source"] = (
-            "emulator"
-            if r.report is not None and r.report.emulated
-            else ("virustotal" if r.report is not None else "")
-        )
-        out.append(d)
-    return out
 
 
 def to_json(results: Sequence[Enrichment]) -> str:

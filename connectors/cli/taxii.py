@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterator, Optional
 
 import click
 
-from .core.config import ConfigError
+from ..core.config import ConfigError
 
 EXIT_FAILED, EXIT_USAGE, EXIT_CREDENTIALS = 1, 2, 3
 

@@ -14,7 +14,7 @@ from typing import Any, Dict, Mapping, Optional
 
 import click
 
-from .core import config as config_mod
+from ..core import config as config_mod
 
 MASK = "********"
 # Keys whose values are credentials (or stand for them) wherever they appear.
@@ -44,7 +44,7 @@ def effective(settings: config_mod.Settings) -> Dict[str, Any]:
     parts' sections as written (each was validated by its own loader)."""
     doc: Dict[str, Any] = {"core": {"state_dir": str(settings.state_path)}}
     if settings.database:
-        from .core.database import redacted
+        from ..core.database import redacted
 
         doc["core"]["database"] = redacted(settings.database)
     for f in dataclasses.fields(settings):
@@ -60,11 +60,11 @@ def effective(settings: config_mod.Settings) -> Dict[str, Any]:
 
 def validate_parts(settings: config_mod.Settings) -> None:
     """What `vtconnect serve` checks before binding, for every part that is configured."""
-    from .serve import plan
+    from ..serve import plan
 
     present = [p for p in ("taxii", "webhook") if p in settings.raw]
     plan(settings, present)  # each part's whole section, then [api] and [status]
-    from .hub.config import remote
+    from ..hub.config import remote
 
     remote(settings.raw)
 

@@ -10,9 +10,9 @@ from typing import Any, Dict, List, Optional
 
 import click
 
-from . import formats
-from .hub.client import HubClient, HubError, HubUnreachable
-from .hub.config import Remote
+from ..core.remote import HubClient, HubError, HubUnreachable
+from ..hub.config import Remote
+from . import render
 
 BATCH = 200  # values per request: rows stream out a batch at a time
 EXIT_FAILED, EXIT_USAGE, EXIT_CREDENTIALS, EXIT_INTERRUPTED = 1, 2, 3, 130
@@ -20,7 +20,7 @@ EXIT_FAILED, EXIT_USAGE, EXIT_CREDENTIALS, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 class RemoteRun:
     def __init__(self, client: HubClient, items: List[str], kind: str, priority: str,
-                 deadline: Optional[float], writer: formats.RowWriter) -> None:  # fmt: skip
+                 deadline: Optional[float], writer: render.RowWriter) -> None:  # fmt: skip
         self.client, self.items, self.kind, self.priority = client, items, kind, priority
         self.deadline, self.writer = deadline, writer
         self.results: List[Dict[str, Any]] = []
@@ -41,8 +41,8 @@ class RemoteRun:
 
 
 def remote_lookup(remote: Remote, items: List[str], kind: str, priority: str,
-                  deadline: Optional[float], writer: formats.RowWriter) -> None:  # fmt: skip
-    from .cli import MAX_LINE
+                  deadline: Optional[float], writer: render.RowWriter) -> None:  # fmt: skip
+    from .context import MAX_LINE
 
     items = [v if len(v) <= MAX_LINE else v[:64] + "…(truncated)" for v in items]
     run = RemoteRun(HubClient(remote), items, kind, priority, deadline, writer)

@@ -12,8 +12,8 @@ from typing import Any, Callable, List, NoReturn, TypeVar
 
 import click
 
-from .core import database
-from .core.config import ConfigError
+from ..core import database
+from ..core.config import ConfigError
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
 T = TypeVar("T")
@@ -23,9 +23,10 @@ def schemas() -> List[database.Schema]:
     """Every component that keeps its state in the shared database, in creation order."""
     from taxii.store.postgres import SCHEMA as TAXII
 
-    from .webhook.outbox.postgres import SCHEMA as WEBHOOK
+    from ..core.store.postgres import SCHEMA as CACHE
+    from ..webhook.outbox.postgres import SCHEMA as WEBHOOK
 
-    return [TAXII, WEBHOOK]
+    return [CACHE, TAXII, WEBHOOK]
 
 
 def _fail(message: str) -> NoReturn:

@@ -10,7 +10,7 @@ from typing import Optional
 
 import click
 
-from .hub.config import PRIORITIES, is_name
+from ..hub.config import PRIORITIES, is_name
 
 
 @click.group("api")

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import tempfile
 
+import click
 from rich.console import Console
 
-from . import formats
-from .core import config as config_mod
-from .core.enricher import Enricher
+from ..core import config as config_mod
+from ..core.enricher import Enricher
+from . import render
+from .context import Ctx
 
 SAMPLES = [
     "44d88612fea8a8f36de82e1278abb02f",  # EICAR test file, MD5
@@ -30,7 +33,7 @@ SAMPLES = [
 
 
 async def _run(console: Console) -> int:
-    from .emulator.server import running_emulator
+    from ..emulator.server import running_emulator
 
     with tempfile.TemporaryDirectory(prefix="vtconnect-demo-") as state:
         async with running_emulator() as emu:
@@ -41,7 +44,7 @@ async def _run(console: Console) -> int:
             enricher = Enricher(settings, connector="demo")
             try:
                 first = await enricher.enrich(SAMPLES)
-                formats.print_table(first, console)
+                render.print_table(first, console)
                 again = await enricher.enrich(SAMPLES)
                 hits = sum(r.cached for r in again)
                 console.print(
@@ -50,7 +53,7 @@ async def _run(console: Console) -> int:
                 console.print("JSON for the first malicious result:")
                 risky = [r for r in first if r.verdict.value == "malicious"]
                 if risky:
-                    console.print_json(json.dumps(formats.rows(risky[:1])[0]))
+                    console.print_json(json.dumps(render.rows(risky[:1])[0]))
                 await _taxii(console, settings, enricher)
                 await _webhook(console, settings, enricher)
             finally:
@@ -87,7 +90,7 @@ async def _webhook(console: Console, settings: config_mod.Settings, enricher: En
     import aiohttp
     from aiohttp import web
 
-    from .webhook.app import build_app
+    from ..webhook.app import build_app
 
     console.rule("Webhook: enriched alerts")
     token = "demo-token-0123456789"
@@ -120,7 +123,7 @@ async def _webhook(console: Console, settings: config_mod.Settings, enricher: En
 
 def _splunk(console: Console) -> int:
     """The Splunk command through the protocol harness (builds the app on first use)."""
-    from .cli_splunk import load_packaging
+    from .splunk import load_packaging
 
     console.rule("Splunk: | vtlookup")
     return load_packaging("splunk_demo").run(console)
@@ -131,3 +134,10 @@ def run_demo() -> int:
     console.rule("Core: vtconnect lookup")
     status = asyncio.run(_run(console))
     return status or _splunk(console)
+
+
+@click.command()
+@click.pass_obj
+def demo(obj: Ctx) -> None:
+    """Run the main pipelines against a local emulator and print what they produce."""
+    sys.exit(run_demo())

@@ -1,15 +1,25 @@
-"""A thin client of the hub: sends values to POST /v1/enrich instead of calling VirusTotal."""
+"""A thin client of the hub: sends values to POST /v1/enrich instead of calling VirusTotal.
+
+In the core, so that every client can use it: the CLI's `--remote` and the Splunk app (which
+vendors the core, never the hub). The hub's side is connectors/hub.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Protocol
 
 import aiohttp
 
-from .config import MAX_DEADLINE, Remote
-
+MAX_DEADLINE = 300.0  # seconds the hub waits at most (connectors.hub.config.MAX_DEADLINE)
 REQUEST_SLACK = 30.0  # seconds beyond the asked deadline before the client gives up on the hub
+
+
+class Remote(Protocol):
+    """Where the hub is: connectors.hub.config.Remote, or the Splunk app's [remote]."""
+
+    url: str  # http(s)://host:port, no trailing slash
+    token: str  # the client's bearer token
 
 
 class HubError(Exception):

@@ -1,5 +1,5 @@
-"""The verdict cache and the verdict log: one SQLite file (WAL) shared by every process on the
-host, with a small in-process memory in front.
+"""The core store in SQLite (the embedded default): the verdict cache and the verdict log in
+one file (WAL) shared by every process on the host, with a small in-process memory in front.
 
 Aliases map every name of an object to one entry (file:<md5> and file:<sha1> -> file:<sha256>).
 The in-process memory trusts an entry for at most MEMORY_SECONDS, so a write by another process
@@ -11,22 +11,19 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import sqlite3
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, TypeVar, Union
 
-from .clock import Clock
-from .config import CacheSettings
+from ..clock import Clock
+from ..config import CacheSettings
+from .base import LOG_KEEP_DAYS, RESCAN_KEEP_DAYS, CacheEntry, CacheStore, LogRecord
+from .base import alive as _alive
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 3  # 2: verdict_log_key index; 3: leases and rescans
-MEMORY_SECONDS = 60.0
-LOG_KEEP_DAYS = 30  # verdict log rows older than this are dropped (publishers read it sooner)
-RESCAN_KEEP_DAYS = 366  # `cache purge` drops reanalysis records older than this
 CHUNK = 500  # keys per SELECT ... IN (...): below SQLite's variable limit everywhere
 T = TypeVar("T")
 # One encoder for every stored report: json.dumps with separators builds a new one per call.
@@ -52,27 +49,6 @@ CREATE TABLE IF NOT EXISTS leases (
     key TEXT PRIMARY KEY, holder TEXT NOT NULL, pid INTEGER NOT NULL, until REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS rescans (key TEXT PRIMARY KEY, at REAL NOT NULL);
 """
-
-
-@dataclass
-class CacheEntry:
-    key: str  # canonical key: file:<sha256>, url:<vt url id>, domain:<name>, ip:<address>
-    verdict: str
-    report: Optional[Dict[str, Any]]  # Report.to_dict(); None for not_found
-    stored_at: float
-    expires_at: float = 0.0  # 0: from the TTL for the verdict
-
-
-@dataclass
-class LogRecord:
-    key: str
-    kind: str
-    value: str
-    verdict: str
-    score: int
-    connector: str
-    at: float
-    reason: str = ""
 
 
 def open_db(path: Union[str, Path], schema: str, version: int) -> sqlite3.Connection:
@@ -123,26 +99,18 @@ def write(db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
     raise AssertionError("unreachable")
 
 
-class Cache:
+class SQLiteCache(CacheStore):
     def __init__(
         self, path: Union[str, Path], settings: CacheSettings, clock: Optional[Clock] = None
     ) -> None:
+        super().__init__(settings, clock)
         self.path = Path(path)
-        self.settings = settings
-        self.clock = clock or Clock()
         self.db = open_db(self.path, SCHEMA, SCHEMA_VERSION)
-        self._memory: Dict[str, Tuple[float, CacheEntry]] = {}
-        self._logged: Dict[Tuple[str, str], float] = {}
-        # Names this Cache object as a lease holder: two Enrichers in one process are two holders.
-        self.holder = f"{os.getpid()}:{secrets.token_hex(4)}"
 
     def close(self) -> None:
         self.db.close()
 
     # -- entries ---------------------------------------------------------------------------
-    def get(self, key: str) -> Optional[CacheEntry]:
-        return self.get_many([key]).get(key)
-
     def get_many(self, keys: Iterable[str]) -> Dict[str, CacheEntry]:
         """Live entries, keyed by the requested key (which may be an alias)."""
         now = self.clock.now()
@@ -173,9 +141,6 @@ class Cache:
                 self._remember(alias, entry, now)
         return out
 
-    def put(self, entry: CacheEntry, aliases: Iterable[str] = ()) -> None:
-        self.put_many([(entry, aliases)])
-
     def put_many(
         self, items: Iterable[Tuple[CacheEntry, Iterable[str]]], release: Iterable[str] = ()
     ) -> None:
@@ -202,15 +167,6 @@ class Cache:
                 db.executemany("DELETE FROM leases WHERE key = ? AND holder = ?", released)
 
         write(self.db, txn)
-
-    def _remember(self, key: str, entry: CacheEntry, now: float) -> None:
-        memory = self._memory
-        if len(memory) >= self.settings.lru_size > 0:
-            # Evict the oldest tenth at once: cheaper than per-hit LRU bookkeeping.
-            for old in list(memory)[: max(1, len(memory) // 10)]:
-                del memory[old]
-        if self.settings.lru_size > 0:
-            memory[key] = (now + MEMORY_SECONDS, entry)
 
     def purge(self, expired_only: bool = True) -> int:
         now = self.clock.now()
@@ -304,6 +260,24 @@ class Cache:
             and row[2] > self.clock.now()
             and _alive(row[1])
         )
+
+    def leases_held(self, keys: Iterable[str]) -> Set[str]:
+        now = self.clock.now()
+        wanted = list(dict.fromkeys(keys))
+        out: Set[str] = set()
+        for i in range(0, len(wanted), CHUNK):
+            part = wanted[i : i + CHUNK]
+            rows = self.db.execute(
+                "SELECT key, holder, pid, until FROM leases "
+                f"WHERE key IN ({','.join('?' * len(part))})",
+                part,
+            )
+            out.update(
+                key
+                for key, holder, pid, until in rows
+                if holder != self.holder and until > now and _alive(pid)
+            )
+        return out
 
     def renew_leases(self, keys: Iterable[str], seconds: float) -> None:
         """Extend this holder's leases still held (never takes one back once released)."""
@@ -463,16 +437,4 @@ class Cache:
         }
 
 
-def _alive(pid: int) -> bool:
-    """Whether a process of this host still runs (a lease holder killed mid-call has not)."""
-    if pid <= 0:
-        return False
-    if os.name == "nt":  # os.kill(pid, 0) would end the process there; trust the lease time
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # it exists, owned by someone else
-    return True
+Cache = SQLiteCache  # the name callers opened the SQLite store by

@@ -15,13 +15,13 @@ from typing import Any, Optional
 
 import click
 
-from .core.config import ConfigError
+from ..core.config import ConfigError
 
 EXIT_FAILED = 1
 
 
 def _config(obj: Any) -> Any:
-    from .webhook.config import load
+    from ..webhook.config import load
 
     try:
         return load(obj.settings.raw)
@@ -30,7 +30,7 @@ def _config(obj: Any) -> Any:
 
 
 def _outbox(obj: Any) -> Any:
-    from .webhook.outbox import outbox_for
+    from ..webhook.outbox import outbox_for
 
     cfg = _config(obj)
     try:
@@ -83,7 +83,7 @@ def sign(obj: Any, source: str, body_file: str, msg_id: Optional[str]) -> None:
     """Headers that sign BODY_FILE (default stdin) for SOURCE, one `Name: value` per line, for
     `curl -H`. Only for signing schemes (standard, github): other schemes carry the secret
     itself, which this command never prints."""
-    from .webhook.auth import sign_standard
+    from ..webhook.auth import sign_standard
 
     cfg = _config(obj)
     src = cfg.sources.get(source)
@@ -130,7 +130,7 @@ def secret(name: str, auth: str, fmt: str) -> None:
     import base64
     import secrets
 
-    from .webhook.formats import FORMATS
+    from ..webhook.formats import FORMATS
 
     if not name or not name.replace("-", "").replace("_", "").isalnum():
         raise click.BadParameter("letters, digits, '-' or '_'", param_hint="NAME")

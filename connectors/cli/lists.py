@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 
-from .core.lists import matcher
-from .core.observable import KIND_CHOICES, InvalidObservable, parse
+from ..core.lists import matcher
+from ..core.observable import KIND_CHOICES, InvalidObservable, parse
 
 EXIT_NO_MATCH, EXIT_USAGE = 1, 2
 

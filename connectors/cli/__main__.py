@@ -1,0 +1,5 @@
+"""`python -m connectors.cli ...`, the same as `vtconnect ...`."""
+
+from .root import main
+
+main()
