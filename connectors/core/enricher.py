@@ -313,12 +313,13 @@ class Enricher:
             )
         sem = asyncio.Semaphore(self.settings.virustotal.max_concurrency)
         fatal: List[CredentialsRejected] = []
+        slot = Slot(priority, until, connector)  # immutable: one for the whole batch
 
         async def call(obs: Observable) -> Enrichment:
             async with sem:
                 if fatal:
                     return _from_obs(obs.value, obs, Verdict.ERROR, reason="not looked up")
-                return await self._fetch_one(obs, Slot(priority, until, connector), fatal)
+                return await self._fetch_one(obs, slot, fatal)
 
         # One value, one call: a value another enrich() of this process is fetching waits for
         # that answer; one another process leases waits for its cache entry (flights.py).
@@ -490,14 +491,16 @@ class Enricher:
             return None
         now = self.clock.now()
         r = enr.report
+        verdict = enr.verdict.value
+        key = obs.cache_key
         entry = CacheEntry(
-            key=_canonical(obs.cache_key, r),
-            verdict=enr.verdict.value,
+            key=_canonical(key, r),
+            verdict=verdict,
             report=r.to_dict() if r else None,
             stored_at=now,
-            expires_at=now + self.settings.cache.ttl_for(enr.verdict.value),
+            expires_at=now + self.settings.cache.ttl_for(verdict),
         )
-        return entry, _aliases(obs.cache_key, r)
+        return entry, _aliases(key, r)
 
     def _remember(self, kind: Optional[str], out: Dict[str, Enrichment], until: float) -> None:
         size = self.settings.cache.lru_size
@@ -632,7 +635,9 @@ def _canonical(key: str, report: Optional[Report]) -> str:
 def _aliases(key: str, report: Optional[Report]) -> Iterable[str]:
     aliases = {key}
     if report is not None and report.kind == "file":
-        aliases.update(f"file:{h}" for h in (report.md5, report.sha1, report.sha256) if h)
+        for h in (report.md5, report.sha1, report.sha256):
+            if h:
+                aliases.add("file:" + h)
     return aliases
 
 
