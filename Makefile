@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # PYTHONWARNINGS: setuptools' editable-install banner is advice for packagers, not for users.
 PIP    := PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q --disable-pip-version-check
 
-.PHONY: demo test fuzz lint bench bench-stewardship clean browser
+.PHONY: demo test test-long fuzz lint bench bench-stewardship clean browser
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 9))' || { \
@@ -36,6 +36,11 @@ browser:
 test: $(BIN)/.installed browser
 	$(BIN)/ruff check connectors taxii tests bench packaging
 	$(BIN)/python -m pytest -q
+
+# The suite plus the runs that need real minutes (VirusTotal's 60 s window: several hosts sharing
+# the public tier's budget across two windows); `make test` skips those and says why.
+test-long: $(BIN)/.installed browser
+	VTCONNECT_TEST_LONG=1 $(BIN)/python -m pytest -q
 
 # A longer fuzz campaign than `make test` runs (FUZZ_EXAMPLES per API and mode; raw requests x5).
 FUZZ_EXAMPLES ?= 1000

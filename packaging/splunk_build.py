@@ -161,7 +161,7 @@ def _files(app_id: str, lib: Path) -> Iterator[Tuple[str, Path]]:
         hidden = any(x.startswith(".") or x == "__pycache__" for x in rel.parts)
         if p.is_file() and (not hidden or rel.as_posix() in KEEP_DOTFILES):
             entries[f"{app_id}/lib/{rel.as_posix()}"] = p
-    for p in CORE_SRC.rglob("*.py"):  # with its subpackages (store/)
+    for p in CORE_SRC.rglob("*.py"):  # with its sub-packages (store/, ledger/)
         rel = p.relative_to(CORE_SRC)
         if "__pycache__" not in rel.parts:
             entries[f"{app_id}/lib/connectors/core/{rel.as_posix()}"] = p

@@ -6,6 +6,7 @@ objects it asked to exclude. Other unknown parameters (cache busters) are ignore
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 from typing import Any, Dict, List, Mapping, Sequence
 
@@ -93,6 +94,7 @@ def parse(
     return out
 
 
+@functools.lru_cache(maxsize=4096)  # a batch's objects mostly share a few timestamps
 def canonical(value: str) -> str:
     """One spelling per instant (microseconds), as the store keeps `modified`: producers write
     ...T10:00:00Z or ...T10:00:00.000Z for one version, and fixed-width text sorts by time."""

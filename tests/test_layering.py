@@ -158,6 +158,7 @@ def test_checker_sees_a_violation(tmp_path):
 
 # -- storage: interface and backends side by side, the driver in one place ---------------------
 STORES = {
+    "connectors.core.ledger": ROOT / "connectors" / "core" / "ledger",
     "connectors.core.store": ROOT / "connectors" / "core" / "store",
     "taxii.store": ROOT / "taxii" / "store",
     "connectors.webhook.outbox": ROOT / "connectors" / "webhook" / "outbox",
@@ -224,15 +225,18 @@ def test_sqlite_users_need_no_driver():
         "connectors.webhook.app\n"
         "from taxii.store import open_store\n"
         "from connectors.webhook.outbox import open_outbox\n"
+        "from connectors.core.ledger import open_ledger\n"
         "d = pathlib.Path(tempfile.mkdtemp())\n"
         "open_store(d / 't.db').close(); open_outbox(d / 'w.db').close()\n"
+        "led = open_ledger(d / 'q.db'); led.write('k', lambda b: b.record(1.0, 'd')); led.close()\n"
         "from connectors.core.config import ConfigError\n"
         "try:\n    open_store('postgresql://x/y')\nexcept ConfigError as e:\n    print(e)\n"
+        "try:\n    open_ledger('postgresql://x/y')\nexcept ConfigError as e:\n    print(e)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=ROOT, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "psycopg is not installed" in done.stdout
+    assert done.stdout.count("psycopg is not installed") == 2
 
 
 # -- the receiver, by concept --------------------------------------------------------------

@@ -26,10 +26,11 @@ def schemas() -> List[database.Schema]:
     """Every component that keeps its state in the shared database, in creation order."""
     from taxii.store.postgres import SCHEMA as TAXII
 
+    from ..core.ledger.postgres import SCHEMA as QUOTA
     from ..core.store.postgres import SCHEMA as CACHE
     from ..webhook.outbox.postgres import SCHEMA as WEBHOOK
 
-    return [CACHE, TAXII, WEBHOOK]
+    return [CACHE, TAXII, WEBHOOK, QUOTA]
 
 
 def _fail(message: str) -> NoReturn:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from ..core import config as config_mod
+from ..core.ledger import ledger_target
 from ..core.quota import QuotaGovernor
 from .context import Ctx
 
@@ -38,7 +39,7 @@ def quota(obj: Ctx) -> None:
 def governor(settings: config_mod.Settings) -> QuotaGovernor:
     per_minute, per_day = settings.quota.limits()
     return QuotaGovernor(
-        settings.quota_path,
+        ledger_target(settings),  # [core] database: the budget every host shares
         settings.virustotal.api_key.get(),
         per_minute,
         per_day,

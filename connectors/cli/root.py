@@ -8,11 +8,12 @@ Exit codes: 0 done; 1 some lookups failed (verdict error) or VirusTotal could no
 from __future__ import annotations
 
 import logging
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import click
 
-from .context import Ctx
+from ..core import config as config_mod
+from .context import ConfigProblem, Ctx
 
 
 class Root(click.Group):
@@ -44,6 +45,14 @@ class Root(click.Group):
                 rest.append(a)
             i += 1
         return super().parse_args(ctx, front + rest)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        # A store a command opens late (the shared database unreachable, a schema newer than
+        # this vtconnect) is a configuration error like any other: one line, exit 2.
+        try:
+            return super().invoke(ctx)
+        except config_mod.ConfigError as exc:
+            raise ConfigProblem(str(exc)) from None
 
 
 @click.group(cls=Root, context_settings={"help_option_names": ["-h", "--help"]})

@@ -167,6 +167,15 @@ def pool(
     return p
 
 
+def unavailable_errors() -> Tuple[type, ...]:
+    """The exceptions that mean the database cannot be reached now (down, restarting, the
+    pool found no connection in time), as opposed to a statement that is wrong."""
+    psycopg = _psycopg()
+    from psycopg_pool import PoolTimeout
+
+    return (psycopg.OperationalError, PoolTimeout)
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 

@@ -26,6 +26,7 @@ from .gateway import (
     RateLimited,
     Slot,
 )
+from .ledger import ledger_target
 from .lists import matcher as lists_matcher
 from .observable import InvalidObservable, Kind, Observable, parse
 from .privacy import skip_reason
@@ -61,8 +62,9 @@ class Enricher:
         self.clock = clock or Clock()
         self.cache = cache or cache_for(settings, self.clock)
         per_minute, per_day = settings.quota.limits()
+        self._own_governor = governor is None
         self.governor = governor or QuotaGovernor(
-            settings.quota_path,
+            ledger_target(settings),
             settings.virustotal.api_key.get(),
             per_minute,
             per_day,
@@ -95,6 +97,8 @@ class Enricher:
 
     def close(self) -> None:
         self.cache.close()
+        if self._own_governor:
+            self.governor.close()
 
     # -- public API ----------------------------------------------------------------------
     def enrich_sync(self, values: Sequence[str], **kwargs: object) -> List[Enrichment]:
@@ -309,12 +313,13 @@ class Enricher:
             )
         sem = asyncio.Semaphore(self.settings.virustotal.max_concurrency)
         fatal: List[CredentialsRejected] = []
+        slot = Slot(priority, until, connector)  # immutable: one for the whole batch
 
         async def call(obs: Observable) -> Enrichment:
             async with sem:
                 if fatal:
                     return _from_obs(obs.value, obs, Verdict.ERROR, reason="not looked up")
-                return await self._fetch_one(obs, Slot(priority, until, connector), fatal)
+                return await self._fetch_one(obs, slot, fatal)
 
         # One value, one call: a value another enrich() of this process is fetching waits for
         # that answer; one another process leases waits for its cache entry (flights.py).
@@ -486,14 +491,16 @@ class Enricher:
             return None
         now = self.clock.now()
         r = enr.report
+        verdict = enr.verdict.value
+        key = obs.cache_key
         entry = CacheEntry(
-            key=_canonical(obs.cache_key, r),
-            verdict=enr.verdict.value,
+            key=_canonical(key, r),
+            verdict=verdict,
             report=r.to_dict() if r else None,
             stored_at=now,
-            expires_at=now + self.settings.cache.ttl_for(enr.verdict.value),
+            expires_at=now + self.settings.cache.ttl_for(verdict),
         )
-        return entry, _aliases(obs.cache_key, r)
+        return entry, _aliases(key, r)
 
     def _remember(self, kind: Optional[str], out: Dict[str, Enrichment], until: float) -> None:
         size = self.settings.cache.lru_size
@@ -628,7 +635,9 @@ def _canonical(key: str, report: Optional[Report]) -> str:
 def _aliases(key: str, report: Optional[Report]) -> Iterable[str]:
     aliases = {key}
     if report is not None and report.kind == "file":
-        aliases.update(f"file:{h}" for h in (report.md5, report.sha1, report.sha256) if h)
+        for h in (report.md5, report.sha1, report.sha256):
+            if h:
+                aliases.add("file:" + h)
     return aliases
 
 

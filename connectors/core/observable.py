@@ -170,8 +170,10 @@ class Observable:
         """The vt-py path, e.g. /files/<sha256>."""
         return f"/{self.kind.collection}/{self.vt_id}"
 
-    @property
+    @functools.cached_property
     def cache_key(self) -> str:
+        # Computed once: the pipeline asks for it about a dozen times per value (a frozen
+        # dataclass has an instance dict, which cached_property writes to directly).
         return f"{self.kind.group}:{self.vt_id}"
 
     @property

@@ -49,14 +49,23 @@ def decide(report: Report, policy: PolicySettings) -> Decision:
     detail = f"{mal}/{answered} engines say malicious, {sus} suspicious"
     label = f"; threat label {report.threat_label}" if report.threat_label else ""
 
-    trusted = sorted(e for e in policy.trusted_engines if report.engines.get(e) == "malicious")
+    engines = report.engines
+    trusted = (
+        sorted(e for e in policy.trusted_engines if engines.get(e) == "malicious")
+        if policy.trusted_engines
+        else None
+    )
     if trusted:
         why = [f"trusted engine {', '.join(trusted)} says malicious"]
         return Decision(
             Verdict.MALICIOUS, _malicious_score(mal, sus, answered), _reason(why, detail, label)
         )
-    preferred = sorted(e for e in policy.preferred_engines if report.engines.get(e) == "malicious")
-    if policy.preferred_engines and len(preferred) >= max(1, policy.preferred_min):
+    preferred = (
+        sorted(e for e in policy.preferred_engines if engines.get(e) == "malicious")
+        if policy.preferred_engines
+        else ()
+    )
+    if preferred and len(preferred) >= max(1, policy.preferred_min):
         why = [f"{len(preferred)} preferred engines say malicious ({', '.join(preferred)})"]
         return Decision(
             Verdict.MALICIOUS, _malicious_score(mal, sus, answered), _reason(why, detail, label)

@@ -1,4 +1,5 @@
-"""One API budget per key, shared by every process on the host through a small SQLite ledger.
+"""One API budget per key, shared by every process on the host through a small ledger (SQLite),
+or by every host through one PostgreSQL database (`[core] database`; connectors/core/ledger/).
 
 A sliding 60-second window for the per-minute rate, a daily budget that resets at 00:00 UTC,
 priorities (lower priorities may use only part of the day so that interactive lookups and alerts
@@ -6,8 +7,10 @@ still have budget late in the day) and optional daily shares per connector. Ever
 leaves the process takes a slot first (`take`), and the slot is stamped again when its answer
 arrives (`sent`): the server counted it at some moment in between, so budgeting by the later
 stamp never lets a window hold more requests than the server allows, however late the request
-really left. A 429 from VirusTotal stops every process on the host until Retry-After has passed
-(on every tier, "unlimited" too) and lowers the rate we trust, gently and for a while.
+really left. A 429 from VirusTotal stops every process sharing the ledger until Retry-After has
+passed (on every tier, "unlimited" too) and lowers the rate we trust, gently and for a while.
+This module is the policy; the ledger only keeps the numbers and runs each decision as one
+transaction for the key.
 """
 
 from __future__ import annotations
@@ -16,17 +19,15 @@ import enum
 import hashlib
 import logging
 import math
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
-from .cache import open_db, write
 from .clock import Clock
+from .ledger import Book, Ledger, LedgerUnavailable, SQLiteLedger, State, open_ledger
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
 WINDOW = 60.0
 DEFAULT_COOLDOWN = 60.0  # a 429 without (a readable) Retry-After
 # 429 learning: halve the trusted rate, at most once per burst, never below a tenth of the
@@ -43,17 +44,6 @@ SAY_WAIT_FROM = 1.0  # waits shorter than this are not worth a line on stderr
 # quota answers "until midnight"): it gets Refused, as with a deadline.
 LONGEST_COOLDOWN_WAIT = 300.0
 COOLDOWN = "VirusTotal asked to wait (Retry-After)"
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS calls (key TEXT NOT NULL, at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS calls_key_at ON calls(key, at);
-CREATE TABLE IF NOT EXISTS days (key TEXT NOT NULL, day TEXT NOT NULL, used INTEGER NOT NULL,
-    PRIMARY KEY (key, day));
-CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, cooldown_until REAL NOT NULL,
-    learned_rate INTEGER NOT NULL, learned_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS shares (key TEXT NOT NULL, day TEXT NOT NULL, connector TEXT NOT NULL,
-    used INTEGER NOT NULL, PRIMARY KEY (key, day, connector));
-"""
 
 
 class Priority(enum.IntEnum):
@@ -80,8 +70,9 @@ DAY_SHARE = {
 
 
 class Refused(Exception):
-    """No slot: the day's budget (or the connector's share) is spent, or the next slot comes
-    after the caller's deadline. The message says which."""
+    """No slot: the day's budget (or the connector's share) is spent, the next slot comes
+    after the caller's deadline, or the shared ledger cannot be reached. The message says
+    which."""
 
 
 def _day(ts: float) -> str:
@@ -99,7 +90,7 @@ def _iso(ts: float) -> str:
 class QuotaGovernor:
     def __init__(
         self,
-        path: Union[str, Path],
+        ledger: Union[str, Path, Ledger],
         api_key: str,
         per_minute: int,
         per_day: int,
@@ -116,8 +107,9 @@ class QuotaGovernor:
         self.unlimited = self.per_minute == 0 and self.per_day == 0
         self.shares: Dict[str, float] = dict(shares or {}) if self.per_day else {}
         self.tier = tier
-        self.path = Path(path)
-        self._db: Optional[sqlite3.Connection] = None
+        # A SQLite path or a postgresql:// URL (opened here: an unreachable database or a
+        # schema newer than this code fails now, not at the first lookup), or a Ledger.
+        self.ledger = ledger if isinstance(ledger, Ledger) else open_ledger(ledger)
         self._waiting: Dict[int, int] = {}  # priority -> callers of this process waiting
         self._said_until = 0.0  # the wait we last told the user about ends then
 
@@ -130,16 +122,8 @@ class QuotaGovernor:
         if not self.per_day:
             self.shares = {}
 
-    @property
-    def db(self) -> sqlite3.Connection:
-        if self._db is None:
-            self._db = open_db(self.path, SCHEMA, SCHEMA_VERSION)
-        return self._db
-
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        self.ledger.close()
 
     # -- taking slots ----------------------------------------------------------------------
     async def acquire(
@@ -171,7 +155,10 @@ class QuotaGovernor:
                 wait: float = 0.05  # a more urgent caller here goes first
                 why = "a more urgent caller goes first"
             else:
-                ticket, wait, why = self._try_take(priority, connector, now)
+                try:
+                    ticket, wait, why = self._try_take(priority, connector, now)
+                except LedgerUnavailable as exc:  # no budget we can trust: no request
+                    raise Refused(f"the quota ledger cannot be reached ({exc})") from None
                 if ticket is not None:
                     return ticket
                 if wait < 0:
@@ -194,9 +181,10 @@ class QuotaGovernor:
         if not ticket:
             return
         at = self.clock.now() + (0.0 if answered else NO_ANSWER_MARGIN)
-        write(
-            self.db, lambda db: db.execute("UPDATE calls SET at = ? WHERE rowid = ?", (at, ticket))
-        )
+        try:
+            self.ledger.stamp(self.key, ticket, at)
+        except LedgerUnavailable as exc:  # the slot keeps its take stamp
+            log.warning("cannot stamp a request's slot in the quota ledger: %s", exc)
 
     def _try_take(
         self, priority: Priority, connector: str, now: float
@@ -204,67 +192,44 @@ class QuotaGovernor:
         """(ticket, 0, "") when a slot was taken (ticket 0: nothing recorded, unlimited);
         else (None, seconds to wait, why) or (None, -1, why) when waiting cannot help."""
         if self.unlimited:
-            # No local limit, but a 429 seen by any process on the host still holds everyone.
-            row = self.db.execute(
-                "SELECT cooldown_until FROM state WHERE key = ?", (self.key,)
-            ).fetchone()
-            if row is not None and now < row[0]:
-                return None, row[0] - now, COOLDOWN
-            return 0, 0.0, ""
-
-        def txn(db: sqlite3.Connection) -> Tuple[Optional[int], float, str]:
-            cooldown, rate = self._state(db, now)
+            # No local limit, but a 429 seen by any process sharing the ledger holds everyone.
+            cooldown = self.ledger.cooldown_until(self.key)
             if now < cooldown:
                 return None, cooldown - now, COOLDOWN
-            day = _day(now)
+            return 0, 0.0, ""
+
+        day = _day(now)
+
+        def txn(book: Book) -> Tuple[Optional[int], float, str]:
+            # One read for the decision; calls older than the window go at the same time.
+            look = book.look(day, now - WINDOW, shares=bool(self.shares), prune=True)
+            cooldown, rate = self._state(look.state, now)
+            if now < cooldown:
+                return None, cooldown - now, COOLDOWN
             if self.per_day:
-                row = db.execute(
-                    "SELECT used FROM days WHERE key = ? AND day = ?", (self.key, day)
-                ).fetchone()
-                used = row[0] if row else 0
+                used = look.day_used
                 if used >= self.per_day * DAY_SHARE[priority]:
                     why = (
                         f"today's API budget for {priority.name.lower()} priority is spent "
                         f"({used} of {self.per_day} used; resets 00:00 UTC)"
                     )
                     return None, -1, why
-                if self.shares and not self._share_allows(db, day, connector):
+                if self.shares and not self._share_allows(look.shares_used, connector):
                     why = (
                         f"connector {connector or '(unnamed)'} has used its daily share "
                         "and the unreserved part of today's budget is spent"
                     )
                     return None, -1, why
-            if rate:
-                db.execute("DELETE FROM calls WHERE key = ? AND at <= ?", (self.key, now - WINDOW))
-                count, oldest = db.execute(
-                    "SELECT COUNT(*), MIN(at) FROM calls WHERE key = ?", (self.key,)
-                ).fetchone()
-                if count >= rate:
-                    return None, max(0.001, oldest + WINDOW - now), f"{rate}/min in use"
-            ticket = db.execute("INSERT INTO calls VALUES (?, ?)", (self.key, now)).lastrowid
-            db.execute(
-                "INSERT INTO days VALUES (?, ?, 1) ON CONFLICT(key, day) "
-                "DO UPDATE SET used = used + 1",
-                (self.key, day),
-            )
-            if self.shares:
-                db.execute(
-                    "INSERT INTO shares VALUES (?, ?, ?, 1) ON CONFLICT(key, day, connector) "
-                    "DO UPDATE SET used = used + 1",
-                    (self.key, day, connector),
-                )
-            return int(ticket or 0), 0.0, ""
+            if rate and look.count >= rate and look.oldest is not None:
+                return None, max(0.001, look.oldest + WINDOW - now), f"{rate}/min in use"
+            ticket = book.record(now, day, connector if self.shares else None)
+            return ticket, 0.0, ""
 
-        return write(self.db, txn)
+        return self.ledger.write(self.key, txn)
 
-    def _share_allows(self, db: sqlite3.Connection, day: str, connector: str) -> bool:
+    def _share_allows(self, used: Dict[str, int], connector: str) -> bool:
         """Shares are reservations: a listed connector may always use its own share; beyond
         it, and for connectors not listed, only the unreserved part of the day is left."""
-        used = dict(
-            db.execute(
-                "SELECT connector, used FROM shares WHERE key = ? AND day = ?", (self.key, day)
-            ).fetchall()
-        )
         if used.get(connector, 0) < self.shares.get(connector, 0.0) * self.per_day:
             return True
         pool = (1.0 - sum(self.shares.values())) * self.per_day
@@ -284,10 +249,8 @@ class QuotaGovernor:
         rate = f"{self.per_minute}/min" if self.per_minute else "no local limit"
         left = ""
         if self.per_day:
-            row = self.db.execute(
-                "SELECT used FROM days WHERE key = ? AND day = ?", (self.key, _day(now))
-            ).fetchone()
-            left = f", {max(0, self.per_day - (row[0] if row else 0))} left today"
+            used = self.ledger.read(self.key, lambda book: book.day_used(_day(now)))
+            left = f", {max(0, self.per_day - used)} left today"
         log.warning(
             "rate-limited: %s%s, next slot in %d s%s (%s)", tier, rate, math.ceil(wait), left, why
         )
@@ -306,27 +269,22 @@ class QuotaGovernor:
         quiet_periods = max(0, int((now - learned_at) // QUIET))
         return min(self.per_minute, learned + step * quiet_periods)
 
-    def _state(self, db: sqlite3.Connection, now: float) -> Tuple[float, int]:
-        row = db.execute(
-            "SELECT cooldown_until, learned_rate, learned_at FROM state WHERE key = ?", (self.key,)
-        ).fetchone()
+    def _state(self, row: Optional[State], now: float) -> Tuple[float, int]:
         if row is None:
             return 0.0, self.per_minute
         cooldown, learned, learned_at = row
         return cooldown, self._effective(learned, learned_at, now)
 
     def learn_429(self, retry_after: Optional[float] = None, code: str = "") -> None:
-        """VirusTotal said 429: nobody on this host sends before Retry-After, and the rate we
+        """VirusTotal said 429: nobody sharing the ledger (this host, or every host on one
+        PostgreSQL database) sends before Retry-After, and the rate we
         trust is halved (once per burst, not below a tenth of the configured rate)."""
         now = self.clock.now()
         wait = retry_after if retry_after and retry_after > 0 else DEFAULT_COOLDOWN
         until = now + wait
 
-        def txn(db: sqlite3.Connection) -> Tuple[int, int, bool]:
-            row = db.execute(
-                "SELECT cooldown_until, learned_rate, learned_at FROM state WHERE key = ?",
-                (self.key,),
-            ).fetchone()
+        def txn(book: Book) -> Tuple[int, int, bool]:
+            row = book.state()
             cooldown, learned, learned_at = row if row else (0.0, 0, 0.0)
             before = self._effective(learned, learned_at, now)
             after = before
@@ -334,36 +292,43 @@ class QuotaGovernor:
                 after = max(self._floor(), int(before * DECREASE_FACTOR))
             if after != before or row is None:
                 learned, learned_at = after, now
-            db.execute(
-                "INSERT INTO state VALUES (?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
-                "cooldown_until = MAX(cooldown_until, excluded.cooldown_until), "
-                "learned_rate = excluded.learned_rate, learned_at = excluded.learned_at",
-                (self.key, until, learned if self.per_minute else 0, learned_at),
-            )
+            book.put_state(until, learned if self.per_minute else 0, learned_at)
             return before, after, now < cooldown
 
-        before, after, cooling = write(self.db, txn)
+        try:
+            before, after, cooling = self.ledger.write(self.key, txn)
+        except LedgerUnavailable as exc:  # the next take is refused the same way
+            log.warning("VirusTotal answered 429; the quota ledger cannot be reached: %s", exc)
+            return
         why = f"VirusTotal answered 429 {code}".rstrip()
         if after < before:
             log.warning(
-                "%s: lowering the request rate for this key from %d/min to %d/min on this "
-                "host (waiting %d s first); it climbs back by %d/min every %d min without a 429",
+                "%s: lowering the request rate for this key from %d/min to %d/min %s "
+                "(waiting %d s first); it climbs back by %d/min every %d min without a 429",
                 why,
                 before,
                 after,
+                self._where(),
                 math.ceil(wait),
                 max(1, self.per_minute // 10),
                 int(QUIET // 60),
             )
         else:  # said once per cooldown: a burst of 429s is one event
             say = log.info if cooling else log.warning
-            say("%s: every process on this host waits %d s (Retry-After)", why, math.ceil(wait))
+            where = self._where()
+            say("%s: every process %s waits %d s (Retry-After)", why, where, math.ceil(wait))
+
+    def _where(self) -> str:
+        return "on this host" if isinstance(self.ledger, SQLiteLedger) else "on every host"
 
     # -- reporting -------------------------------------------------------------------------
     def status(self) -> Dict[str, Any]:
         now = self.clock.now()
-        db = self.db
-        cooldown, rate = self._state(db, now)
+        day = _day(now)
+
+        look = self.ledger.read(self.key, lambda b: b.look(day, now - WINDOW, bool(self.shares)))
+        cooldown, rate = self._state(look.state, now)
+        used, last_minute, by_connector = look.day_used, look.count, look.shares_used
         cooldown_text = _iso(cooldown) if cooldown > now else ""
         if self.unlimited:
             return {
@@ -373,14 +338,6 @@ class QuotaGovernor:
                 "per_minute": 0,
                 "cooldown_until": cooldown_text,
             }
-        day = _day(now)
-        row = db.execute(
-            "SELECT used FROM days WHERE key = ? AND day = ?", (self.key, day)
-        ).fetchone()
-        used = row[0] if row else 0
-        last_minute = db.execute(
-            "SELECT COUNT(*) FROM calls WHERE key = ? AND at > ?", (self.key, now - WINDOW)
-        ).fetchone()[0]
         out: Dict[str, Any] = {
             "limited": True,
             "used_today": used,
@@ -393,12 +350,6 @@ class QuotaGovernor:
             "resets_at": _iso(_next_midnight(now)),
         }
         if self.shares:
-            by_connector = dict(
-                db.execute(
-                    "SELECT connector, used FROM shares WHERE key = ? AND day = ?",
-                    (self.key, day),
-                ).fetchall()
-            )
             out["shares"] = {
                 c: {"share": s, "reserved": int(s * self.per_day), "used": by_connector.get(c, 0)}
                 for c, s in sorted(self.shares.items())

@@ -23,7 +23,7 @@ FILE_STATS = (
 )
 OTHER_STATS = ("harmless", "malicious", "suspicious", "undetected", "timeout")
 # Engines that gave an opinion; timeouts and unsupported types did not look at the sample.
-ANSWERED = ("harmless", "malicious", "suspicious", "undetected")
+ANSWERED = ("harmless", "malicious", "suspicious", "undetected")  # Report.total spells them out
 NAMES_CAP = 100  # file names kept (VirusTotal itself returns at most 100)
 RULES_CAP = 10  # Sigma rule titles and IDS messages kept, most severe first
 SEVERITIES = ("critical", "high", "medium", "low", "info")
@@ -45,6 +45,10 @@ def _iso(ts: Optional[int]) -> str:
 
 
 def _int(v: Any) -> int:
+    if type(v) is int:  # the common case first: most calls get a plain int or None
+        return v
+    if v is None:
+        return 0
     if isinstance(v, bool):
         return int(v)
     if isinstance(v, (int, float)):
@@ -58,6 +62,8 @@ def _int(v: Any) -> int:
 
 
 def _str(v: Any) -> str:
+    if type(v) is str:
+        return v
     return v if isinstance(v, str) else ("" if v is None else str(v))
 
 
@@ -136,7 +142,11 @@ class Report:
 
     @property
     def total(self) -> int:
-        return sum(self.stats.get(k, 0) for k in ANSWERED)
+        s = self.stats  # the ANSWERED categories, spelled out: a generator costs more
+        return (
+            s.get("harmless", 0) + s.get("malicious", 0) + s.get("suspicious", 0)
+            + s.get("undetected", 0)
+        )  # fmt: skip
 
     @property
     def first_seen_iso(self) -> str:
@@ -191,7 +201,10 @@ class Report:
         every engine entry and cost more than the HTTP request on the cold path; fields left at
         their defaults are omitted, which halves the JSON that every cache hit decodes."""
         defaults = _DEFAULTS
-        return {k: v for k, v in self.__dict__.items() if k not in defaults or v != defaults[k]}
+        # Every default is falsy (asserted below), so a truthy value is kept without comparing.
+        return {
+            k: v for k, v in self.__dict__.items() if v or k not in defaults or v != defaults[k]
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Report:
@@ -210,10 +223,16 @@ _DEFAULTS: Dict[str, Any] = {
     if f.default is not MISSING or f.default_factory is not MISSING
 }
 _TUPLES = tuple(k for k, v in _DEFAULTS.items() if isinstance(v, tuple))
+assert not any(_DEFAULTS.values()), "Report.to_dict relies on falsy defaults"
+# Every field at its default, in field order: parse_report copies it and fills the rest in.
+_TEMPLATE: Dict[str, Any] = {f.name: _DEFAULTS.get(f.name, "") for f in fields(Report)}
 
 
 def parse_report(doc: Any) -> Report:
-    """Read `{"data": {...}}` as GET /files|urls|domains|ip_addresses/{id} returns it."""
+    """Read `{"data": {...}}` as GET /files|urls|domains|ip_addresses/{id} returns it.
+
+    Runs once per cold lookup, so it is written for speed: the record is filled as a dict from
+    a template of the defaults, and every optional block is read only when its key is there."""
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), dict):
         raise ReportError("response has no data object")
     data = doc["data"]
@@ -223,99 +242,142 @@ def parse_report(doc: Any) -> Report:
     a = data.get("attributes")
     if not isinstance(a, dict):
         raise ReportError("object has no attributes")
-    keys = FILE_STATS if kind == "file" else OTHER_STATS
-    raw_stats = _dict(a.get("last_analysis_stats"))
+    get = a.get
+    raw_stats = get("last_analysis_stats")
+    if type(raw_stats) is not dict:
+        raw_stats = {}
     if "typeUnsupported" in raw_stats or (not raw_stats and "positives" in a):
         raw_stats = _feed_stats(raw_stats, a)
-    stats = {k: _int(raw_stats.get(k)) for k in keys}
+    stats = {}
+    for k in FILE_STATS if kind == "file" else OTHER_STATS:
+        v = raw_stats.get(k)
+        stats[k] = v if type(v) is int else _int(v)
     engines: Dict[str, str] = {}
     results: Dict[str, str] = {}
     # The hottest loop of a cold lookup (~70-90 engines per object): keep it plain.
-    for name, res in _dict(a.get("last_analysis_results")).items():
-        if type(res) is dict:
-            cat = res.get("category")
+    lar = get("last_analysis_results")
+    if type(lar) is dict:
+        for name, res in lar.items():
+            # Subscripting is cheaper than .get(); JSON gives no dict subclasses, and anything
+            # else (a list, a string, a number, None) raises TypeError: skipped like a dict
+            # without a category.
+            try:
+                cat = res["category"]
+            except (KeyError, TypeError):
+                continue
             # == is False for any non-string category, so no separate type check is needed
             if cat == "malicious" or cat == "suspicious":
                 engines[name] = cat
                 if res.get("result"):
                     results[name] = _str(res["result"])
-    ptc = _dict(a.get("popular_threat_classification"))
-    votes = _dict(a.get("total_votes"))
-    r = Report(
-        kind=kind,
-        id=oid,
-        stats=stats,
-        engines=engines,
-        engine_results=results,
-        reputation=_int(a.get("reputation")),
-        votes_harmless=_int(votes.get("harmless")),
-        votes_malicious=_int(votes.get("malicious")),
-        tags=_strs(a.get("tags")),
-        threat_label=_str(ptc.get("suggested_threat_label")),
-        threat_categories=_values(ptc.get("popular_threat_category")),
-        threat_names=_values(ptc.get("popular_threat_name")),
-        first_seen=_int(a.get("first_submission_date")),
-        last_analysis=_int(a.get("last_analysis_date")),
-        last_modified=_int(a.get("last_modification_date")),
-        relationships=_relationships(data.get("relationships")),
-    )
+    d = _TEMPLATE.copy()
+    d["kind"], d["id"] = kind, oid
+    d["stats"], d["engines"], d["engine_results"] = stats, engines, results
+    # fresh containers: no two reports share a mutable default
+    d["sigma"], d["ids"], d["sandbox_verdicts"] = {}, {}, {}
+    v = get("reputation")
+    d["reputation"] = v if type(v) is int else _int(v)
+    votes = get("total_votes")
+    if votes:
+        votes = _dict(votes)
+        d["votes_harmless"] = _int(votes.get("harmless"))
+        d["votes_malicious"] = _int(votes.get("malicious"))
+    v = get("tags")
+    if v:
+        d["tags"] = _strs(v)
+    ptc = get("popular_threat_classification")
+    if ptc:
+        ptc = _dict(ptc)
+        d["threat_label"] = _str(ptc.get("suggested_threat_label"))
+        d["threat_categories"] = _values(ptc.get("popular_threat_category"))
+        d["threat_names"] = _values(ptc.get("popular_threat_name"))
+    v = get("first_submission_date")
+    d["first_seen"] = v if type(v) is int else _int(v)
+    v = get("last_analysis_date")
+    d["last_analysis"] = v if type(v) is int else _int(v)
+    v = get("last_modification_date")
+    d["last_modified"] = v if type(v) is int else _int(v)
+    rels = data.get("relationships")
+    d["relationships"] = _relationships(rels) if rels else {}
+    r = object.__new__(Report)
+    r.__dict__ = d
     if "threat_severity" in a or "gti_assessment" in a:
         _assessments(r, a)
     if kind == "file":
-        r.md5, r.sha1 = _str(a.get("md5")).lower(), _str(a.get("sha1")).lower()
-        r.sha256 = _str(a.get("sha256")).lower() or oid.lower()
-        r.names = _strs(a.get("names"), NAMES_CAP)
-        if a.get("meaningful_name") and _str(a["meaningful_name"]) not in r.names:
-            r.names = (_str(a["meaningful_name"]),) + r.names
-        r.type_description = _str(a.get("type_description"))
-        r.size = _int(a.get("size"))
-        r.trusted_verdict = _str(_dict(a.get("trusted_verdict")).get("verdict"))
-        r.yara_rules = tuple(
-            _str(_dict(y).get("rule_name"))
-            for y in (a.get("crowdsourced_yara_results") or [])[:50]
-            if isinstance(y, dict)
+        _file(d, a, oid)
+    elif kind == "url":
+        d["url"] = _str(get("url"))
+        d["final_url"] = _str(get("last_final_url"))
+        d["title"] = _str(get("title"))
+        d["redirection_chain"] = _strs(get("redirection_chain"), 20)
+        # URLs carry VirusTotal's threat names directly (no popular classification).
+        names = d["threat_names"] = d["threat_names"] or _strs(get("threat_names"), 10)
+        d["threat_label"] = d["threat_label"] or (names[0] if names else "")
+        d["categories"] = _categories(get("categories"))
+    elif kind == "domain":
+        d["categories"] = _categories(get("categories"))
+        d["registrar"] = _str(get("registrar"))
+        d["creation_date"] = _int(get("creation_date"))
+    else:
+        d["asn"] = _int(get("asn"))
+        d["as_owner"] = _str(get("as_owner"))
+        d["country"] = _str(get("country"))
+        d["network"] = _str(get("network"))
+    meta = doc.get("meta")
+    d["emulated"] = isinstance(meta, dict) and meta.get("emulator") is True
+    return r
+
+
+def _file(d: Dict[str, Any], a: Dict[str, Any], oid: str) -> None:
+    """The file-only fields of parse_report, into its field dict."""
+    get = a.get
+    d["md5"], d["sha1"] = _str(get("md5")).lower(), _str(get("sha1")).lower()
+    d["sha256"] = _str(get("sha256")).lower() or oid.lower()
+    names = d["names"] = _strs(get("names"), NAMES_CAP)
+    v = get("meaningful_name")
+    if v and _str(v) not in names:
+        d["names"] = (_str(v),) + names
+    d["type_description"] = _str(get("type_description"))
+    v = get("size")
+    d["size"] = v if type(v) is int else _int(v)
+    v = get("trusted_verdict")
+    if v:
+        d["trusted_verdict"] = _str(_dict(v).get("verdict"))
+    v = get("crowdsourced_yara_results")
+    if v:
+        d["yara_rules"] = tuple(
+            _str(_dict(y).get("rule_name")) for y in v[:50] if isinstance(y, dict)
         )
-        r.sigma, r.sigma_rules = _rules(
-            a.get("sigma_analysis_stats"), a.get("sigma_analysis_results"), "rule_level",
-            "rule_title",
-        )  # fmt: skip
-        r.ids, r.ids_rules = _rules(
-            a.get("crowdsourced_ids_stats"), a.get("crowdsourced_ids_results"),
-            "alert_severity", "rule_msg",
-        )  # fmt: skip
-        sandboxes = _dict(a.get("sandbox_verdicts"))
-        r.sandbox_verdicts = {str(k): _str(_dict(v).get("category")) for k, v in sandboxes.items()}
-        r.sandbox_malicious = tuple(k for k, v in r.sandbox_verdicts.items() if v == "malicious")
-        r.sandbox_names = tuple(
+    d["sigma"], d["sigma_rules"] = _rules(
+        get("sigma_analysis_stats"), get("sigma_analysis_results"), "rule_level", "rule_title"
+    )
+    d["ids"], d["ids_rules"] = _rules(
+        get("crowdsourced_ids_stats"), get("crowdsourced_ids_results"), "alert_severity",
+        "rule_msg",
+    )  # fmt: skip
+    sandboxes = get("sandbox_verdicts")
+    if sandboxes and type(sandboxes) is dict:
+        verdicts = d["sandbox_verdicts"] = {
+            str(k): _str(_dict(v).get("category")) for k, v in sandboxes.items()
+        }
+        d["sandbox_malicious"] = tuple(k for k, v in verdicts.items() if v == "malicious")
+        d["sandbox_names"] = tuple(
             dict.fromkeys(
                 n for v in sandboxes.values() for n in _strs(_dict(v).get("malware_names"))
             )
         )
-        r.distributors = _strs(_dict(a.get("known_distributors")).get("distributors"))
-        sig = _dict(a.get("signature_info"))
-        r.signature_verified = _str(sig.get("verified"))
-        r.signer = _str(sig.get("signers")).split(";")[0].strip()
-    elif kind == "url":
-        r.url = _str(a.get("url"))
-        r.final_url = _str(a.get("last_final_url"))
-        r.title = _str(a.get("title"))
-        r.redirection_chain = _strs(a.get("redirection_chain"), 20)
-        # URLs carry VirusTotal's threat names directly (no popular classification).
-        r.threat_names = r.threat_names or _strs(a.get("threat_names"), 10)
-        r.threat_label = r.threat_label or (r.threat_names[0] if r.threat_names else "")
-        r.categories = tuple(sorted(set(_str(v) for v in _dict(a.get("categories")).values())))
-    elif kind == "domain":
-        r.categories = tuple(sorted(set(_str(v) for v in _dict(a.get("categories")).values())))
-        r.registrar = _str(a.get("registrar"))
-        r.creation_date = _int(a.get("creation_date"))
-    else:
-        r.asn = _int(a.get("asn"))
-        r.as_owner = _str(a.get("as_owner"))
-        r.country = _str(a.get("country"))
-        r.network = _str(a.get("network"))
-    meta = doc.get("meta")
-    r.emulated = isinstance(meta, dict) and meta.get("emulator") is True
-    return r
+    v = get("known_distributors")
+    if v:
+        d["distributors"] = _strs(_dict(v).get("distributors"))
+    sig = get("signature_info")
+    if sig:
+        sig = _dict(sig)
+        d["signature_verified"] = _str(sig.get("verified"))
+        d["signer"] = _str(sig.get("signers")).split(";")[0].strip()
+
+
+def _categories(v: Any) -> Tuple[str, ...]:
+    return tuple(sorted(set(_str(x) for x in _dict(v).values())))
 
 
 def _feed_stats(raw: Dict[str, Any], a: Dict[str, Any]) -> Dict[str, Any]:

@@ -25,7 +25,7 @@ def versions(url: str) -> dict:
 
 def test_init_status_upgrade(pg_database):
     known = {s.component: s.version for s in cli_db.schemas()}
-    assert {"taxii", "webhook"} <= set(known)
+    assert {"taxii", "webhook", "quota"} <= set(known)
     r = run(pg_database, "status")
     assert r.exit_code == 1 and "missing: vtconnect db init" in r.output
     r = run(pg_database, "init")

@@ -130,3 +130,31 @@ def test_relationships_and_last_modified_without_analysis_date():
         "siblings: domain test2.pw",
         "subdomains: domain test3.pw",
     ]
+
+
+def test_reports_never_share_their_containers():
+    # parse_report fills each record from one template of the defaults: every dict it holds
+    # must still be its own, or filling one report would change the next.
+    a, b = parse_report(doc()), parse_report(doc("url"))
+    for name, value in vars(a).items():
+        if isinstance(value, dict):
+            assert value is not getattr(b, name), name
+            assert value is not Report(kind="file", id="x").__dict__[name], name
+
+
+def test_to_dict_omits_defaults_and_round_trips():
+    r = parse_report(
+        doc(
+            last_analysis_stats={"malicious": 1},
+            last_analysis_results={"A": {"category": "malicious", "result": "X"}},
+            names=["a.exe"],
+            reputation=0,
+        )
+    )
+    d = r.to_dict()
+    assert "reputation" not in d and "yara_rules" not in d and "url" not in d
+    assert d["kind"] == "file" and d["names"] == ("a.exe",)
+    assert Report.from_dict(d) == r
+    # a field set to a falsy value that is not its default is kept (cached as it was)
+    r.names = []
+    assert r.to_dict()["names"] == []

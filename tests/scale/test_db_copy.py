@@ -263,3 +263,28 @@ def test_copy_moves_the_core_cache_and_its_verdict_log(tmp_path, pg_database):
         assert new[1].value == "example.com"
     finally:
         pg_cache.close()
+
+
+def test_copy_moves_the_quota_ledger(tmp_path, pg_database):
+    from connectors.core.ledger import TABLES, open_ledger
+
+    state = tmp_path / "state"
+    state.mkdir()
+    rows = {
+        "calls": [("key-a", 1796300000.5 + i) for i in range(4)],
+        "days": [("key-a", "2026-12-03", 4), ("key-b", "2026-12-03", 1)],
+        "state": [("key-a", 1796300100.0, 2, 1796300050.0)],
+        "shares": [("key-a", "2026-12-03", "splunk", 3)],
+    }
+    sqlite_ledger = open_ledger(state / "quota.db")
+    for table, values in rows.items():
+        sqlite_ledger.load(table, values)
+    want = {table: sorted(sqlite_ledger.rows(table)) for table in TABLES}
+    sqlite_ledger.close()
+    r = copy(pg_database, config(tmp_path, state))
+    assert r.exit_code == 0 and "quota: calls -> quota_calls: 4 rows" in r.output, r.output
+    pg_ledger = open_ledger(pg_database)
+    try:
+        assert {table: sorted(pg_ledger.rows(table)) for table in TABLES} == want
+    finally:
+        pg_ledger.close()

@@ -32,6 +32,7 @@ def test_tarball_is_clean(built_app: BuiltApp) -> None:
         "vtconnect/bin/vtlookup.py",
         "vtconnect/lib/connectors/__init__.py",
         "vtconnect/lib/connectors/core/enricher.py",
+        "vtconnect/lib/connectors/core/ledger/sqlite.py",  # sub-packages of the core too
         "vtconnect/lib/connectors/core/store/sqlite.py",
         "vtconnect/lib/splunklib/searchcommands/__init__.py",
         "vtconnect/lib/vt/client.py",
