@@ -9,6 +9,7 @@ import asyncio
 import json
 
 import psycopg
+import pytest
 
 from connectors.core import config
 from connectors.core.enricher import Enricher
@@ -88,7 +89,24 @@ async def test_two_deployments_in_one_database_do_not_exclude_each_other(pg_url,
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-async def test_a_notify_wakes_the_runner(pg_database):
+@pytest.fixture
+def own_database(pg_url):
+    """A database of its own: NOTIFY reaches every session of a database, whatever its schema,
+    and other tests' verdict logs announce their rows too."""
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    name = "n_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    parts = urlsplit(pg_url)
+    yield urlunsplit(parts._replace(path="/" + name))
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+async def test_a_notify_wakes_the_runner(own_database):
+    pg_database = own_database
     lock = RunnerLock(pg_database)
     try:
         assert await lock.acquire()
@@ -116,7 +134,8 @@ def objects(store, kind="indicator"):
     return [json.loads(row["body"]) for row in page.objects]
 
 
-async def test_the_runner_publishes_at_once_on_a_notify(emulator_url, tmp_path, pg_database):
+async def test_the_runner_publishes_at_once_on_a_notify(emulator_url, tmp_path, own_database):
+    pg_database = own_database  # no other test's NOTIFY can start the pass
     """poll_seconds is an hour: only the NOTIFY can start the second pass."""
     settings = feed_settings(emulator_url, tmp_path)
     cfg = taxii_config.load(settings.raw)
