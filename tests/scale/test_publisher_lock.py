@@ -174,7 +174,7 @@ async def test_a_backlog_is_published_without_waiting_for_the_next_poll(
     on at once instead of waiting for a NOTIFY or poll_seconds (an hour here)."""
     import time
 
-    from connectors.core.cache import LogRecord
+    from connectors.core.store import LogRecord
 
     settings = feed_settings(emulator_url, tmp_path)
     cfg = taxii_config.load(settings.raw)

@@ -13,9 +13,9 @@ from typing import Any, Dict
 
 import pytest
 
-from connectors.core.cache import Cache, CacheEntry
 from connectors.core.clock import Clock
 from connectors.core.config import CacheSettings
+from connectors.core.store import Cache, CacheEntry
 
 from .harness import SESSION_KEY, FakeSplunkd
 
