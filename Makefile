@@ -54,6 +54,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/feeds.py
 	$(BIN)/python bench/webhook.py
 	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/replicas.py
 	$(BIN)/python bench/stewardship.py
 
 # VirusTotal calls made against the minimum, and privacy leaks (about 3 minutes; --quick: 1)
