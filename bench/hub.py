@@ -1,4 +1,5 @@
-"""Hub benchmark: POST /v1/enrich warm values/s in batches of 1,000 through a real
+"""Hub benchmark: POST /v1/enrich warm values/s in batches of 1,000 (and cold values/s against
+raw vt-py asking the same emulator) through a real
 `vtconnect serve --webhook` process, against a trivial aiohttp handler that parses the same
 body and answers one small object per value (both servers in their own process, the load from
 this one). The headline figure is the server's: the load reads each answer whole without
@@ -30,6 +31,8 @@ ROUNDS = 10 if QUICK else 40
 CONCURRENCY = 2
 TOKEN = "bench-token-0123456789"
 VALUES = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(BATCH)]
+COLD = 1_000 if QUICK else 4_000  # values never asked before, half through the hub, half raw
+RAW_CONCURRENCY = 8  # vt-py's anchor: as bench/core.py measures the cold path
 
 TRIVIAL = """
 import json, sys
@@ -82,6 +85,47 @@ async def _rate(url: str, rounds: int, decode: bool) -> float:
         return rounds * BATCH / (time.perf_counter() - started)
 
 
+def _cold_values(tag: str, n: int) -> list:
+    return [hashlib.sha256(f"{tag}-{i}".encode()).hexdigest() for i in range(n)]
+
+
+async def _cold_rate(url: str, values: list) -> float:
+    """Values per second for values the hub has never seen (each one a call to the emulator),
+    sent in batches of 1,000, one request at a time (the hub spreads each batch itself)."""
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession(headers=headers) as s:
+        started = time.perf_counter()
+        for i in range(0, len(values), BATCH):
+            chunk = values[i : i + BATCH]
+            async with s.post(url + "/v1/enrich", json={"values": chunk, "deadline": 300}) as r:
+                assert r.status == 200, r.status
+                results = (await r.json())["results"]
+                assert len(results) == len(chunk)
+                assert not [x for x in results if x.get("verdict") == "error"], "cold errors"
+        return len(values) / (time.perf_counter() - started)
+
+
+async def _raw_vtpy_rate(emu: str, values: list) -> float:
+    """The anchor: raw vt-py asking the same emulator for as many other values."""
+    import vt
+
+    client = vt.Client("k", host=emu)
+    sem = asyncio.Semaphore(RAW_CONCURRENCY)
+
+    async def one(h: str) -> None:
+        async with sem:
+            try:
+                await client.get_json_async(f"/files/{h}")
+            except vt.APIError:
+                pass
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(h) for h in values))
+    took = time.perf_counter() - started
+    await client.close_async()
+    return len(values) / took
+
+
 def main() -> None:
     with emulator_process() as emu, tempfile.TemporaryDirectory() as tmp:
         port, anchor_port = free_port(), free_port()
@@ -105,6 +149,14 @@ def main() -> None:
             trivial = asyncio.run(_rate(anchor, ROUNDS, decode=False))
             warm_decoded = asyncio.run(_rate(hub, ROUNDS, decode=True))
             trivial_decoded = asyncio.run(_rate(anchor, ROUNDS, decode=True))
+            # Cold, alternating halves so that neither always runs first on a warming machine.
+            ours, raw = _cold_values("cold-hub", COLD), _cold_values("cold-raw", COLD)
+            half = COLD // 2
+            t_cold = t_raw = 0.0
+            for part in (slice(0, half), slice(half, None)):
+                n = len(ours[part])
+                t_raw += n / asyncio.run(_raw_vtpy_rate(emu, raw[part]))
+                t_cold += n / asyncio.run(_cold_rate(hub, ours[part]))
         finally:
             for p in procs:
                 p.terminate()
@@ -114,7 +166,10 @@ def main() -> None:
                       "trivial_handler_values_per_s": round(trivial),
                       "ratio": round(warm / trivial, 3),
                       "enrich_warm_decoded_values_per_s": round(warm_decoded),
-                      "trivial_handler_decoded_values_per_s": round(trivial_decoded)}))  # fmt: skip
+                      "trivial_handler_decoded_values_per_s": round(trivial_decoded),
+                      "enrich_cold_values_per_s": round(COLD / t_cold),
+                      "raw_vtpy_cold_values_per_s": round(COLD / t_raw),
+                      "cold_ratio": round(t_raw / t_cold, 3)}))  # fmt: skip
 
 
 if __name__ == "__main__":
