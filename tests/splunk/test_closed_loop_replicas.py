@@ -13,13 +13,8 @@ from itertools import count
 from taxii2client.v21 import Collection, as_pages
 
 from tests.processes import Served, no_traceback, run
-from tests.splunk.conftest import base_python, built_app, splunk_home  # noqa: F401 (fixtures)
-from tests.splunk.harness import ANALYST_KEY, FakeSplunkd
-from tests.splunk.test_remote_hub import TOKEN, remote_conf, searched
-from tests.splunk.test_vtlookup import by_value
 
-from ..taxii.conftest import FEED, PASSWORD
-from .test_publisher_replicas import (
+from ..scale.test_publisher_replicas import (
     DOMAIN,
     EICAR,
     RUNNING,
@@ -29,6 +24,11 @@ from .test_publisher_replicas import (
     until,
     write_config,
 )
+from ..taxii.conftest import FEED, PASSWORD
+from .conftest import base_python
+from .harness import ANALYST_KEY, FakeSplunkd
+from .test_remote_hub import TOKEN, remote_conf, searched
+from .test_vtlookup import by_value
 
 HUB_CLIENT = "splunk-shc"
 
@@ -49,8 +49,8 @@ def test_a_cli_and_a_splunk_verdict_are_published_once_and_page_across_replicas(
     tmp_path,
     pg_database,
     emulator_url,
-    built_app,  # noqa: F811 (the Splunk tests' fixture)
-    splunk_home,  # noqa: F811
+    built_app,
+    splunk_home,
 ):
     cfg = hub_config(tmp_path / "vtconnect.toml")
     envs = {name: env(cfg, tmp_path / name, pg_database, emulator_url) for name in "ab"}
