@@ -18,8 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import vt  # noqa: E402
 from _emulator_proc import emulator_process  # noqa: E402
+from _support.raw_vtpy import raw_vtpy_seconds  # noqa: E402
 
 from connectors.core import config as config_mod  # noqa: E402
 from connectors.core.clock import FakeClock  # noqa: E402
@@ -103,23 +103,6 @@ async def cold(url: str) -> dict:
     ours_values = sha256s(COLD_DISTINCT, "cold-ours")
     raw_values = sha256s(COLD_DISTINCT, "cold-raw")
 
-    async def raw_loop(values: list) -> float:
-        client = vt.Client("bench-key", host=url)
-        sem = asyncio.Semaphore(CONCURRENCY)
-
-        async def one(h: str) -> None:
-            async with sem:
-                try:
-                    await client.get_json_async(f"/files/{h}")
-                except vt.APIError:
-                    pass
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(one(h) for h in values))
-        dt = time.perf_counter() - t0
-        await client.close_async()
-        return dt
-
     with tempfile.TemporaryDirectory() as state:
         enricher = Enricher(settings_for(url, state), connector="bench")
         await enricher.enrich(sha256s(50, "cold-warmup"))
@@ -129,7 +112,7 @@ async def cold(url: str) -> dict:
         raw = ours = 0.0
         results = []
         for part in (slice(0, half), slice(half, None)):
-            raw += await raw_loop(raw_values[part])
+            raw += await raw_vtpy_seconds(url, raw_values[part], CONCURRENCY)
             t0 = time.perf_counter()
             results += await enricher.enrich(ours_values[part])
             ours += time.perf_counter() - t0

@@ -24,6 +24,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 from _emulator_proc import emulator_process, free_port  # noqa: E402
+from _support.raw_vtpy import raw_vtpy_seconds  # noqa: E402
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 BATCH = 1_000
@@ -105,27 +106,6 @@ async def _cold_rate(url: str, values: list) -> float:
         return len(values) / (time.perf_counter() - started)
 
 
-async def _raw_vtpy_rate(emu: str, values: list) -> float:
-    """The anchor: raw vt-py asking the same emulator for as many other values."""
-    import vt
-
-    client = vt.Client("k", host=emu)
-    sem = asyncio.Semaphore(RAW_CONCURRENCY)
-
-    async def one(h: str) -> None:
-        async with sem:
-            try:
-                await client.get_json_async(f"/files/{h}")
-            except vt.APIError:
-                pass
-
-    started = time.perf_counter()
-    await asyncio.gather(*(one(h) for h in values))
-    took = time.perf_counter() - started
-    await client.close_async()
-    return len(values) / took
-
-
 def main() -> None:
     with emulator_process() as emu, tempfile.TemporaryDirectory() as tmp:
         port, anchor_port = free_port(), free_port()
@@ -155,7 +135,7 @@ def main() -> None:
             t_cold = t_raw = 0.0
             for part in (slice(0, half), slice(half, None)):
                 n = len(ours[part])
-                t_raw += n / asyncio.run(_raw_vtpy_rate(emu, raw[part]))
+                t_raw += asyncio.run(raw_vtpy_seconds(emu, raw[part], RAW_CONCURRENCY))
                 t_cold += n / asyncio.run(_cold_rate(hub, ours[part]))
         finally:
             for p in procs:
