@@ -7,6 +7,7 @@ lines) reaches VirusTotal: a loopback recording proxy sees every request the cor
 from __future__ import annotations
 
 import json
+from contextlib import asynccontextmanager
 from dataclasses import replace
 
 import pytest
@@ -113,30 +114,37 @@ def test_planted_indicators_are_extracted(fmt, alert, planted):
     assert "microsoft.powershell.management" not in values
 
 
+@asynccontextmanager
+async def receiver_asking(vt_url, state_dir):
+    """The webhook receiver on a real socket with one bearer source, its core asking `vt_url`
+    (the emulator, or a recording proxy in front of it) at the unlimited tier."""
+    s = config.for_emulator(config.from_mapping({}, env={}), vt_url, str(state_dir))
+    raw = {
+        "quota": {"tier": "unlimited"},
+        "webhook": {
+            "sources": [{"name": "bearer", "format": "auto", "auth": "bearer", "secret": SECRET}]
+        },
+    }
+    s = replace(s, raw=raw, quota=config.QuotaSettings(tier="unlimited"))
+    enricher = Enricher(s, connector="webhook")
+    runner = web.AppRunner(build_app(s, enricher), access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    finally:
+        await runner.cleanup()
+        await enricher.aclose()
+        enricher.close()
+
+
 @pytest.fixture
 async def receiver_via_proxy(emulator_url, tmp_path):
-    async with recording_proxy(emulator_url) as (proxy_url, seen):
-        s = config.for_emulator(config.from_mapping({}, env={}), proxy_url, str(tmp_path))
-        raw = {
-            "quota": {"tier": "unlimited"},
-            "webhook": {
-                "sources": [
-                    {"name": "bearer", "format": "auto", "auth": "bearer", "secret": SECRET}
-                ]
-            },
-        }
-        s = replace(s, raw=raw, quota=config.QuotaSettings(tier="unlimited"))
-        enricher = Enricher(s, connector="webhook")
-        runner = web.AppRunner(build_app(s, enricher), access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        try:
-            yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}", seen
-        finally:
-            await runner.cleanup()
-            await enricher.aclose()
-            enricher.close()
+    async with recording_proxy(emulator_url) as (proxy_url, seen), receiver_asking(
+        proxy_url, tmp_path
+    ) as url:
+        yield url, seen
 
 
 async def test_every_planted_indicator_found_and_nothing_private_sent(receiver_via_proxy):

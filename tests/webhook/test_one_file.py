@@ -4,19 +4,14 @@ this test's alone) through a recording proxy (which shows which hash was asked).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import aiohttp
 import pytest
-from aiohttp import web
 
-from connectors.core import config
-from connectors.core.enricher import Enricher
 from connectors.emulator.server import running_emulator
-from connectors.webhook.app import build_app
 from tests.core.test_privacy import recording_proxy
 
-from .test_receiver import BEARER, SECRET, post
+from .test_missed_kinds import receiver_asking
+from .test_receiver import BEARER, post
 
 MD5 = "44d88612fea8a8f36de82e1278abb02f"
 SHA1 = "3395856ce81f2b7382dee72602f798b642f14140"
@@ -26,28 +21,12 @@ OBJECTS = "GET /api/v3/{collection}/{id}"
 
 @pytest.fixture
 async def receiver_and_emulator(tmp_path):
-    async with running_emulator() as emu, recording_proxy(emu.url) as (proxy_url, seen):
-        s = config.for_emulator(config.from_mapping({}, env={}), proxy_url, str(tmp_path))
-        raw = {
-            "quota": {"tier": "unlimited"},
-            "webhook": {
-                "sources": [
-                    {"name": "bearer", "format": "auto", "auth": "bearer", "secret": SECRET}
-                ]
-            },
-        }
-        s = replace(s, raw=raw, quota=config.QuotaSettings(tier="unlimited"))
-        enricher = Enricher(s, connector="webhook")
-        runner = web.AppRunner(build_app(s, enricher), access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        try:
-            yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}", emu, seen
-        finally:
-            await runner.cleanup()
-            await enricher.aclose()
-            enricher.close()
+    async with (
+        running_emulator() as emu,
+        recording_proxy(emu.url) as (proxy_url, seen),
+        receiver_asking(proxy_url, tmp_path) as url,
+    ):
+        yield url, emu, seen
 
 
 async def object_calls(emu):
