@@ -9,6 +9,7 @@ Times are epoch seconds from the store's clock.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from abc import ABC, abstractmethod
@@ -21,6 +22,8 @@ from ..config import CacheSettings
 MEMORY_SECONDS = 60.0
 LOG_KEEP_DAYS = 30  # verdict log rows older than this are dropped (publishers read it sooner)
 RESCAN_KEEP_DAYS = 366  # `cache purge` drops reanalysis records older than this
+# One encoder for every stored report: json.dumps with separators builds a new one per call.
+_compact = json.JSONEncoder(separators=(",", ":")).encode
 
 
 @dataclass
@@ -93,6 +96,48 @@ class CacheStore(ABC):
     def purge(self, expired_only: bool = True) -> int:
         """Drop expired entries (all of them with expired_only=False), leases whose time is
         up and old reanalysis records; how many entries were dropped."""
+
+    # Steps both backends share around their own SQL.
+    def _from_memory(
+        self, keys: Iterable[str], now: float
+    ) -> Tuple[Dict[str, CacheEntry], List[str]]:
+        """Live entries this process remembers, and the keys the database must answer."""
+        out: Dict[str, CacheEntry] = {}
+        missing: List[str] = []
+        memory = self._memory
+        for key in keys:
+            hit = memory.get(key)
+            if hit is not None and hit[0] > now and hit[1].expires_at > now:
+                out[key] = hit[1]
+            else:
+                missing.append(key)
+        return out, missing
+
+    def _found(
+        self, out: Dict[str, CacheEntry], rows: Iterable[Tuple[Any, ...]], now: float
+    ) -> None:
+        """Entries from (alias, key, verdict, report, stored_at, expires_at) rows, remembered."""
+        for alias, key, verdict, report, stored_at, expires_at in rows:
+            try:
+                parsed = json.loads(report) if report else None
+            except ValueError:
+                continue  # a damaged row is a miss, never a crash
+            entry = CacheEntry(key, verdict, parsed, stored_at, expires_at)
+            out[alias] = entry
+            self._remember(alias, entry, now)
+
+    def _prepared(
+        self, items: Iterable[Tuple[CacheEntry, Iterable[str]]], now: float
+    ) -> Iterable[Tuple[CacheEntry, Optional[str], Set[str]]]:
+        """Each entry to store with its report encoded and its aliases (its key among them);
+        entries get their expiry from the TTLs and are remembered under every alias."""
+        for entry, aliases in items:
+            if not entry.expires_at:
+                entry.expires_at = entry.stored_at + self.settings.ttl_for(entry.verdict)
+            names = {entry.key, *aliases}
+            for alias in names:
+                self._remember(alias, entry, now)
+            yield entry, _compact(entry.report) if entry.report else None, names
 
     def _remember(self, key: str, entry: CacheEntry, now: float) -> None:
         memory = self._memory

@@ -19,7 +19,6 @@ every host (`vtconnect serve` replicas, CLIs, publishers) configured with `[core
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -31,7 +30,6 @@ from ..config import CacheSettings
 from .base import LOG_KEEP_DAYS, RESCAN_KEEP_DAYS, CacheEntry, CacheStore, LogRecord, alive
 
 T = TypeVar("T")
-_compact = json.JSONEncoder(separators=(",", ":")).encode  # one encoder for every report
 CHANNEL = "vtconnect_verdicts"  # NOTIFY channel of new verdict-log rows
 LOCK_LOG = 0x7674_0201  # advisory lock held while verdict-log rows are numbered and committed
 RETRIES = 5  # a deadlock or serialisation failure is retried this often
@@ -138,26 +136,10 @@ class PostgresCache(CacheStore):
     # -- entries ---------------------------------------------------------------------------
     def get_many(self, keys: Iterable[str]) -> Dict[str, CacheEntry]:
         now = self.clock.now()
-        out: Dict[str, CacheEntry] = {}
-        missing: List[str] = []
-        memory = self._memory
-        for key in keys:
-            hit = memory.get(key)
-            if hit is not None and hit[0] > now and hit[1].expires_at > now:
-                out[key] = hit[1]
-            else:
-                missing.append(key)
+        out, missing = self._from_memory(keys, now)
         missing = _texts(missing)
-        if not missing:
-            return out
-        for alias, key, verdict, report, stored_at, expires_at in self._rows(ENTRY, (now, missing)):
-            try:
-                parsed = json.loads(report) if report else None
-            except ValueError:
-                continue  # a damaged row is a miss, never a crash
-            entry = CacheEntry(key, verdict, parsed, stored_at, expires_at)
-            out[alias] = entry
-            self._remember(alias, entry, now)
+        if missing:
+            self._found(out, self._rows(ENTRY, (now, missing)), now)
         return out
 
     def put_many(
@@ -167,19 +149,15 @@ class PostgresCache(CacheStore):
         released = sorted(set(release))
         rows: Dict[str, Tuple[Any, ...]] = {}  # one row per key and alias: the last one wins
         alias_rows: Dict[str, str] = {}
-        for entry, aliases in items:
-            if not entry.expires_at:
-                entry.expires_at = entry.stored_at + self.settings.ttl_for(entry.verdict)
-            report = _compact(entry.report) if entry.report else None
+        for entry, report, names in self._prepared(items, now):
             rows[entry.key] = (
                 entry.verdict,
                 report,
                 float(entry.stored_at),
                 float(entry.expires_at),
             )
-            for alias in {entry.key, *aliases}:
+            for alias in names:
                 alias_rows[alias] = entry.key
-                self._remember(alias, entry, now)
         if not rows and not released:
             return
         keys = sorted(rows)  # one lock order for every writer: no deadlocks between hosts

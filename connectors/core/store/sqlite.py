@@ -8,7 +8,6 @@ The in-process memory trusts an entry for at most MEMORY_SECONDS, so a write by 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sqlite3
@@ -26,8 +25,6 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 3  # 2: verdict_log_key index; 3: leases and rescans
 CHUNK = 500  # keys per SELECT ... IN (...): below SQLite's variable limit everywhere
 T = TypeVar("T")
-# One encoder for every stored report: json.dumps with separators builds a new one per call.
-_compact = json.JSONEncoder(separators=(",", ":")).encode
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -114,15 +111,7 @@ class SQLiteCache(CacheStore):
     def get_many(self, keys: Iterable[str]) -> Dict[str, CacheEntry]:
         """Live entries, keyed by the requested key (which may be an alias)."""
         now = self.clock.now()
-        out: Dict[str, CacheEntry] = {}
-        missing: List[str] = []
-        memory = self._memory
-        for key in keys:
-            hit = memory.get(key)
-            if hit is not None and hit[0] > now and hit[1].expires_at > now:
-                out[key] = hit[1]
-            else:
-                missing.append(key)
+        out, missing = self._from_memory(keys, now)
         for i in range(0, len(missing), CHUNK):
             part = missing[i : i + CHUNK]
             rows = self.db.execute(
@@ -131,14 +120,7 @@ class SQLiteCache(CacheStore):
                 f"WHERE a.alias IN ({','.join('?' * len(part))}) AND e.expires_at > ?",
                 (*part, now),
             ).fetchall()
-            for alias, key, verdict, report, stored_at, expires_at in rows:
-                try:
-                    parsed = json.loads(report) if report else None
-                except ValueError:
-                    continue  # a damaged row is a miss, never a crash
-                entry = CacheEntry(key, verdict, parsed, stored_at, expires_at)
-                out[alias] = entry
-                self._remember(alias, entry, now)
+            self._found(out, rows, now)
         return out
 
     def put_many(
@@ -149,14 +131,9 @@ class SQLiteCache(CacheStore):
         now = self.clock.now()
         released = [(k, self.holder) for k in release]
         rows, alias_rows = [], []
-        for entry, aliases in items:
-            if not entry.expires_at:
-                entry.expires_at = entry.stored_at + self.settings.ttl_for(entry.verdict)
-            report = _compact(entry.report) if entry.report else None
+        for entry, report, names in self._prepared(items, now):
             rows.append((entry.key, entry.verdict, report, entry.stored_at, entry.expires_at))
-            for alias in {entry.key, *aliases}:
-                alias_rows.append((alias, entry.key))
-                self._remember(alias, entry, now)
+            alias_rows.extend((alias, entry.key) for alias in names)
         if not rows and not released:
             return
 
