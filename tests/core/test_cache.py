@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sqlite3
 import stat
+import threading
 
 from connectors.core.clock import FakeClock
 from connectors.core.config import CacheSettings
@@ -195,3 +197,33 @@ def test_a_lease_is_not_taken_on_a_value_answered_meanwhile(tmp_path):
     assert b.take_leases(["file:" + "a" * 64, "file:" + "b" * 32, "file:z"], 30) == {"file:z"}
     clock.advance(S.ttl_malicious + 1)  # expired: asking again is right
     assert b.take_leases(["file:" + "a" * 64], 30) == {"file:" + "a" * 64}
+
+
+def test_threads_opening_a_new_file_at_once_all_get_it(tmp_path):
+    """The first opener switches a new file to WAL; the others wait for it instead of failing
+    with "database is locked" (several lookups starting at once on a fresh state dir)."""
+    from connectors.core.store.sqlite import SCHEMA, SCHEMA_VERSION, open_db
+
+    def opener(path, start: threading.Barrier, errors: list) -> None:
+        start.wait()
+        try:
+            db = open_db(path, SCHEMA, SCHEMA_VERSION)
+            db.execute("INSERT INTO rescans VALUES (?, 0)", (str(threading.get_ident()),))
+            db.close()
+        except Exception as exc:  # noqa: BLE001 - any failure is the finding
+            errors.append(exc)
+
+    for n in range(15):
+        path = tmp_path / f"new-{n}.db"
+        start = threading.Barrier(8)
+        errors: list = []
+        threads = [threading.Thread(target=opener, args=(path, start, errors)) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert errors == []
+        db = sqlite3.connect(path)
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("SELECT COUNT(*) FROM rescans").fetchone()[0] == 8
+        db.close()

@@ -9,21 +9,19 @@ Times are epoch seconds from the store's clock.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
+from .. import codec
 from ..clock import Clock
 from ..config import CacheSettings
 
 MEMORY_SECONDS = 60.0
 LOG_KEEP_DAYS = 30  # verdict log rows older than this are dropped (publishers read it sooner)
 RESCAN_KEEP_DAYS = 366  # `cache purge` drops reanalysis records older than this
-# One encoder for every stored report: json.dumps with separators builds a new one per call.
-_compact = json.JSONEncoder(separators=(",", ":")).encode
 
 
 @dataclass
@@ -119,7 +117,7 @@ class CacheStore(ABC):
         """Entries from (alias, key, verdict, report, stored_at, expires_at) rows, remembered."""
         for alias, key, verdict, report, stored_at, expires_at in rows:
             try:
-                parsed = json.loads(report) if report else None
+                parsed = codec.loads(report) if report else None
             except ValueError:
                 continue  # a damaged row is a miss, never a crash
             entry = CacheEntry(key, verdict, parsed, stored_at, expires_at)
@@ -137,7 +135,7 @@ class CacheStore(ABC):
             names = {entry.key, *aliases}
             for alias in names:
                 self._remember(alias, entry, now)
-            yield entry, _compact(entry.report) if entry.report else None, names
+            yield entry, codec.dumps(entry.report) if entry.report else None, names
 
     def _remember(self, key: str, entry: CacheEntry, now: float) -> None:
         memory = self._memory

@@ -58,9 +58,9 @@ def open_db(path: Union[str, Path], schema: str, version: int) -> sqlite3.Connec
                 str(path), timeout=5.0, isolation_level=None, check_same_thread=False
             )
             db.execute("PRAGMA busy_timeout=5000")
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
             current = db.execute("PRAGMA user_version").fetchone()[0]
+            _use_wal(db)
+            db.execute("PRAGMA synchronous=NORMAL")
             if current != version:
                 db.executescript(schema)
                 db.execute(f"PRAGMA user_version={int(version)}")
@@ -75,6 +75,20 @@ def open_db(path: Union[str, Path], schema: str, version: int) -> sqlite3.Connec
             for suffix in ("-wal", "-shm"):
                 Path(str(path) + suffix).unlink(missing_ok=True)
     raise AssertionError("unreachable")
+
+
+def _use_wal(db: sqlite3.Connection, patience: float = 5.0) -> None:
+    """Switch a new file to WAL. Setting the mode does not wait for a lock: processes (or
+    threads) opening a new file at once would fail with "database is locked" while the first
+    one switches it, so the others wait until it is done."""
+    give_up = time.monotonic() + patience
+    while db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > give_up:
+                raise
+            time.sleep(0.02)
 
 
 def write(db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
