@@ -26,6 +26,7 @@ from .gateway import (
     RateLimited,
     Slot,
 )
+from .gcroom import roomy_young_generation
 from .ledger import ledger_target
 from .lists import matcher as lists_matcher
 from .observable import InvalidObservable, Kind, Observable, parse
@@ -216,9 +217,10 @@ class Enricher:
         hits = len(answers)
 
         missing = [by_key[k][0] for k in by_key if k not in answers]
-        fetched = await self._fetch_strongest_first(
-            missing, answers, priority, deadline, max_lookups, connector, share=use_cache
-        )
+        with roomy_young_generation():  # the collector took ~17% of a cold lookup's CPU
+            fetched = await self._fetch_strongest_first(
+                missing, answers, priority, deadline, max_lookups, connector, share=use_cache
+            )
         answers.update(fetched)
         # Cached or just fetched, a report analysed too long ago is stale; a report without an
         # analysis date (many domain/IP objects) has no known age and is never rescanned.

@@ -18,9 +18,8 @@ import ipaddress
 import logging
 import os
 import random
-import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Dict, Optional, Sequence, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
 from . import codec
@@ -45,7 +44,6 @@ CREDENTIALS = {
 }
 RATE_LIMITED = {"QuotaExceededError", "TooManyRequestsError"}
 MAX_RATE_LIMITED = 3  # 429 answers one call may get before it gives up (as quota)
-T = TypeVar("T")
 
 
 class GatewayError(Exception):
@@ -123,7 +121,10 @@ class Gateway:
                 s.api_key.get(),
                 agent=s.agent,
                 host=s.api_url,
-                timeout=int(max(1, s.timeout)),
+                # aiohttp's total timeout covers the whole request, the answer's body included:
+                # one timer per request (wrapping each in asyncio.wait_for cost a task and a
+                # timer more, measured on the cold path).
+                timeout=max(0.001, s.timeout),  # type: ignore[arg-type]  # float is fine
                 proxy=s.proxy,
                 verify_ssl=s.verify_tls,
             )
@@ -210,9 +211,7 @@ class Gateway:
             ticket = await self._take(slot, last)
             answered = False  # no answer (timeout, broken, cancelled): it may still arrive
             try:
-                result = await _within(
-                    self.settings.timeout, self._once(method, path, params, form, file_path)
-                )
+                result = await self._once(method, path, params, form, file_path)
                 answered = True
                 return result
             except RateLimited as exc:
@@ -348,20 +347,6 @@ async def _error_of(client: vt.Client, resp: vt.ClientResponse) -> Tuple[str, st
     if error is None:
         return "ServerError", f"HTTP {status}"
     return str(error.code), str(error.message)
-
-
-if sys.version_info >= (3, 11):
-
-    async def _within(seconds: float, aw: Awaitable[T]) -> T:
-        """asyncio.wait_for without its extra task and timer per request (measured on the cold
-        path); raises asyncio.TimeoutError the same way."""
-        async with asyncio.timeout(seconds):
-            return await aw
-
-else:
-
-    async def _within(seconds: float, aw: Awaitable[T]) -> T:
-        return await asyncio.wait_for(aw, seconds)
 
 
 def _is_loopback(url: str) -> bool:
