@@ -227,3 +227,18 @@ def test_threads_opening_a_new_file_at_once_all_get_it(tmp_path):
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert db.execute("SELECT COUNT(*) FROM rescans").fetchone()[0] == 8
         db.close()
+
+
+def test_only_the_cache_checkpoints_less_often(tmp_path):
+    """The cache's checkpoints (and their fsyncs) come every 16 MB of WAL; the webhook outbox
+    and the quota ledger keep SQLite's default, so their durability window stays as it was."""
+    from connectors.core.store.sqlite import CACHE_CHECKPOINT_PAGES, open_db
+
+    c = Cache(tmp_path / "cache.db", S)
+    other = open_db(tmp_path / "other.db", "CREATE TABLE t (x);", 1)
+    try:
+        assert c.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == CACHE_CHECKPOINT_PAGES
+        assert other.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+    finally:
+        c.close()
+        other.close()
