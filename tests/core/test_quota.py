@@ -96,6 +96,77 @@ async def test_unlimited_records_nothing_but_honours_a_cooldown(tmp_path):
     assert 29.9 <= clock.now() - t <= 30.1
 
 
+def _state_reads(governor: QuotaGovernor) -> list:
+    """The cooldown queries the governor's ledger connection runs from now on."""
+    seen: list = []
+    governor.ledger.db.set_trace_callback(
+        lambda sql: seen.append(sql) if "FROM state" in sql else None
+    )
+    return seen
+
+
+async def test_unlimited_queries_the_cooldown_only_after_a_change(tmp_path):
+    """The change mark beside the ledger (ledger/mark.py): one query, not one per request,
+    while nothing changes; a 429 learned by another ledger on the host is seen at once."""
+    clock = FakeClock()
+    g = gov(tmp_path, per_minute=0, per_day=0, clock=clock)
+    assert await g.acquire()
+    reads = _state_reads(g)
+    assert all([await g.acquire() for _ in range(200)])
+    assert len(reads) == 0  # the cooldown read before the trace started still holds
+    other = gov(tmp_path, per_minute=0, per_day=0, clock=clock)
+    other.learn_429(retry_after=30)
+    assert await g.acquire(deadline=clock.now() + 10) is False
+    assert len(reads) == 1
+    assert await g.acquire(deadline=clock.now() + 10) is False
+    assert len(reads) == 1
+
+
+def _learn_429(path: str) -> None:
+    g = QuotaGovernor(path, "k", 0, 0)
+    g.learn_429(retry_after=120)
+    g.close()
+
+
+async def test_a_429_learned_by_another_process_holds_an_unlimited_tier_at_once(tmp_path):
+    g = gov(tmp_path, per_minute=0, per_day=0, clock=FakeClock(start=time.time()))
+    assert all([await g.acquire() for _ in range(5)])
+    proc = multiprocessing.get_context("spawn").Process(
+        target=_learn_429, args=(str(tmp_path / "q.db"),)
+    )
+    proc.start()
+    proc.join(60)
+    assert proc.exitcode == 0
+    assert await g.acquire(deadline=g.clock.now() + 10) is False
+
+
+async def test_without_a_mark_every_ask_queries(tmp_path):
+    (tmp_path / "q.db-state").mkdir()  # the mark cannot be made: the ledger queries each time
+    clock = FakeClock()
+    g = gov(tmp_path, per_minute=0, per_day=0, clock=clock)
+    assert await g.acquire()
+    reads = _state_reads(g)
+    assert all([await g.acquire() for _ in range(5)]) and len(reads) == 5
+    gov(tmp_path, per_minute=0, per_day=0, clock=clock).learn_429(retry_after=30)
+    assert await g.acquire(deadline=clock.now() + 10) is False
+
+
+async def test_a_writer_without_a_mark_is_seen_within_a_second(tmp_path, monkeypatch):
+    """An older vtconnect on the host changes the row and sets no mark."""
+    import connectors.core.ledger.sqlite as ledger_sqlite
+
+    clock = FakeClock()
+    g = gov(tmp_path, per_minute=0, per_day=0, clock=clock)
+    assert await g.acquire()
+    old = gov(tmp_path, per_minute=0, per_day=0, clock=clock)
+    old.ledger.db.execute(
+        "INSERT INTO state VALUES (?, ?, 0, 0)", (old.key, clock.now() + 30)
+    )  # no mark
+    now = time.monotonic()
+    monkeypatch.setattr(ledger_sqlite.time, "monotonic", lambda: now + ledger_sqlite.RECHECK)
+    assert await g.acquire(deadline=clock.now() + 10) is False
+
+
 async def test_simulated_day_has_no_429_and_uses_the_budget(tmp_path):
     clock = FakeClock(start=1_767_225_600.0)
     g = gov(tmp_path, clock=clock)

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Tuple, TypeVar, Union
 
 from connectors.core.store.sqlite import open_db, write
 
 from .base import Book, Ledger, State, check_table
+from .mark import ChangeMark
 
 T = TypeVar("T")
+RECHECK = 1.0  # seconds a cooldown read under an unchanged mark is trusted (mark.py)
 SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (key TEXT NOT NULL, at REAL NOT NULL);
@@ -41,6 +44,7 @@ class SQLiteBook(Book):
     def __init__(self, db: sqlite3.Connection, key: str) -> None:
         self.db = db
         self.key = key
+        self.changed_state = False
 
     def state(self) -> Optional[State]:
         row = self.db.execute(
@@ -55,6 +59,7 @@ class SQLiteBook(Book):
             "learned_rate = excluded.learned_rate, learned_at = excluded.learned_at",
             (self.key, cooldown_until, learned_rate, learned_at),
         )
+        self.changed_state = True
 
     def day_used(self, day: str) -> int:
         row = self.db.execute(
@@ -96,12 +101,16 @@ class SQLiteLedger(Ledger):
         self.path = Path(path)
         self._db: Optional[sqlite3.Connection] = None
         self._lock = threading.RLock()  # one connection; threads of a process take turns
+        self._mark: Optional[ChangeMark] = None
+        # key -> (cooldown end, the mark it was read under, when: time.monotonic())
+        self._cooldowns: Dict[str, Tuple[float, bytes, float]] = {}
 
     @property
     def db(self) -> sqlite3.Connection:
         """Opened (and the file created) on first use."""
         if self._db is None:
             self._db = open_db(self.path, SCHEMA, SCHEMA_VERSION)
+            self._mark = ChangeMark(f"{self.path}-state")
         return self._db
 
     def close(self) -> None:
@@ -109,10 +118,17 @@ class SQLiteLedger(Ledger):
             if self._db is not None:
                 self._db.close()
                 self._db = None
+            if self._mark is not None:
+                self._mark.close()
+                self._mark = None
 
     def write(self, key: str, fn: Callable[[Book], T]) -> T:
         with self._lock:
-            return write(self.db, lambda db: fn(SQLiteBook(db, key)))
+            book = SQLiteBook(self.db, key)
+            result = write(self.db, lambda db: fn(book))
+            if book.changed_state and self._mark is not None:
+                self._mark.change()  # after the commit: whoever sees the new mark sees the row
+            return result
 
     def read(self, key: str, fn: Callable[[Book], T]) -> T:
         with self._lock:
@@ -120,10 +136,19 @@ class SQLiteLedger(Ledger):
 
     def cooldown_until(self, key: str) -> float:
         with self._lock:
-            row = self.db.execute(
-                "SELECT cooldown_until FROM state WHERE key = ?", (key,)
-            ).fetchone()
-        return float(row[0]) if row else 0.0
+            db = self.db
+            mark = self._mark.read() if self._mark is not None else None
+            now = time.monotonic()
+            known = self._cooldowns.get(key)
+            if mark is not None and known is not None and known[1] == mark and now < known[2]:
+                return known[0]
+            # The mark is read before the row: a change committed in between shows up as a new
+            # mark at the next ask.
+            row = db.execute("SELECT cooldown_until FROM state WHERE key = ?", (key,)).fetchone()
+            until = float(row[0]) if row else 0.0
+            if mark is not None:
+                self._cooldowns[key] = (until, mark, now + RECHECK)
+            return until
 
     def stamp(self, key: str, ticket: int, at: float) -> None:
         with self._lock:
@@ -145,4 +170,6 @@ class SQLiteLedger(Ledger):
         batch = [tuple(r) for r in rows]
         with self._lock:
             write(self.db, lambda db: db.executemany(LOAD[table], batch))
+            if table == "state" and self._mark is not None:
+                self._mark.change()
         return len(batch)
