@@ -5,8 +5,8 @@ object was ~60% of a cold lookup's CPU with the standard library, ~2x less with 
 encoding a stored report ~10x less. The Splunk app ships no compiled code, so there the standard
 library does the same work. Whatever orjson refuses and the standard library accepts (NaN,
 lone surrogates, UTF-16 bytes) goes to the standard library. Two differences remain, neither
-in anything VirusTotal sends or we store: orjson reads an integer past 64 bits as a float, and
-writes an infinite float as null.
+in anything VirusTotal sends or we store (reports hold ints and strings, no floats): orjson
+reads an integer past 64 bits as a float, and writes a NaN or infinite float as null.
 """
 
 from __future__ import annotations

@@ -105,7 +105,24 @@ def _state_reads(governor: QuotaGovernor) -> list:
     return seen
 
 
-async def test_unlimited_queries_the_cooldown_only_after_a_change(tmp_path):
+@pytest.fixture
+def still(monkeypatch):
+    """The ledger's monotonic clock stands still (a loaded machine does not expire its reads);
+    still.advance(s) moves it."""
+    import connectors.core.ledger.sqlite as ledger_sqlite
+
+    class Still:
+        now = time.monotonic()
+
+        def advance(self, seconds: float) -> None:
+            self.now += seconds
+
+    clock = Still()
+    monkeypatch.setattr(ledger_sqlite, "_monotonic", lambda: clock.now)
+    return clock
+
+
+async def test_unlimited_queries_the_cooldown_only_after_a_change(tmp_path, still):
     """The change mark beside the ledger (ledger/mark.py): one query, not one per request,
     while nothing changes; a 429 learned by another ledger on the host is seen at once."""
     clock = FakeClock()
@@ -128,9 +145,10 @@ def _learn_429(path: str) -> None:
     g.close()
 
 
-async def test_a_429_learned_by_another_process_holds_an_unlimited_tier_at_once(tmp_path):
+async def test_a_429_learned_by_another_process_holds_an_unlimited_tier_at_once(tmp_path, still):
     g = gov(tmp_path, per_minute=0, per_day=0, clock=FakeClock(start=time.time()))
     assert all([await g.acquire() for _ in range(5)])
+    reads = _state_reads(g)
     proc = multiprocessing.get_context("spawn").Process(
         target=_learn_429, args=(str(tmp_path / "q.db"),)
     )
@@ -138,9 +156,10 @@ async def test_a_429_learned_by_another_process_holds_an_unlimited_tier_at_once(
     proc.join(60)
     assert proc.exitcode == 0
     assert await g.acquire(deadline=g.clock.now() + 10) is False
+    assert len(reads) == 1  # seen through the mark, not through an expired read
 
 
-async def test_without_a_mark_every_ask_queries(tmp_path):
+async def test_without_a_mark_every_ask_queries(tmp_path, still):
     (tmp_path / "q.db-state").mkdir()  # the mark cannot be made: the ledger queries each time
     clock = FakeClock()
     g = gov(tmp_path, per_minute=0, per_day=0, clock=clock)
@@ -151,7 +170,19 @@ async def test_without_a_mark_every_ask_queries(tmp_path):
     assert await g.acquire(deadline=clock.now() + 10) is False
 
 
-async def test_a_writer_without_a_mark_is_seen_within_a_second(tmp_path, monkeypatch):
+async def test_a_truncated_mark_is_mended_and_the_cooldown_still_seen(tmp_path, still):
+    clock = FakeClock()
+    g = gov(tmp_path, per_minute=0, per_day=0, clock=clock)
+    assert await g.acquire()
+    (tmp_path / "q.db-state").write_bytes(b"")  # an admin's `: > quota.db-state`
+    reads = _state_reads(g)
+    assert all([await g.acquire() for _ in range(5)])
+    assert len(reads) == 1 and len((tmp_path / "q.db-state").read_bytes()) == 8
+    gov(tmp_path, per_minute=0, per_day=0, clock=clock).learn_429(retry_after=30)
+    assert await g.acquire(deadline=clock.now() + 10) is False
+
+
+async def test_a_writer_without_a_mark_is_seen_within_a_second(tmp_path, still):
     """An older vtconnect on the host changes the row and sets no mark."""
     import connectors.core.ledger.sqlite as ledger_sqlite
 
@@ -162,8 +193,7 @@ async def test_a_writer_without_a_mark_is_seen_within_a_second(tmp_path, monkeyp
     old.ledger.db.execute(
         "INSERT INTO state VALUES (?, ?, 0, 0)", (old.key, clock.now() + 30)
     )  # no mark
-    now = time.monotonic()
-    monkeypatch.setattr(ledger_sqlite.time, "monotonic", lambda: now + ledger_sqlite.RECHECK)
+    still.advance(ledger_sqlite.RECHECK)
     assert await g.acquire(deadline=clock.now() + 10) is False
 
 

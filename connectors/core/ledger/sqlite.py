@@ -16,6 +16,7 @@ from .mark import ChangeMark
 
 T = TypeVar("T")
 RECHECK = 1.0  # seconds a cooldown read under an unchanged mark is trusted (mark.py)
+_monotonic = time.monotonic  # the tests move it, not the process's clock
 SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (key TEXT NOT NULL, at REAL NOT NULL);
@@ -138,7 +139,7 @@ class SQLiteLedger(Ledger):
         with self._lock:
             db = self.db
             mark = self._mark.read() if self._mark is not None else None
-            now = time.monotonic()
+            now = _monotonic()
             known = self._cooldowns.get(key)
             if mark is not None and known is not None and known[1] == mark and now < known[2]:
                 return known[0]

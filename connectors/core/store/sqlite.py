@@ -91,13 +91,20 @@ def _use_wal(db: sqlite3.Connection, patience: float = 5.0) -> None:
     threads) opening a new file at once would fail with "database is locked" while the first
     one switches it, so the others wait until it is done."""
     give_up = time.monotonic() + patience
-    while db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+    while True:
         try:
-            db.execute("PRAGMA journal_mode=WAL")
+            mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+            if mode != "wal":
+                mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() > give_up:
                 raise
-            time.sleep(0.02)
+        else:
+            if mode == "wal":
+                return
+            if time.monotonic() > give_up:  # a file that cannot be WAL (in memory, odd VFS)
+                raise sqlite3.OperationalError(f"{mode} journal: WAL mode is not possible here")
+        time.sleep(0.02)
 
 
 def write(db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
