@@ -159,36 +159,42 @@ async def test_a_429_learned_by_another_process_holds_an_unlimited_tier_at_once(
     assert len(reads) == 1  # seen through the mark, not through an expired read
 
 
-async def test_without_a_mark_every_ask_queries(tmp_path, still):
-    (tmp_path / "q.db-state").mkdir()  # the mark cannot be made: the ledger queries each time
+async def _unlimited(tmp_path):
+    """An unlimited tier's governor that has read the cooldown once."""
     clock = FakeClock()
     g = gov(tmp_path, per_minute=0, per_day=0, clock=clock)
     assert await g.acquire()
+    return clock, g
+
+
+async def _held_by_a_429_elsewhere(tmp_path, clock, g) -> bool:
+    """Another ledger on the host learns a 429: g's next request is refused at once."""
+    gov(tmp_path, per_minute=0, per_day=0, clock=clock).learn_429(retry_after=30)
+    return await g.acquire(deadline=clock.now() + 10) is False
+
+
+async def test_without_a_mark_every_ask_queries(tmp_path, still):
+    (tmp_path / "q.db-state").mkdir()  # the mark cannot be made: the ledger queries each time
+    clock, g = await _unlimited(tmp_path)
     reads = _state_reads(g)
     assert all([await g.acquire() for _ in range(5)]) and len(reads) == 5
-    gov(tmp_path, per_minute=0, per_day=0, clock=clock).learn_429(retry_after=30)
-    assert await g.acquire(deadline=clock.now() + 10) is False
+    assert await _held_by_a_429_elsewhere(tmp_path, clock, g)
 
 
 async def test_a_truncated_mark_is_mended_and_the_cooldown_still_seen(tmp_path, still):
-    clock = FakeClock()
-    g = gov(tmp_path, per_minute=0, per_day=0, clock=clock)
-    assert await g.acquire()
+    clock, g = await _unlimited(tmp_path)
     (tmp_path / "q.db-state").write_bytes(b"")  # an admin's `: > quota.db-state`
     reads = _state_reads(g)
     assert all([await g.acquire() for _ in range(5)])
     assert len(reads) == 1 and len((tmp_path / "q.db-state").read_bytes()) == 8
-    gov(tmp_path, per_minute=0, per_day=0, clock=clock).learn_429(retry_after=30)
-    assert await g.acquire(deadline=clock.now() + 10) is False
+    assert await _held_by_a_429_elsewhere(tmp_path, clock, g)
 
 
 async def test_a_writer_without_a_mark_is_seen_within_a_second(tmp_path, still):
     """An older vtconnect on the host changes the row and sets no mark."""
     import connectors.core.ledger.sqlite as ledger_sqlite
 
-    clock = FakeClock()
-    g = gov(tmp_path, per_minute=0, per_day=0, clock=clock)
-    assert await g.acquire()
+    clock, g = await _unlimited(tmp_path)
     old = gov(tmp_path, per_minute=0, per_day=0, clock=clock)
     old.ledger.db.execute(
         "INSERT INTO state VALUES (?, ?, 0, 0)", (old.key, clock.now() + 30)
