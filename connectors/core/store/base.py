@@ -137,6 +137,17 @@ class CacheStore(ABC):
                 self._remember(alias, entry, now)
             yield entry, codec.dumps(entry.report) if entry.report else None, names
 
+    def _log_rows(self, records: Iterable[LogRecord]) -> List[Tuple[Any, ...]]:
+        """Verdict-log rows (key, kind, value, verdict, score, connector, at, reason), each
+        remembered as logged for logged_recently."""
+        rows = [
+            (r.key, r.kind, r.value, r.verdict, int(r.score), r.connector, float(r.at), r.reason)
+            for r in records
+        ]
+        for r in rows:
+            self._logged[(r[0], r[5])] = r[6]
+        return rows
+
     def _remember(self, key: str, entry: CacheEntry, now: float) -> None:
         memory = self._memory
         if len(memory) >= self.settings.lru_size > 0:

@@ -336,14 +336,9 @@ class PostgresCache(CacheStore):
         return done
 
     def log(self, records: Iterable[LogRecord]) -> None:
-        rows = [
-            (r.key, r.kind, r.value, r.verdict, int(r.score), r.connector, float(r.at), r.reason)
-            for r in records
-        ]
+        rows = self._log_rows(records)
         if not rows:
             return
-        for r in rows:
-            self._logged[(r[0], r[5])] = r[6]
         too_old = self.clock.now() - LOG_KEEP_DAYS * 86400
         self._write(lambda conn: log_rows(conn, rows, too_old))
 

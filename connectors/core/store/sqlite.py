@@ -343,14 +343,9 @@ class SQLiteCache(CacheStore):
         return done
 
     def log(self, records: Iterable[LogRecord]) -> None:
-        rows = [
-            (r.key, r.kind, r.value, r.verdict, r.score, r.connector, r.at, r.reason)
-            for r in records
-        ]
+        rows = self._log_rows(records)
         if not rows:
             return
-        for r in rows:
-            self._logged[(r[0], r[5])] = r[6]
         too_old = self.clock.now() - LOG_KEEP_DAYS * 86400
 
         def txn(db: sqlite3.Connection) -> None:
