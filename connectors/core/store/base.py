@@ -137,6 +137,16 @@ class CacheStore(ABC):
                 self._remember(alias, entry, now)
             yield entry, codec.dumps(entry.report) if entry.report else None, names
 
+    def _logged_here(
+        self, keys: Iterable[str], connector: str
+    ) -> Tuple[float, Set[str], List[str]]:
+        """logged_recently's first step: (since when, the keys this process logged since then,
+        the keys the database must answer)."""
+        since = self.clock.now() - self.settings.log_interval
+        wanted = list(dict.fromkeys(keys))
+        done = {k for k in wanted if self._logged.get((k, connector), since) > since}
+        return since, done, [k for k in wanted if k not in done]
+
     def _log_rows(self, records: Iterable[LogRecord]) -> List[Tuple[Any, ...]]:
         """Verdict-log rows (key, kind, value, verdict, score, connector, at, reason), each
         remembered as logged for logged_recently."""

@@ -322,10 +322,8 @@ class PostgresCache(CacheStore):
 
     # -- verdict log and counters ------------------------------------------------------------
     def logged_recently(self, keys: Iterable[str], connector: str) -> Set[str]:
-        since = self.clock.now() - self.settings.log_interval
-        wanted = list(dict.fromkeys(keys))
-        done = {k for k in wanted if self._logged.get((k, connector), since) > since}
-        rest = _texts(k for k in wanted if k not in done)
+        since, done, rest = self._logged_here(keys, connector)
+        rest = _texts(rest)
         if rest:
             rows = self._rows(
                 "SELECT DISTINCT key FROM cache_verdict_log WHERE connector = %s AND at > %s "

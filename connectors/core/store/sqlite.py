@@ -328,10 +328,7 @@ class SQLiteCache(CacheStore):
     def logged_recently(self, keys: Iterable[str], connector: str) -> Set[str]:
         """The keys logged for this connector within log_interval, by this process or any
         other: a Splunk search is a process of its own, and each would log every hit again."""
-        since = self.clock.now() - self.settings.log_interval
-        wanted = list(dict.fromkeys(keys))
-        done = {k for k in wanted if self._logged.get((k, connector), since) > since}
-        rest = [k for k in wanted if k not in done]
+        since, done, rest = self._logged_here(keys, connector)
         for i in range(0, len(rest), CHUNK):
             part = rest[i : i + CHUNK]
             rows = self.db.execute(
